@@ -1,0 +1,16 @@
+"""boto3 side of the aws target: the state bucket and the AMIs.
+
+Clients come from the standard boto3 credential chain. ``endpoint_url`` exists
+for tests that run against moto's server on loopback; production leaves it unset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+
+def client(service: str, region: str, endpoint_url: str | None = None) -> Any:
+    """A boto3 client for ``service`` in ``region`` (an explicit region: never guessed)."""
+    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url)

@@ -1,0 +1,246 @@
+"""The cluster use cases: apply (two phases), status, destroy.
+
+apply, as the recipe it comes from, in two Terraform runs:
+  1. only if no swarm exists: manager 0 alone, with swarm_init=true;
+  2. tokens read over SSH from a healthy manager, handed to Terraform as
+     TF_VAR_* in its environment only; then everything else joins.
+A re-run finds the swarm, skips phase 1 and completes whatever is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.progress import Progress
+from swarmforge.settings import Settings
+from swarmforge.ssh import SSH, SshProfile
+from swarmforge.swarm import Health, Swarm, is_sound, member_at
+from swarmforge.targets import Target, target_for
+from swarmforge.terraform import Plan, Terraform, required_version
+from swarmforge.tools import cli_config, find_terraform
+from swarmforge.workspace import render_workspace
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node as Terraform knows it (from the ``managers``/``workers`` outputs)."""
+
+    name: str
+    private_ip: str
+    ssh_host: str
+
+
+@dataclass
+class ApplyReport:
+    bootstrapped: bool = False
+    changed: bool = False
+    health: Health | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Cluster:
+    """One cluster on one target."""
+
+    def __init__(self, settings: Settings, progress: Progress | None = None,
+                 target: Target | None = None) -> None:
+        self.settings = settings
+        self.progress = progress or Progress()
+        self.target = target or target_for(settings)
+        self._terraform: Terraform | None = None
+        self._profile: SshProfile | None = None
+
+    # -- apply --------------------------------------------------------------
+
+    def apply(self) -> ApplyReport:
+        report = ApplyReport()
+        tf = self._prepare()
+        managers, workers = self._nodes_in_state(tf)
+        if self._needs_bootstrap(managers, workers):
+            self._phase_one(tf)
+            report.bootstrapped = True
+            managers, workers = self._nodes_in_state(tf)
+        self._refuse_scale_down(managers, workers)
+        swarm = self._swarm(managers)
+        via = self._answering_manager(swarm)
+        manager_ip = next(m.private_ip for m in managers if m.ssh_host == via)
+        report.changed = self._phase_two(tf, swarm, via, manager_ip,
+                                         managers + workers) or report.bootstrapped
+        with self.progress.step("waiting for the swarm to be healthy"):
+            report.health = swarm.wait_healthy(
+                self.settings.managers, self.settings.workers, self.settings.health_timeout,
+                on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+        return report
+
+    def _needs_bootstrap(self, managers: list[NodeRef], workers: list[NodeRef]) -> bool:
+        """No swarm yet: no manager at all, or only a manager 0 whose bootstrap failed."""
+        if not managers:
+            return True
+        if len(managers) > 1 or workers:
+            return False
+        # A lone manager 0 that is not in a swarm failed phase 1 (Terraform tainted
+        # it); phase 1 again replaces it. A healthy one is left as it is.
+        swarm = self._swarm(managers)
+        try:
+            return swarm.member_state(managers[0].ssh_host).get("LocalNodeState") != "active"
+        except CommandError:
+            # Unreachable: phase 1 replaces it if tainted, else changes nothing
+            # and the search for an answering manager says what is wrong.
+            return True
+
+    def _phase_one(self, tf: Terraform) -> None:
+        with self.progress.step("phase 1: bootstrap manager (docker swarm init)"):
+            tf.apply(self._variables(swarm_init=True, managers=1, workers=0), {},
+                     targets=[f"{self.target.resource_type}.swarm_manager[0]"],
+                     parallelism=self.settings.parallelism)
+
+    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, manager_ip: str,
+                   refs: list[NodeRef]) -> bool:
+        tokens = swarm.join_tokens(via)
+        secrets = {"swarm_manager_token": tokens.manager, "swarm_worker_token": tokens.worker,
+                   "swarm_manager_ip": manager_ip}
+        variables = self._variables(swarm_init=False, managers=self.settings.managers,
+                                    workers=self.settings.workers)
+        with self.progress.step("phase 2: planning the other managers and the workers"):
+            plan = tf.plan(variables, secrets)
+            if self._settle_tainted(tf, plan, swarm, via, refs):
+                plan = tf.plan(variables, secrets)
+            self._refuse_removals(plan)
+        if plan.empty:
+            self.progress.detail("nothing to change: every node Terraform manages exists")
+            return False
+        with self.progress.step(f"phase 2: {len(plan.changes)} node(s) to create, "
+                                f"joining through {manager_ip}"):
+            tf.apply(variables, secrets, parallelism=self.settings.parallelism)
+        return True
+
+    def _settle_tainted(self, tf: Terraform, plan: Plan, swarm: Swarm, via: str,
+                        refs: list[NodeRef]) -> bool:
+        """Before Terraform replaces nodes whose provisioning failed, look at them in the swarm.
+
+        A node that joined and is sound is kept (untainted): replacing it would
+        only churn the swarm. One that joined but is not sound leaves the swarm
+        first (demoted if a manager), so replacing several managers at once can
+        never take the raft majority down with them. Returns True if it untainted.
+        """
+        tainted = [c for c in plan.removals() if c.reason == "tainted"]
+        if not tainted:
+            return False
+        nodes = swarm.nodes(via)
+        kept = False
+        for change in tainted:
+            ref = _ref_for(change.address, refs)
+            member = member_at(nodes, ref.private_ip) if ref else None
+            if member is None:
+                continue
+            if is_sound(member) and _role_of(change.address) == member.role:
+                self.progress.detail(f"{member.hostname} is in the swarm and sound although its "
+                                     "provisioning failed: keeping it")
+                tf.untaint(change.address)
+                kept = True
+            else:
+                self.progress.detail(f"{member.hostname} is {member.status}: taking it out of the "
+                                     "swarm before Terraform replaces it")
+                swarm.remove(member, via)
+        return kept
+
+    def _refuse_scale_down(self, managers: list[NodeRef], workers: list[NodeRef]) -> None:
+        s = self.settings
+        if len(managers) > s.managers or len(workers) > s.workers:
+            raise QuorumError(
+                f"refusing to scale down from {len(managers)} managers + {len(workers)} workers "
+                f"to {s.managers} + {s.workers}: Terraform would destroy nodes without draining or "
+                "demoting them first. Keep --managers/--workers at least at the current counts.")
+
+    def _refuse_removals(self, plan: Plan) -> None:
+        # Replacing a node whose provisioning failed (tainted) is how a failed
+        # run resumes; any other removal would destroy a running node unasked.
+        unsafe = [c for c in plan.removals() if c.reason != "tainted"]
+        if unsafe:
+            listed = ", ".join(f"{c.address} ({c.action})" for c in unsafe)
+            raise QuorumError(f"refusing to apply: Terraform would remove running nodes: {listed}. "
+                              "Nothing was changed; replacing nodes is replace-node's job.")
+
+    # -- status and destroy -------------------------------------------------
+
+    def status(self) -> Health:
+        tf = self._prepare()
+        managers, workers = self._nodes_in_state(tf)
+        if not managers:
+            raise SwarmError(f"cluster {self.settings.cluster!r} has no nodes; "
+                             "run `invoke apply` to create it")
+        return self._swarm(managers).health(len(managers), len(workers))
+
+    def destroy(self) -> bool:
+        """Destroy every node and what the target made; False if there was nothing."""
+        if not self.target.exists():
+            return False
+        tf = self._prepare()
+        managers, workers = self._nodes_in_state(tf)
+        with self.progress.step(f"destroying {len(managers)} manager(s) and {len(workers)} worker(s)"):
+            tf.apply(self._variables(swarm_init=False, managers=len(managers), workers=len(workers)),
+                     {}, destroy=True, parallelism=self.settings.parallelism)
+        with self.progress.step(f"removing what the {self.target.name} target made"):
+            self.target.teardown()
+            shutil.rmtree(self.settings.cluster_dir, ignore_errors=True)
+        return True
+
+    # -- shared -------------------------------------------------------------
+
+    def _prepare(self) -> Terraform:
+        if self._terraform:
+            return self._terraform
+        cluster_dir = self.settings.cluster_dir
+        cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.progress.step(f"preparing cluster {self.settings.cluster!r} "
+                                f"on the {self.target.name} target"):
+            self._profile = self.target.prepare()
+            needed = required_version(self.target.config_dir)
+            binary = find_terraform(self.settings.terraform_bin, needed,
+                                    f"terraform/{self.target.name}")
+            workdir = render_workspace(self.target.config_dir, cluster_dir / "terraform")
+            tf = Terraform(binary, workdir,
+                           env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc"))},
+                           progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
+            tf.require(needed, f"terraform/{self.target.name}")
+            tf.init()
+        self._terraform = tf
+        return tf
+
+    def _variables(self, *, swarm_init: bool, managers: int, workers: int) -> dict[str, str]:
+        return {**self.target.variables(), "swarm_init": str(swarm_init).lower(),
+                "swarm_managers": str(managers), "swarm_workers": str(workers)}
+
+    def _nodes_in_state(self, tf: Terraform) -> tuple[list[NodeRef], list[NodeRef]]:
+        outputs = tf.outputs()
+        return _refs(outputs.get("managers")), _refs(outputs.get("workers"))
+
+    def _swarm(self, managers: list[NodeRef]) -> Swarm:
+        assert self._profile is not None
+        return Swarm(SSH(self._profile), [m.ssh_host for m in managers])
+
+    def _answering_manager(self, swarm: Swarm) -> str:
+        try:
+            return swarm.active_manager()
+        except SwarmError as exc:
+            raise SwarmError(
+                f"{exc}. The swarm may have lost its managers (after a reboot of the sandbox "
+                f"machine, say); `invoke destroy --cluster {self.settings.cluster}` then "
+                "`invoke apply` builds it anew.") from exc
+
+
+def _role_of(address: str) -> str:
+    return "manager" if ".swarm_manager[" in address else "worker"
+
+
+def _ref_for(address: str, refs: list[NodeRef]) -> NodeRef | None:
+    """The node behind a Terraform address such as ``null_resource.swarm_worker[1]``."""
+    role, index = _role_of(address), int(address.rsplit("[", 1)[1].rstrip("]"))
+    named = [r for r in refs if r.name.endswith(f"-{role}-{index}")]
+    return named[0] if named else None
+
+
+def _refs(items: Any) -> list[NodeRef]:
+    return [NodeRef(i["name"], i["private_ip"], i["ssh_host"]) for i in items or []]

@@ -1,0 +1,115 @@
+"""The errors swarmforge raises.
+
+Every error carries what an operator needs to act on it and prints nothing when
+created; the task layer turns it into one clean exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class SwarmforgeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(SwarmforgeError):
+    """Settings or flags that cannot work; raised before anything is created."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ToolError(SwarmforgeError):
+    """A required tool is missing or too old."""
+
+
+class CommandError(SwarmforgeError):
+    """An external command failed; keeps the command name and the tail of its output."""
+
+    def __init__(self, what: str, returncode: int, output: str = "", hint: str = "") -> None:
+        self.what = what
+        self.returncode = returncode
+        self.output = output
+        self.hint = hint
+        message = f"{what} failed (exit {returncode})"
+        tail = last_lines(output, 15)
+        if tail:
+            message += f":\n{tail}"
+        if hint:
+            message += f"\n{hint}"
+        super().__init__(message)
+
+
+class SSHConnectionError(CommandError):
+    """ssh could not reach the host (exit 255): worth retrying, unlike a failed remote command."""
+
+
+class SwarmError(SwarmforgeError):
+    """The swarm is not in the state an operation needs."""
+
+
+class QuorumError(SwarmError):
+    """Going on would leave the swarm without a manager majority."""
+
+
+class UnhealthyError(SwarmError):
+    """The swarm did not become healthy before the deadline."""
+
+
+class SandboxError(SwarmforgeError):
+    """The local sandbox could not create, start or remove a host."""
+
+
+def last_lines(text: str, count: int) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
+
+
+class PackerBuildError(CommandError):
+    """``packer build`` failed; carries Packer's own error messages and the full log's path."""
+
+    def __init__(self, returncode: int, errors: Sequence[str], log_path: str) -> None:
+        self.errors = list(errors)
+        self.log_path = log_path
+        super().__init__(
+            "packer build", returncode, "\n".join(self.errors), hint=f"Full log: {log_path}"
+        )
+
+
+class PackerOutputError(SwarmforgeError):
+    """Packer's output cannot be trusted: it contradicts itself or its manifest."""
+
+
+class AmiError(SwarmforgeError):
+    """An AMI operation was refused or found the AMIs in an unexpected state."""
+
+
+class StateBackendError(SwarmforgeError):
+    """The Terraform state bucket or lock table cannot be used as it is."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
+class StateBucketForbiddenError(StateBackendError):
+    """The state bucket exists but is not ours: another account owns it, or we may not read it."""
+
+
+class StateBucketRegionError(StateBackendError):
+    """The state bucket exists in another region than the one configured."""
+
+    def __init__(self, name: str, expected_region: str, actual_region: str) -> None:
+        self.expected_region = expected_region
+        self.actual_region = actual_region
+        super().__init__(
+            name,
+            f"State bucket {name!r} is in {actual_region}, not {expected_region}: "
+            f"set the region to {actual_region} or choose another bucket name.",
+        )

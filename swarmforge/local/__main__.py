@@ -1,0 +1,47 @@
+"""The ``sandbox`` command that Terraform's local-exec provisioners run.
+
+    python -m swarmforge.local SANDBOX_DIR host-up HOSTNAME ADDRESS
+    python -m swarmforge.local SANDBOX_DIR host-down HOSTNAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from swarmforge.errors import SwarmforgeError
+from swarmforge.local.host import Host
+from swarmforge.local.sandbox import SandboxLayout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sandbox_dir", type=Path)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("host-up", help="create a host (a fresh one, always)")
+    up.add_argument("hostname")
+    up.add_argument("address")
+    down = commands.add_parser("host-down", help="remove a host and all it started")
+    down.add_argument("hostname")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    try:
+        host = Host.named(SandboxLayout.load(args.sandbox_dir), args.hostname)
+        if args.command == "host-up":
+            host.up(args.address)
+            print(f"host {args.hostname} up at {args.address} ({time.monotonic() - started:.1f}s)")
+        else:
+            host.down()
+            print(f"host {args.hostname} removed ({time.monotonic() - started:.1f}s)")
+    except SwarmforgeError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

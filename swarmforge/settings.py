@@ -1,0 +1,175 @@
+"""A cluster's settings: read once from Invoke's config and the task's flags, validated, frozen.
+
+Precedence: a flag given on the command line beats ``swarmforge.*`` in
+``invoke.yaml`` (or ``INVOKE_SWARMFORGE_*`` in the environment), which beats the
+defaults here. Every problem is reported, one line each, before anything runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from swarmforge.errors import ConfigError
+
+TARGETS = ("local", "aws")
+MAX_MANAGERS = 7
+MAX_LOCAL_WORKERS = 150
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+AMI_ID = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs to know about one cluster."""
+
+    cluster: str = "swarm"
+    target: str = "local"
+    managers: int = 3
+    workers: int = 2
+    allow_even_managers: bool = False
+    instance_type: str = "t3.small"
+    region: str = "us-east-1"
+    ami_id: str | None = None
+    ssh_user: str | None = None  # None: the target's own (root locally, ubuntu on aws)
+    ssh_key: str | None = None
+    allowed_ssh_cidrs: tuple[str, ...] = ()
+    parallelism: int = 10
+    terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
+    state_dir: str = str(REPO_ROOT / ".swarmforge")
+    health_timeout: float = 180.0
+
+    @property
+    def cluster_dir(self) -> Path:
+        """Everything this cluster keeps on this machine: state, keys, logs."""
+        return Path(self.state_dir) / self.cluster
+
+    @property
+    def login_user(self) -> str:
+        return self.ssh_user or ("root" if self.target == "local" else "ubuntu")
+
+
+def load_settings(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Settings:
+    """Merge config and flags (``None`` = flag not given), validate, and freeze."""
+    merged = {**{k: v for k, v in config.items() if v is not None},
+              **{k: v for k, v in flags.items() if v is not None}}
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError([f"unknown setting swarmforge.{name}" for name in unknown])
+    values, problems = _coerce(merged)
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(**values)
+    problems = validate(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _coerce(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Turn strings from flags, YAML and the environment into the fields' types."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in raw.items():
+        try:
+            values[name] = _as_type(name, value)
+        except (TypeError, ValueError):
+            problems.append(f"{name}: {value!r} is not a valid {_type_word(name)}")
+    return values, problems
+
+
+def _as_type(name: str, value: Any) -> Any:
+    kind = _type_word(name)
+    if kind == "whole number":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return int(str(value).strip())
+    if kind == "number":
+        return float(value)
+    if kind == "true/false":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "1"):
+            return True
+        if str(value).lower() in ("false", "no", "0"):
+            return False
+        raise ValueError(value)
+    if kind == "list":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    return str(value)
+
+
+def _type_word(name: str) -> str:
+    return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
+            "health_timeout": "number", "allow_even_managers": "true/false",
+            "allowed_ssh_cidrs": "list"}.get(name, "text")
+
+
+def validate(s: Settings) -> list[str]:
+    """Every problem with ``s``, one line each; empty when it can run."""
+    problems = []
+    if s.target not in TARGETS:
+        problems.append(f"target: unknown target {s.target!r}; choose one of: {', '.join(TARGETS)}")
+    if not CLUSTER_NAME.match(s.cluster):
+        problems.append(f"cluster: {s.cluster!r} must be 2-24 characters of a-z, 0-9 and '-', "
+                        "starting with a letter")
+    problems += _manager_problems(s)
+    if s.workers < 0:
+        problems.append(f"workers: {s.workers} is negative; use 0 or more")
+    elif s.target == "local" and s.workers > MAX_LOCAL_WORKERS:
+        problems.append(f"workers: the local sandbox holds at most {MAX_LOCAL_WORKERS} workers")
+    if s.ami_id is not None and not AMI_ID.match(s.ami_id):
+        problems.append(f"ami_id: {s.ami_id!r} is not an AMI id (ami- and 8 or 17 hex digits)")
+    if not REGION.match(s.region):
+        problems.append(f"region: {s.region!r} is not an AWS region name such as us-east-1")
+    problems += _cidr_problems(s.allowed_ssh_cidrs)
+    if not 1 <= s.parallelism <= 100:
+        problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")
+    if s.health_timeout <= 0:
+        problems.append("health_timeout: must be more than 0 seconds")
+    return problems
+
+
+def _manager_problems(s: Settings) -> list[str]:
+    if s.managers < 1:
+        return [f"managers: {s.managers} leaves the swarm without a manager; use 1, 3, 5 or 7"]
+    if s.managers > MAX_MANAGERS:
+        return [f"managers: {s.managers} is more than {MAX_MANAGERS}; more managers slow every "
+                "raft write and add no safety: use 3, 5 or 7"]
+    if s.managers % 2 == 0 and not s.allow_even_managers:
+        return [f"managers: {s.managers} is even; {s.managers} managers survive only "
+                f"{(s.managers - 1) // 2} failure(s), as {s.managers - 1} do: use "
+                f"{s.managers - 1} or {s.managers + 1}, or pass --allow-even-managers"]
+    return []
+
+
+def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
+    problems = []
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            problems.append(f"allowed_ssh_cidrs: {cidr!r} is not a network such as 203.0.113.0/24")
+            continue
+        if network.prefixlen == 0:
+            problems.append(f"allowed_ssh_cidrs: {cidr} opens SSH to the whole internet; "
+                            "name your own networks")
+    return problems
+
+
+def config_defaults() -> dict[str, Any]:
+    """The ``swarmforge`` config section with every key, so Invoke maps INVOKE_SWARMFORGE_*."""
+    defaults = Settings()
+    return {f.name: _plain(getattr(defaults, f.name)) for f in fields(Settings)}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,90 @@
+"""Commands on cluster nodes over OpenSSH.
+
+We drive the system ``ssh`` client with a generated config: strict host-key
+checking, our own known_hosts (never ``~/.ssh``), and connection sharing so that
+a run's many short commands pay for one handshake per node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarmforge.errors import CommandError, SSHConnectionError
+from swarmforge.process import Completed, run
+
+CONTROL_ROOT = Path("/run/swarmforge/ssh")
+SSH_UNREACHABLE = 255  # ssh's own exit status when it could not connect or authenticate
+
+
+@dataclass(frozen=True)
+class SshProfile:
+    """How to reach one cluster's nodes."""
+
+    name: str  # the cluster: keeps connection sockets of clusters apart
+    user: str
+    identity: Path
+    known_hosts: Path
+    config: Path
+    accept_new_host_keys: bool = False  # aws: first contact with a fresh instance
+
+    @property
+    def control_dir(self) -> Path:
+        """Where shared connections live: short, as a socket path may not pass 108 bytes."""
+        return CONTROL_ROOT / hashlib.sha256(str(self.config).encode()).hexdigest()[:8]
+
+    def write_config(self) -> None:
+        """(Re)write the ssh_config this profile stands for."""
+        control = self.control_dir
+        control.mkdir(mode=0o700, parents=True, exist_ok=True)
+        checking = "accept-new" if self.accept_new_host_keys else "yes"
+        lines = [
+            "Host *",
+            f"  User {self.user}",
+            f"  IdentityFile {self.identity}",
+            "  IdentitiesOnly yes",
+            "  BatchMode yes",
+            f"  UserKnownHostsFile {self.known_hosts}",
+            "  GlobalKnownHostsFile /dev/null",
+            f"  StrictHostKeyChecking {checking}",
+            "  ConnectTimeout 5",
+            "  ServerAliveInterval 5",
+            "  ControlMaster auto",
+            f"  ControlPath {control}/%C",
+            "  ControlPersist 15",
+            "  LogLevel ERROR",
+            "",
+        ]
+        self.config.write_text("\n".join(lines))
+
+
+class SSH:
+    """Runs shell commands on nodes; retries only when the connection itself failed."""
+
+    def __init__(self, profile: SshProfile, attempts: int = 5, first_backoff: float = 0.5) -> None:
+        self.profile = profile
+        self.attempts = attempts
+        self.first_backoff = first_backoff
+
+    def run(self, host: str, command: str, *, timeout: float = 120.0) -> Completed:
+        """Run ``command`` on ``host``; raises SSHConnectionError if it never got there."""
+        backoff = self.first_backoff
+        for attempt in range(1, self.attempts + 1):
+            result = run(["ssh", "-F", str(self.profile.config), host, command], timeout=timeout)
+            if result.returncode != SSH_UNREACHABLE:
+                return result
+            if attempt < self.attempts:
+                time.sleep(backoff)
+                backoff *= 2
+        raise SSHConnectionError(f"ssh to {host}", result.returncode, result.stderr,
+                                 hint=f"is {host} up and reachable on port 22?")
+
+    def check(self, host: str, command: str, what: str, *, timeout: float = 120.0) -> str:
+        """Run ``command`` on ``host`` and return its stdout; raise if it failed."""
+        result = self.run(host, command, timeout=timeout)
+        if not result.ok:
+            raise CommandError(f"{what} on {host}", result.returncode,
+                               result.stdout + "\n" + result.stderr)
+        return result.stdout

@@ -1,0 +1,221 @@
+"""The swarm seen through its managers over SSH: nodes, health, join tokens."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from swarmforge.errors import CommandError, SwarmError, UnhealthyError
+from swarmforge.ssh import SSH
+
+# One round trip: the list as `docker node ls` shows it, then each node's address and role.
+NODE_QUERY = (
+    "docker node ls --format '{{json .}}' && echo --- && "
+    "docker node inspect --format "
+    "'{{json .ID}} {{json .Status.Addr}} {{json .Spec.Role}}' $(docker node ls -q)"
+)
+SWARM_STATE = "docker info --format '{{json .Swarm}}'"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    hostname: str
+    role: str  # manager | worker
+    status: str  # ready | down | unknown | disconnected
+    availability: str  # active | pause | drain
+    manager_status: str | None  # leader | reachable | unreachable | None for workers
+    address: str
+    engine_version: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Health:
+    nodes: tuple[Node, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def managers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "manager"]
+
+    @property
+    def workers(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "worker"]
+
+
+class JoinTokens:
+    """The two join tokens; never shown by repr or str, so they cannot leak into a log."""
+
+    __slots__ = ("manager", "worker")
+
+    def __init__(self, manager: str, worker: str) -> None:
+        for token in (manager, worker):
+            if not token.startswith("SWMTKN-1-"):
+                raise SwarmError("a manager answered something that is not a join token")
+        self.manager = manager
+        self.worker = worker
+
+    def __repr__(self) -> str:
+        return "JoinTokens(<hidden>)"
+
+    __str__ = __repr__
+
+
+def parse_nodes(output: str) -> list[Node]:
+    """Parse the output of NODE_QUERY."""
+    listing, _, inspected = output.partition("\n---\n")
+    details = {}
+    for line in inspected.splitlines():
+        if line.strip():
+            node_id, address, role = (json.loads(part) for part in line.split(" ", 2))
+            details[node_id] = (address, role)
+    nodes = []
+    for line in listing.splitlines():
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        address, role = details.get(row["ID"], ("", "manager" if row["ManagerStatus"] else "worker"))
+        nodes.append(Node(
+            id=row["ID"],
+            hostname=row["Hostname"],
+            role=role,
+            status=row["Status"].lower(),
+            availability=row["Availability"].lower(),
+            manager_status=row["ManagerStatus"].lower() or None,
+            address=address,
+            engine_version=row.get("EngineVersion", ""),
+        ))
+    return nodes
+
+
+def assess(nodes: Sequence[Node], managers: int, workers: int) -> Health:
+    """Healthy = one leader, every manager reachable, every node ready, counts as expected."""
+    problems = []
+    leaders = [n for n in nodes if n.manager_status == "leader"]
+    if len(leaders) != 1:
+        problems.append(f"{len(leaders)} leaders (want 1)")
+    for node in nodes:
+        if node.status != "ready":
+            problems.append(f"{node.hostname} is {node.status}")
+        elif node.role == "manager" and node.manager_status not in ("leader", "reachable"):
+            problems.append(f"manager {node.hostname} is {node.manager_status}")
+    have_managers = sum(n.role == "manager" for n in nodes)
+    have_workers = sum(n.role == "worker" for n in nodes)
+    if have_managers != managers:
+        problems.append(f"{have_managers} managers (want {managers})")
+    if have_workers != workers:
+        problems.append(f"{have_workers} workers (want {workers})")
+    return Health(tuple(nodes), tuple(problems))
+
+
+class Swarm:
+    """A swarm reached through any of its managers' SSH addresses."""
+
+    def __init__(self, ssh: SSH, manager_hosts: Sequence[str]) -> None:
+        self.ssh = ssh
+        self.manager_hosts = list(manager_hosts)
+
+    def member_state(self, host: str) -> dict[str, object]:
+        """``docker info``'s Swarm section on ``host`` (LocalNodeState, ControlAvailable, ...)."""
+        state: dict[str, object] = json.loads(self.ssh.check(host, SWARM_STATE, "docker info"))
+        return state
+
+    def active_manager(self) -> str:
+        """The SSH address of a manager that is in the swarm and can answer for it."""
+        tried = []
+        for host in self.manager_hosts:
+            try:
+                state = self.member_state(host)
+            except CommandError as exc:
+                tried.append(f"{host}: {exc.what} failed")
+                continue
+            if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
+                try:
+                    self.ssh.check(host, "docker node ls -q", "docker node ls")
+                    return host
+                except CommandError:
+                    tried.append(f"{host}: has no quorum")
+                    continue
+            tried.append(f"{host}: not an active manager")
+        raise SwarmError("no manager answers for the swarm (" + "; ".join(tried) + ")")
+
+    def nodes(self, via: str | None = None) -> list[Node]:
+        host = via or self.active_manager()
+        return parse_nodes(self.ssh.check(host, NODE_QUERY, "docker node ls"))
+
+    def join_tokens(self, via: str) -> JoinTokens:
+        # Both tokens in one call; they come back only in memory, on ssh's stdout.
+        out = self.ssh.check(via, "docker swarm join-token -q manager && "
+                                  "docker swarm join-token -q worker", "docker swarm join-token")
+        lines = out.split()
+        if len(lines) != 2:
+            raise SwarmError(f"{via} did not return two join tokens")
+        return JoinTokens(manager=lines[0], worker=lines[1])
+
+    def remove(self, node: Node, via: str) -> None:
+        """Take a node that is gone or going out of the swarm: demote it first if a manager.
+
+        Docker refuses a demote that would lose quorum; that refusal is raised as is.
+        """
+        if node.role == "manager":
+            self.ssh.check(via, f"docker node demote {node.id}", f"demote {node.hostname}")
+        self.ssh.check(via, f"docker node rm --force {node.id}", f"remove {node.hostname}")
+
+    def health(self, managers: int, workers: int) -> Health:
+        try:
+            return assess(self.nodes(), managers, workers)
+        except SwarmError as exc:
+            return Health((), (str(exc),))
+
+    def wait_healthy(self, managers: int, workers: int, timeout: float,
+                     on_wait: Callable[[Health], None] = lambda h: None,
+                     streak: int = 2, interval: float = 1.0) -> Health:
+        """Poll until healthy ``streak`` times in a row: one lucky poll proves little."""
+        deadline = time.monotonic() + timeout
+        good = 0
+        while True:
+            health = self.health(managers, workers)
+            good = good + 1 if health.healthy else 0
+            if good >= streak:
+                return health
+            if time.monotonic() > deadline:
+                raise UnhealthyError("the swarm is not healthy after "
+                                     f"{timeout:.0f}s: {'; '.join(health.problems)}")
+            if not health.healthy:
+                on_wait(health)
+            time.sleep(interval)
+
+
+def member_at(nodes: Sequence[Node], address: str) -> Node | None:
+    """The swarm's node at ``address``; a ready one before stale entries of an older host."""
+    found = [n for n in nodes if n.address == address]
+    found.sort(key=lambda n: n.status != "ready")
+    return found[0] if found else None
+
+
+def is_sound(node: Node) -> bool:
+    """Ready, and if a manager, part of the raft majority's view."""
+    return node.status == "ready" and (
+        node.role == "worker" or node.manager_status in ("leader", "reachable"))
+
+
+def node_table(nodes: Sequence[Node]) -> str:
+    """The nodes as an aligned text table, managers first."""
+    header = ("HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "ADDRESS", "ENGINE")
+    rows = [header] + [
+        (n.hostname, n.role, n.status, n.availability, n.manager_status or "-", n.address,
+         n.engine_version)
+        for n in sorted(nodes, key=lambda n: (n.role != "manager", n.hostname))
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)

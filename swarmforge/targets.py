@@ -1,0 +1,79 @@
+"""What differs between targets: who makes the machines and how we reach them.
+
+Everything else (two phases, tokens, health) is the same pipeline for both.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from swarmforge.errors import ConfigError
+from swarmforge.local.sandbox import SANDBOX_ROOT, Sandbox, SandboxLayout
+from swarmforge.local.trust import ensure_trust
+from swarmforge.settings import REPO_ROOT, Settings
+from swarmforge.ssh import SshProfile
+
+
+class Target(Protocol):
+    name: str
+    config_dir: Path
+    resource_type: str  # of swarm_manager / swarm_worker in the config
+
+    def prepare(self) -> SshProfile:
+        """Make what must exist before Terraform runs; return how to reach the nodes."""
+
+    def variables(self) -> dict[str, str]:
+        """The target's own Terraform variables (never secrets)."""
+
+    def exists(self) -> bool:
+        """Whether anything of this cluster may exist on the target."""
+
+    def teardown(self) -> None:
+        """Remove what prepare() made, after Terraform destroyed the nodes."""
+
+
+class LocalTarget:
+    """The sandbox: nodes are network namespaces on this machine."""
+
+    name = "local"
+    config_dir = REPO_ROOT / "terraform" / "local"
+    resource_type = "null_resource"
+
+    def __init__(self, settings: Settings, sandbox_root: Path = SANDBOX_ROOT) -> None:
+        self.settings = settings
+        self.sandbox = Sandbox(settings.cluster, settings.cluster_dir / "ssh", sandbox_root)
+        self._layout: SandboxLayout | None = None
+        self._profile: SshProfile | None = None
+
+    def prepare(self) -> SshProfile:
+        self._layout = self.sandbox.prepare()
+        self._profile = ensure_trust(self._layout)
+        return self._profile
+
+    def variables(self) -> dict[str, str]:
+        assert self._layout and self._profile, "prepare() first"
+        return {
+            "cluster_name": self.settings.cluster,
+            "ssh_user": self._profile.user,
+            "ssh_private_key_path": str(self._profile.identity),
+            "ssh_host_ca_public_key_path": f"{self._layout.ca_key}.pub",
+            "sandbox_dir": self._layout.dir,
+            "sandbox_network": self._layout.network,
+        }
+
+    def exists(self) -> bool:
+        return self.sandbox.dir.exists() or self.settings.cluster_dir.exists()
+
+    def teardown(self) -> None:
+        if self._profile:
+            shutil.rmtree(self._profile.control_dir, ignore_errors=True)
+        self.sandbox.teardown()
+
+
+def target_for(settings: Settings) -> Target:
+    if settings.target == "local":
+        return LocalTarget(settings)
+    raise ConfigError([f"target: {settings.target!r} cannot be driven yet: terraform/aws and its "
+                       "SSH access land with the AWS issue; use --target local"])

@@ -1,0 +1,278 @@
+"""The Terraform adapter: the only module that touches python-terraform.
+
+python-terraform 0.10.1 predates Terraform 0.15 and several of its helpers are
+wrong for the Terraform we run, so we use it only to build argv
+(``generate_cmd_string``) and run every command ourselves:
+
+- ``cmd()`` can only hand the child a copy of *our* environment; join tokens must
+  reach Terraform as TF_VAR_* in the child's environment alone, so we run argv
+  with an explicit child env (swarmforge.process).
+- ``variables=`` dicts become a temp var-file on disk: we pass ``var`` as a list
+  of ``name=value`` (non-secret values only; argv is visible in ``ps``).
+- ``apply()`` without ``skip_plan`` emits ``-auto-approve=false`` and can wait on
+  stdin; ``destroy()`` always adds ``-force``, gone since 0.15: we spell our flags.
+- ``output(name)`` cannot read the bare values printed since 0.12: we read
+  ``output -json`` whole.
+- ``raise_on_error`` defaults to False: every non-zero exit here raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from python_terraform import IsFlagged, Terraform as _PythonTerraform
+
+from swarmforge.errors import CommandError, SwarmforgeError, ToolError
+from swarmforge.process import Completed, run, stream
+
+TOKEN_PREFIX = "SWMTKN-"
+ProgressSink = Callable[[str], None]
+
+
+class TerraformError(CommandError):
+    """A Terraform command failed; ``output`` holds its error diagnostics."""
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    address: str
+    action: str  # create, update, delete, replace, ...
+    reason: str | None = None  # e.g. "tainted" for a node whose provisioning failed
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[PlannedChange, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def removals(self) -> list[PlannedChange]:
+        return [c for c in self.changes if c.action in ("delete", "replace")]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    added: int = 0
+    changed: int = 0
+    destroyed: int = 0
+    log: list[str] = field(default_factory=list, repr=False)
+
+
+def required_version(config_dir: Path) -> SpecifierSet:
+    """The ``required_version`` a Terraform config declares, as a packaging specifier."""
+    text = "\n".join(p.read_text() for p in sorted(config_dir.glob("*.tf")))
+    match = re.search(r'required_version\s*=\s*"([^"]+)"', text)
+    if not match:
+        return SpecifierSet()
+    return _to_specifier(match.group(1))
+
+
+def _to_specifier(constraint: str) -> SpecifierSet:
+    parts = []
+    for part in constraint.split(","):
+        match = re.fullmatch(r"\s*(~>|>=|<=|!=|>|<|=)?\s*(\S+)\s*", part)
+        if not match:
+            raise ToolError(f"cannot read required_version {constraint!r}")
+        op, version = match.groups()
+        parts.append({"~>": "~=", "=": "==", None: "=="}.get(op, op) + version)
+    try:
+        return SpecifierSet(",".join(parts))
+    except InvalidSpecifier as exc:
+        raise ToolError(f"cannot read required_version {constraint!r}: {exc}") from exc
+
+
+class Terraform:
+    """Terraform run in one working directory, its output streamed as progress."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        progress: ProgressSink = lambda line: None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.base_env = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
+                         **(env or {})}
+        self.progress = progress
+        self.log_file = log_file
+        self._argv_builder = _PythonTerraform(working_dir=str(workdir), terraform_bin_path=binary)
+
+    # -- version ------------------------------------------------------------
+
+    def version(self) -> Version:
+        result = run([self.binary, "version", "-json"], env=self.base_env)
+        try:
+            return Version(json.loads(result.stdout)["terraform_version"])
+        except (ValueError, KeyError, InvalidVersion) as exc:
+            raise ToolError(f"cannot tell the version of {self.binary}: {result.stderr.strip()}") from exc
+
+    def require(self, spec: SpecifierSet, config: str) -> Version:
+        """Fail clearly when this Terraform is older than ``config`` declares it needs."""
+        found = self.version()
+        if not spec.contains(found, prereleases=True):
+            raise ToolError(f"{config} needs Terraform {spec}, but {self.binary} is {found}; "
+                            "install a newer one or set swarmforge.terraform_bin")
+        return found
+
+    # -- commands -----------------------------------------------------------
+
+    def init(self) -> None:
+        argv = self._argv("init", input=False, no_color=IsFlagged, reconfigure=IsFlagged)
+        self._stream(argv, {}, "terraform init", json_lines=False)
+
+    def plan(self, variables: Mapping[str, str], secrets: Mapping[str, str],
+             targets: Sequence[str] = ()) -> Plan:
+        argv = self._argv("plan", input=False, no_color=IsFlagged, json=IsFlagged,
+                          lock_timeout="60s", var=_var_args(variables), target=list(targets))
+        result = self._stream(argv, secrets, "terraform plan", quiet=True)
+        return Plan(tuple(_planned_changes(result.stdout)))
+
+    def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
+              targets: Sequence[str] = (), parallelism: int = 10, destroy: bool = False) -> ApplyResult:
+        argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
+                          auto_approve=IsFlagged, lock_timeout="60s",
+                          destroy=IsFlagged if destroy else None,
+                          parallelism=parallelism, var=_var_args(variables), target=list(targets))
+        result = self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
+        return _apply_result(result.stdout)
+
+    def untaint(self, address: str) -> None:
+        """Keep ``address``: its provisioning failed only after the node was already good."""
+        argv = self._argv("untaint", address, lock_timeout="60s", no_color=IsFlagged)
+        self._stream(argv, {}, f"terraform untaint {address}", json_lines=False)
+
+    def outputs(self) -> dict[str, Any]:
+        result = run([self.binary, "output", "-json", "-no-color"], env=self.base_env,
+                     cwd=str(self.workdir))
+        if not result.ok:
+            raise TerraformError("terraform output", result.returncode, result.stderr)
+        return {name: item.get("value") for name, item in json.loads(result.stdout or "{}").items()}
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _argv(self, command: str, *args: str, **options: Any) -> list[str]:
+        argv: list[str] = self._argv_builder.generate_cmd_string(command, *args, **options)
+        return argv
+
+    def _stream(self, argv: list[str], secrets: Mapping[str, str], what: str, *,
+                json_lines: bool = True, quiet: bool = False) -> Completed:
+        env = {**self.base_env, **_secret_env(secrets)}
+        sink = self._json_progress if json_lines else self.progress
+        result = stream(argv, (lambda _line: None) if quiet else sink, env=env,
+                        cwd=str(self.workdir))
+        self._keep_log(argv, result)
+        if not result.ok:
+            detail = _diagnostics(result.stdout) if json_lines else result.stdout
+            raise TerraformError(what, result.returncode, detail,
+                                 hint=f"full log: {self.log_file}" if self.log_file else "")
+        return result
+
+    def _json_progress(self, line: str) -> None:
+        message = _progress_message(line)
+        if message:
+            self.progress(message)
+
+    def _keep_log(self, argv: list[str], result: Completed) -> None:
+        if self.log_file is None:
+            return
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a") as log:
+            log.write(f"$ {' '.join(argv)}  (exit {result.returncode}, {result.seconds:.1f}s)\n")
+            log.write(result.stdout + "\n")
+
+
+def _var_args(variables: Mapping[str, str]) -> list[str]:
+    for name, value in variables.items():
+        if TOKEN_PREFIX in str(value):
+            raise SwarmforgeError(f"refusing to pass {name} on the command line: it holds a "
+                                  "join token; tokens go only in the child environment")
+    return [f"{name}={value}" for name, value in variables.items()]
+
+
+def _secret_env(secrets: Mapping[str, str]) -> dict[str, str]:
+    return {f"TF_VAR_{name}": value for name, value in secrets.items()}
+
+
+def _events(output: str) -> list[dict[str, Any]]:
+    events = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def _planned_changes(output: str) -> list[PlannedChange]:
+    changes = []
+    for event in _events(output):
+        if event.get("type") == "planned_change":
+            change = event["change"]
+            changes.append(PlannedChange(change["resource"]["addr"], change["action"],
+                                         change.get("reason")))
+    return changes
+
+
+def _apply_result(output: str) -> ApplyResult:
+    for event in _events(output):
+        if event.get("type") == "change_summary":
+            counts = event["changes"]
+            return ApplyResult(counts.get("add", 0), counts.get("change", 0),
+                               counts.get("remove", 0), output.splitlines())
+    return ApplyResult(log=output.splitlines())
+
+
+# Events worth a line of progress; the rest (refresh chatter, hooks) stay in the log.
+PROGRESS_EVENTS = {"apply_start", "apply_complete", "apply_errored", "provision_progress",
+                   "provision_errored", "change_summary", "diagnostic"}
+
+
+# What the SSH communicator says on every connection: noise once it works.
+CONNECTION_CHATTER = ("Connecting to remote host via SSH", "Host:", "User:", "Password:",
+                      "Private key:", "Certificate:", "SSH Agent:", "Checking Host Key:",
+                      "Target Platform:", "Connected!")
+
+
+def _progress_message(line: str) -> str | None:
+    if not line.startswith("{"):
+        return line.strip() or None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    if event.get("type") not in PROGRESS_EVENTS:
+        return None
+    if str(event.get("output", "")).strip().startswith(CONNECTION_CHATTER):
+        return None
+    if event.get("type") == "diagnostic":
+        diagnostic = event.get("diagnostic", {})
+        return f"{diagnostic.get('severity', 'error')}: {diagnostic.get('summary', '')}"
+    return str(event.get("@message", "")) or None
+
+
+def _diagnostics(output: str) -> str:
+    """Terraform's error diagnostics (and failing provisioner output) in plain text."""
+    lines = []
+    for event in _events(output):
+        kind = event.get("type")
+        if kind == "diagnostic" and event["diagnostic"].get("severity") == "error":
+            diagnostic = event["diagnostic"]
+            lines.append(f"{diagnostic.get('summary', '')}: {diagnostic.get('detail', '')}".strip())
+        elif kind in ("provision_errored", "apply_errored"):
+            lines.append(str(event.get("@message", "")))
+    plain = [line for line in output.splitlines() if line and not line.startswith("{")]
+    return "\n".join(lines or plain)

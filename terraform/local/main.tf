@@ -1,0 +1,132 @@
+locals {
+  manager_names = [for i in range(var.swarm_managers) : "${var.cluster_name}-manager-${i}"]
+  worker_names  = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
+  manager_ips   = [for i in range(var.swarm_managers) : cidrhost(var.sandbox_network, 10 + i)]
+  worker_ips    = [for i in range(var.swarm_workers) : cidrhost(var.sandbox_network, 100 + i)]
+
+  # Each host's private provisioning dir (0700, made by `sandbox host-up`).
+  manager_provision = [for i in range(var.swarm_managers) : "${var.sandbox_dir}/m${i}/provision"]
+  worker_provision  = [for i in range(var.swarm_workers) : "${var.sandbox_dir}/w${i}/provision"]
+
+  sandbox      = "${var.sandbox_dir}/sandbox"
+  node_script  = "${path.module}/scripts/swarm-node.sh"
+  join_address = var.swarm_manager_ip == "" ? [] : ["${var.swarm_manager_ip}:2377"]
+}
+
+# On aws these are aws_instance resources; here the sandbox creates the host
+# (a network namespace with its own dockerd and sshd) as EC2 would, so that
+# `terraform apply -replace` gives a fresh host in both targets.
+
+resource "null_resource" "swarm_manager" {
+  count = var.swarm_managers
+
+  # Destroy-time provisioners and the connection may only read `self`, so the
+  # (non-secret) paths they need are kept here.
+  triggers = {
+    host      = local.manager_names[count.index]
+    address   = local.manager_ips[count.index]
+    sandbox   = local.sandbox
+    provision = local.manager_provision[count.index]
+    ssh_user  = var.ssh_user
+    ssh_key   = var.ssh_private_key_path
+    host_ca   = var.ssh_host_ca_public_key_path
+  }
+
+  provisioner "local-exec" {
+    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}"
+  }
+
+  provisioner "local-exec" {
+    when       = destroy
+    on_failure = continue
+    command    = "${self.triggers.sandbox} host-down ${self.triggers.host}"
+  }
+
+  connection {
+    type        = "ssh"
+    host        = self.triggers.address
+    user        = self.triggers.ssh_user
+    private_key = file(self.triggers.ssh_key)
+    host_key    = file(self.triggers.host_ca)
+    timeout     = "1m"
+    script_path = "${self.triggers.provision}/tf-%RAND%.sh"
+  }
+
+  provisioner "file" {
+    source      = local.node_script
+    destination = "${self.triggers.provision}/swarm-node.sh"
+  }
+
+  # The join request holds the token: written by a shell builtin (never in argv)
+  # into the 0700 provision dir, and removed by swarm-node.sh once used.
+  provisioner "remote-exec" {
+    inline = [
+      var.swarm_init && count.index == 0 ? "true" : join(" ", [
+        "umask 077; printf '%s'",
+        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_manager_token })}'",
+        "> ${self.triggers.provision}/join.json",
+      ])
+    ]
+  }
+
+  provisioner "remote-exec" {
+    inline = [
+      var.swarm_init && count.index == 0
+      ? "bash ${self.triggers.provision}/swarm-node.sh init ${self.triggers.address}"
+      : "bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json"
+    ]
+  }
+}
+
+resource "null_resource" "swarm_worker" {
+  count = var.swarm_workers
+
+  # Destroy-time provisioners and the connection may only read `self`, so the
+  # (non-secret) paths they need are kept here.
+  triggers = {
+    host      = local.worker_names[count.index]
+    address   = local.worker_ips[count.index]
+    sandbox   = local.sandbox
+    provision = local.worker_provision[count.index]
+    ssh_user  = var.ssh_user
+    ssh_key   = var.ssh_private_key_path
+    host_ca   = var.ssh_host_ca_public_key_path
+  }
+
+  provisioner "local-exec" {
+    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}"
+  }
+
+  provisioner "local-exec" {
+    when       = destroy
+    on_failure = continue
+    command    = "${self.triggers.sandbox} host-down ${self.triggers.host}"
+  }
+
+  connection {
+    type        = "ssh"
+    host        = self.triggers.address
+    user        = self.triggers.ssh_user
+    private_key = file(self.triggers.ssh_key)
+    host_key    = file(self.triggers.host_ca)
+    timeout     = "1m"
+    script_path = "${self.triggers.provision}/tf-%RAND%.sh"
+  }
+
+  provisioner "file" {
+    source      = local.node_script
+    destination = "${self.triggers.provision}/swarm-node.sh"
+  }
+
+  provisioner "remote-exec" {
+    inline = [join(" ", [
+      "umask 077; printf '%s'",
+      "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_worker_token })}'",
+      "> ${self.triggers.provision}/join.json",
+    ])]
+  }
+
+  provisioner "remote-exec" {
+    inline = ["bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json"]
+  }
+}

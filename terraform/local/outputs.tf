@@ -1,0 +1,25 @@
+# The same outputs as terraform/aws. Lists, so they never fail while fewer
+# nodes exist (phase 1 has only manager 0).
+
+output "managers" {
+  description = "Manager nodes in index order: name, private_ip (swarm address) and ssh_host."
+  value = [for m in null_resource.swarm_manager : {
+    name       = m.triggers.host
+    private_ip = m.triggers.address
+    ssh_host   = m.triggers.address
+  }]
+}
+
+output "workers" {
+  description = "Worker nodes in index order: name, private_ip (swarm address) and ssh_host."
+  value = [for w in null_resource.swarm_worker : {
+    name       = w.triggers.host
+    private_ip = w.triggers.address
+    ssh_host   = w.triggers.address
+  }]
+}
+
+output "ssh_user" {
+  description = "User to SSH to the nodes as."
+  value       = var.ssh_user
+}

@@ -1,0 +1,112 @@
+# The swarm contract: the same variables as terraform/aws.
+
+variable "cluster_name" {
+  description = "Name of the cluster; prefixes hostnames and keeps clusters apart."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.cluster_name))
+    error_message = "The cluster_name must be 2-24 characters of a-z, 0-9 and '-', starting with a letter."
+  }
+}
+
+variable "swarm_init" {
+  description = "Run `docker swarm init` on manager 0 when it is created (phase 1 of apply only)."
+  type        = bool
+  default     = false
+}
+
+variable "swarm_managers" {
+  description = "Number of manager nodes. Odd counts keep a majority through (n-1)/2 failures."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 7 && floor(var.swarm_managers) == var.swarm_managers
+    error_message = "The swarm_managers must be a whole number from 1 to 7."
+  }
+}
+
+variable "swarm_workers" {
+  description = "Number of worker nodes."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.swarm_workers >= 0 && var.swarm_workers <= 150 && floor(var.swarm_workers) == var.swarm_workers
+    error_message = "The swarm_workers must be a whole number from 0 to 150 on the local sandbox."
+  }
+}
+
+variable "swarm_manager_token" {
+  description = "Manager join token, read from a healthy manager; passed only as TF_VAR_swarm_manager_token."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.swarm_manager_token == "" || can(regex("^SWMTKN-1-[0-9a-z]+-[0-9a-z]+$", var.swarm_manager_token))
+    error_message = "The swarm_manager_token must be empty or a Docker join token (SWMTKN-1-...)."
+  }
+}
+
+variable "swarm_worker_token" {
+  description = "Worker join token, read from a healthy manager; passed only as TF_VAR_swarm_worker_token."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.swarm_worker_token == "" || can(regex("^SWMTKN-1-[0-9a-z]+-[0-9a-z]+$", var.swarm_worker_token))
+    error_message = "The swarm_worker_token must be empty or a Docker join token (SWMTKN-1-...)."
+  }
+}
+
+variable "swarm_manager_ip" {
+  description = "Address of a healthy manager that new nodes join through."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.swarm_manager_ip == "" || can(cidrhost("${var.swarm_manager_ip}/32", 0))
+    error_message = "The swarm_manager_ip must be empty or an IPv4 address."
+  }
+}
+
+variable "ssh_user" {
+  description = "User the provisioners log in as."
+  type        = string
+  default     = "root"
+}
+
+variable "ssh_private_key_path" {
+  description = "Private key the provisioners log in with."
+  type        = string
+}
+
+# Local sandbox only: where the sandbox keeps this cluster's hosts.
+
+variable "sandbox_dir" {
+  description = "The cluster's sandbox directory (host runtime dirs and the `sandbox` command)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.sandbox_dir))
+    error_message = "The sandbox_dir must be an absolute path of letters, digits, '.', '_', '-' and '/'."
+  }
+}
+
+variable "sandbox_network" {
+  description = "The /24 network of the cluster's sandbox bridge (manager i is .10+i, worker i is .100+i)."
+  type        = string
+
+  validation {
+    condition     = can(cidrnetmask(var.sandbox_network)) && endswith(var.sandbox_network, "/24")
+    error_message = "The sandbox_network must be an IPv4 /24 network, e.g. 10.213.7.0/24."
+  }
+}
+
+variable "ssh_host_ca_public_key_path" {
+  description = "Public key of the SSH CA that signs every sandbox host key, so host keys are verified."
+  type        = string
+}
