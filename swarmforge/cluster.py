@@ -105,12 +105,13 @@ class Cluster:
                                     workers=self.settings.workers)
         with self.progress.step("phase 2: planning the other managers and the workers"):
             plan = tf.plan(variables, secrets)
-            if self._settle_tainted(tf, plan, swarm, via, refs):
+            kept = self._settle_tainted(tf, plan, swarm, via, refs)
+            if kept:
                 plan = tf.plan(variables, secrets)
             self._refuse_removals(plan)
         if plan.empty:
             self.progress.detail("nothing to change: every node Terraform manages exists")
-            return False
+            return kept
         with self.progress.step(f"phase 2: {len(plan.changes)} node(s) to create, "
                                 f"joining through {manager_ip}"):
             tf.apply(variables, secrets, parallelism=self.settings.parallelism)

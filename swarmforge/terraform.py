@@ -131,7 +131,7 @@ class Terraform:
 
     def init(self) -> None:
         argv = self._argv("init", input=False, no_color=IsFlagged, reconfigure=IsFlagged)
-        self._stream(argv, {}, "terraform init", json_lines=False)
+        self._stream(argv, {}, "terraform init", json_lines=False, quiet=True)
 
     def plan(self, variables: Mapping[str, str], secrets: Mapping[str, str],
              targets: Sequence[str] = ()) -> Plan:
@@ -152,7 +152,7 @@ class Terraform:
     def untaint(self, address: str) -> None:
         """Keep ``address``: its provisioning failed only after the node was already good."""
         argv = self._argv("untaint", address, lock_timeout="60s", no_color=IsFlagged)
-        self._stream(argv, {}, f"terraform untaint {address}", json_lines=False)
+        self._stream(argv, {}, f"terraform untaint {address}", json_lines=False, quiet=True)
 
     def outputs(self) -> dict[str, Any]:
         result = run([self.binary, "output", "-json", "-no-color"], env=self.base_env,
@@ -242,9 +242,11 @@ PROGRESS_EVENTS = {"apply_start", "apply_complete", "apply_errored", "provision_
 
 
 # What the SSH communicator says on every connection: noise once it works.
-CONNECTION_CHATTER = ("Connecting to remote host via SSH", "Host:", "User:", "Password:",
-                      "Private key:", "Certificate:", "SSH Agent:", "Checking Host Key:",
-                      "Target Platform:", "Connected!")
+# So are local-exec's echo of its command and the notice that a provisioner
+# touching a sensitive variable prints nothing. All of it stays in the log.
+CHATTER = ("Connecting to remote host via SSH", "Host:", "User:", "Password:", "Private key:",
+           "Certificate:", "SSH Agent:", "Checking Host Key:", "Target Platform:", "Connected!",
+           "Executing:", "(output suppressed due to sensitive value in config)")
 
 
 def _progress_message(line: str) -> str | None:
@@ -256,7 +258,7 @@ def _progress_message(line: str) -> str | None:
         return line
     if event.get("type") not in PROGRESS_EVENTS:
         return None
-    if str(event.get("output", "")).strip().startswith(CONNECTION_CHATTER):
+    if str(event.get("hook", {}).get("output", "")).strip().startswith(CHATTER):
         return None
     if event.get("type") == "diagnostic":
         diagnostic = event.get("diagnostic", {})

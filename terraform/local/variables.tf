@@ -22,7 +22,7 @@ variable "swarm_managers" {
   default     = 3
 
   validation {
-    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 7 && floor(var.swarm_managers) == var.swarm_managers
+    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 7 && var.swarm_managers % 1 == 0
     error_message = "The swarm_managers must be a whole number from 1 to 7."
   }
 }
@@ -33,7 +33,7 @@ variable "swarm_workers" {
   default     = 2
 
   validation {
-    condition     = var.swarm_workers >= 0 && var.swarm_workers <= 150 && floor(var.swarm_workers) == var.swarm_workers
+    condition     = var.swarm_workers >= 0 && var.swarm_workers <= 150 && var.swarm_workers % 1 == 0
     error_message = "The swarm_workers must be a whole number from 0 to 150 on the local sandbox."
   }
 }
@@ -101,7 +101,7 @@ variable "sandbox_network" {
   type        = string
 
   validation {
-    condition     = can(cidrnetmask(var.sandbox_network)) && endswith(var.sandbox_network, "/24")
+    condition     = can(cidrnetmask(var.sandbox_network)) && can(regex("/24$", var.sandbox_network))
     error_message = "The sandbox_network must be an IPv4 /24 network, e.g. 10.213.7.0/24."
   }
 }

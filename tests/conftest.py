@@ -1,0 +1,56 @@
+"""Shared fixtures: the sandbox tests run the real pipeline (real Terraform, sshd, dockerd)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INVOKE = [sys.executable, "-m", "invoke"]
+OFFLINE_TERRAFORM = REPO / ".tools" / "terraform" / "terraform"
+
+
+def sandbox_ready() -> str | None:
+    """Why the sandbox tests cannot run here, or None if they can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("dockerd", "sshd", "ip", "iptables", "nsenter", "unshare", "ssh", "curl"):
+        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
+            return f"{tool} is not installed (run scripts/setup-host.sh)"
+    if not OFFLINE_TERRAFORM.exists():
+        return "the offline Terraform build is missing (run scripts/setup-host.sh)"
+    return None
+
+
+def unique_cluster(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def invoke(*args: str, state_dir: Path, env: dict[str, str] | None = None,
+           stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run a task through the real `invoke` CLI, as an operator would."""
+    child_env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(state_dir), **(env or {})}
+    return subprocess.run([*INVOKE, *args], cwd=REPO, env=child_env, capture_output=True,
+                          text=True, timeout=timeout, input=stdin, check=False)
+
+
+@pytest.fixture(scope="session")
+def state_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("swarmforge-state")
+
+
+@pytest.fixture
+def require_sandbox() -> Iterator[None]:
+    reason = sandbox_ready()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"sandbox tests must run in CI: {reason}")
+        pytest.skip(reason)
+    yield

@@ -1,0 +1,217 @@
+"""The whole pipeline on the local sandbox, for real: Terraform, sshd, dockerd, a real swarm.
+
+One cluster is carried through its life (apply, re-apply, scale up, refused
+scale down, destroy); a second one runs beside it on the offline Terraform
+1.0.3 build and has its phase 2 broken half-way, then resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OFFLINE_TERRAFORM, REPO, invoke, unique_cluster
+from tests.leaks import ArgvWatcher, files_holding
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
+
+SANDBOX = Path("/run/swarmforge")
+# Docker's own storage (raft, images) is Docker's business; everything else is scanned.
+DOCKER_OWN = ("data", "exec")
+
+
+def status(cluster: str, state_root: Path) -> dict:
+    result = invoke("status", "--cluster", cluster, "--json", state_dir=state_root)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def join_tokens(cluster: str, state_root: Path, manager_ip: str) -> list[str]:
+    config = state_root / cluster / "ssh" / "config"
+    out = subprocess.run(["ssh", "-F", str(config), manager_ip,
+                          "docker swarm join-token -q manager; docker swarm join-token -q worker"],
+                         capture_output=True, text=True, check=True).stdout
+    tokens = out.split()
+    assert len(tokens) == 2 and all(t.startswith("SWMTKN-1-") for t in tokens)
+    return tokens
+
+
+def assert_no_leak(cluster: str, state_root: Path, outputs: list[str], watcher: ArgvWatcher,
+                   started: float) -> None:
+    data = status(cluster, state_root)
+    leader = next(n for n in data["nodes"] if n["manager_status"] == "leader")
+    tokens = join_tokens(cluster, state_root, leader["address"])
+    for text in outputs:
+        assert "SWMTKN-1" not in text
+    assert watcher.samples > 50 and watcher.seen == []
+    leaked = files_holding(
+        [state_root / cluster, SANDBOX / cluster, Path("/tmp"), REPO],
+        tokens, newer_than=started, skip=(*DOCKER_OWN, ".venv", ".tools", ".git"))
+    assert leaked == []
+
+
+def destroy(cluster: str, state_root: Path) -> None:
+    invoke("destroy", "--cluster", cluster, "--yes", state_dir=state_root)
+
+
+def assert_nothing_left(cluster: str) -> None:
+    assert not (SANDBOX / cluster).exists()
+    assert f"sf-{cluster}-" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                  text=True).stdout
+    assert str(SANDBOX / cluster) not in Path("/proc/self/mountinfo").read_text()
+    assert f"swarmforge:{cluster}" not in subprocess.run(["iptables", "-S", "FORWARD"],
+                                                         capture_output=True, text=True).stdout
+    ours = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(SANDBOX / cluster).encode() in cmdline.read_bytes():
+                ours.append(cmdline)
+        except OSError:
+            continue
+    assert ours == []
+
+
+@pytest.fixture(scope="module")
+def cluster(state_root: Path):
+    name = unique_cluster("sf")
+    yield name
+    destroy(name, state_root)
+
+
+@pytest.fixture(scope="module")
+def old_terraform_cluster(state_root: Path):
+    name = unique_cluster("sf103")
+    yield name
+    destroy(name, state_root)
+
+
+class TestOneClusterLife:
+    def test_apply_builds_a_healthy_swarm_and_leaks_no_token(self, cluster: str,
+                                                             state_root: Path) -> None:
+        started = time.time()
+        with ArgvWatcher() as watcher:
+            result = invoke("apply", "--target", "local", "--cluster", cluster,
+                            "--managers", "3", "--workers", "2", state_dir=state_root)
+        assert result.returncode == 0, result.stderr
+        assert "phase 1: bootstrap manager" in result.stderr
+        assert f"cluster '{cluster}' created: 3 managers, 2 workers, healthy" in result.stdout
+        data = status(cluster, state_root)
+        assert data["healthy"] is True
+        roles = sorted((n["role"], n["manager_status"]) for n in data["nodes"])
+        assert roles == [("manager", "leader"), ("manager", "reachable"),
+                         ("manager", "reachable"), ("worker", None), ("worker", None)]
+        assert len({n["hostname"] for n in data["nodes"]}) == 5
+        assert all(n["status"] == "ready" and n["engine_version"] for n in data["nodes"])
+        assert_no_leak(cluster, state_root, [result.stdout, result.stderr], watcher, started)
+
+    def test_reapply_on_a_converged_cluster_changes_nothing(self, cluster: str,
+                                                            state_root: Path) -> None:
+        before = {n["id"] for n in status(cluster, state_root)["nodes"]}
+        result = invoke("apply", "--cluster", cluster, "--managers", "3", "--workers", "2",
+                        state_dir=state_root)
+        assert result.returncode == 0, result.stderr
+        assert "phase 1" not in result.stderr
+        assert "nothing to change" in result.stderr
+        assert f"cluster '{cluster}' unchanged" in result.stdout
+        assert {n["id"] for n in status(cluster, state_root)["nodes"]} == before
+
+    def test_scaling_up_is_a_rerun_with_new_counts(self, cluster: str, state_root: Path) -> None:
+        before = {n["id"] for n in status(cluster, state_root)["nodes"]}
+        result = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "3",
+                        state_dir=state_root)
+        assert result.returncode == 0, result.stderr
+        assert "phase 1" not in result.stderr
+        data = status(cluster, state_root)
+        assert data["healthy"] is True
+        assert sum(n["role"] == "manager" for n in data["nodes"]) == 5
+        assert sum(n["role"] == "worker" for n in data["nodes"]) == 3
+        assert before < {n["id"] for n in data["nodes"]}  # nobody replaced
+
+    def test_scaling_down_is_refused_and_nothing_changes(self, cluster: str,
+                                                         state_root: Path) -> None:
+        before = status(cluster, state_root)["nodes"]
+        result = invoke("apply", "--cluster", cluster, "--managers", "3", "--workers", "3",
+                        state_dir=state_root)
+        assert result.returncode != 0
+        assert "refusing to scale down from 5 managers + 3 workers to 3 + 3" in result.stderr
+        assert status(cluster, state_root)["nodes"] == before
+
+    def test_a_second_cluster_beside_it_resumes_a_broken_phase_two_on_terraform_1_0(
+            self, cluster: str, old_terraform_cluster: str, state_root: Path) -> None:
+        other = old_terraform_cluster
+        env = {"INVOKE_SWARMFORGE_TERRAFORM_BIN": str(OFFLINE_TERRAFORM)}
+        started = time.time()
+        killer = SshdKiller(SANDBOX / other / "w1" / "sshd.pid")
+        with ArgvWatcher() as watcher, killer:
+            broken = invoke("apply", "--cluster", other, "--managers", "1", "--workers", "2",
+                            state_dir=state_root, env=env)
+        assert killer.killed, "the test never got to stop worker 1's sshd"
+        assert broken.returncode == 1
+        assert "terraform apply failed" in broken.stderr
+        assert "swarm_worker[1]" in broken.stderr
+
+        with ArgvWatcher() as watcher2:
+            resumed = invoke("apply", "--cluster", other, "--managers", "1", "--workers", "2",
+                             state_dir=state_root, env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "phase 1" not in resumed.stderr
+        assert f"cluster '{other}' updated: 1 managers, 2 workers, healthy" in resumed.stdout
+        watcher.seen += watcher2.seen
+        assert_no_leak(other, state_root,
+                       [broken.stdout, broken.stderr, resumed.stdout, resumed.stderr],
+                       watcher, started)
+
+        # Side by side: own networks, own nodes, both healthy.
+        mine, theirs = status(cluster, state_root), status(other, state_root)
+        assert mine["healthy"] and theirs["healthy"]
+        assert len(mine["nodes"]) == 8 and len(theirs["nodes"]) == 3
+        assert not {n["address"] for n in mine["nodes"]} & {n["address"] for n in theirs["nodes"]}
+        assert all(n["hostname"].startswith(other) for n in theirs["nodes"])
+
+    def test_destroy_asks_first_then_leaves_nothing(self, cluster: str, old_terraform_cluster: str,
+                                                    state_root: Path) -> None:
+        unasked = invoke("destroy", "--cluster", cluster, state_dir=state_root, stdin="")
+        assert unasked.returncode == 1 and "nothing destroyed" in unasked.stderr
+        assert status(cluster, state_root)["healthy"]
+
+        for name in (cluster, old_terraform_cluster):
+            result = invoke("destroy", "--cluster", name, "--yes", state_dir=state_root)
+            assert result.returncode == 0, result.stderr
+            assert f"cluster '{name}' destroyed" in result.stdout
+            assert_nothing_left(name)
+            assert not (state_root / name).exists()
+        again = invoke("destroy", "--cluster", cluster, "--yes", state_dir=state_root)
+        assert again.returncode == 0 and "nothing to destroy" in again.stdout
+
+
+class SshdKiller:
+    """Stops one host's sshd the moment it appears: phase 2 then fails half-way."""
+
+    def __init__(self, pidfile: Path) -> None:
+        self.pidfile = pidfile
+        self.killed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> SshdKiller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set() and not self.killed:
+            try:
+                os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
+                self.killed = True
+            except (OSError, ValueError):
+                self._stop.wait(0.005)
