@@ -217,5 +217,5 @@ def node_table(nodes: Sequence[Node]) -> str:
         for n in sorted(nodes, key=lambda n: (n.role != "manager", n.hostname))
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)

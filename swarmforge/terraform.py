@@ -27,7 +27,8 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from python_terraform import IsFlagged, Terraform as _PythonTerraform
+from python_terraform import IsFlagged
+from python_terraform import Terraform as _PythonTerraform
 
 from swarmforge.errors import CommandError, SwarmforgeError, ToolError
 from swarmforge.process import Completed, run, stream

@@ -13,4 +13,5 @@ import boto3
 
 def client(service: str, region: str, endpoint_url: str | None = None) -> Any:
     """A boto3 client for ``service`` in ``region`` (an explicit region: never guessed)."""
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url)
+    session: Any = boto3.session.Session()  # Any: the stubs want a literal service name
+    return session.client(service, region_name=region, endpoint_url=endpoint_url)

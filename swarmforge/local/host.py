@@ -6,6 +6,7 @@ and our ssh client verify every host strictly without a trust-on-first-use step.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -23,12 +24,12 @@ from swarmforge.local.system import (
     alive,
     cmdline_mentions,
     pid_from_file,
-    run,
     sh,
     stop,
     succeeds,
     unmount_all,
 )
+from swarmforge.process import run
 
 HOSTNAME = re.compile(r"-(manager|worker)-(\d+)$")
 READY_TIMEOUT = 30.0
@@ -224,11 +225,7 @@ def remove_cgroups(parent: str) -> None:
     for tree in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
         for sub in sorted(tree.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if sub.is_dir():
-                try:
+                with contextlib.suppress(OSError):
                     sub.rmdir()
-                except OSError:
-                    pass
-        try:
+        with contextlib.suppress(OSError):
             tree.rmdir()
-        except OSError:
-            pass

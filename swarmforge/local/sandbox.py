@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
-from swarmforge.local.system import run, sh, succeeds
+from swarmforge.local.system import sh, succeeds
+from swarmforge.process import run
 
 SANDBOX_ROOT = Path("/run/swarmforge")
-NETWORK_POOL = ipaddress.ip_network("10.213.0.0/16")
+NETWORK_POOL = ipaddress.IPv4Network("10.213.0.0/16")
 LAYOUT_FILE = "sandbox.json"
 
 
@@ -113,7 +114,7 @@ class Sandbox:
     def _free_network(self, tag: str) -> ipaddress.IPv4Network:
         """A /24 of the pool that no other sandbox and no route on this machine uses."""
         taken = taken_networks(self.root)
-        subnets = list(NETWORK_POOL.subnets(new_prefix=24))
+        subnets: list[ipaddress.IPv4Network] = list(NETWORK_POOL.subnets(new_prefix=24))
         start = int(tag, 16) % len(subnets)
         for candidate in subnets[start:] + subnets[:start]:
             if not any(candidate.overlaps(net) for net in taken):

@@ -1,0 +1,38 @@
+build {
+  sources = ["source.amazon-ebs.ubuntu_docker"]
+
+  # apt and cloud-init race on first boot: wait until cloud-init is done.
+  # Exit 2 means done with recoverable errors (cloud-init >= 23.4): not ours to fail on.
+  provisioner "shell" {
+    inline           = ["cloud-init status --wait"]
+    valid_exit_codes = [0, 2]
+  }
+
+  provisioner "file" {
+    source      = "${var.scripts_dir}/install-docker.sh"
+    destination = "/tmp/install-docker.sh"
+  }
+
+  provisioner "shell" {
+    environment_vars = [
+      "DOCKER_VERSION=${var.docker_version}",
+      "DOCKER_VERSION_MIN=${var.docker_version_min}",
+      "SSH_USER=${var.ssh_username}",
+    ]
+    # `sudo env VARS...`: the pinned version reaches the script whatever sudoers keeps.
+    execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    inline          = ["bash /tmp/install-docker.sh", "rm -f /tmp/install-docker.sh"]
+  }
+
+  # A second, structured record of what was built; swarmforge cross-checks it
+  # against the machine-readable output.
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = true
+    custom_data = {
+      cluster        = var.cluster
+      git_commit     = var.git_commit
+      docker_version = var.docker_version_spec
+    }
+  }
+}

@@ -1,0 +1,12 @@
+# An example of the per-build variables swarmforge renders for `invoke bake`
+# (swarmforge/templates/bake.pkrvars.hcl.j2); CI validates the template with it.
+# Paths are relative to the directory Packer runs in: the repository root.
+cluster             = "example"
+region              = "us-east-1"
+ami_regions         = ["eu-west-1"]
+instance_type       = "t3.small"
+git_commit          = "0000000000000000000000000000000000000000"
+docker_version      = "27.3"
+docker_version_min  = ""
+docker_version_spec = "27.3.*"
+scripts_dir         = "scripts"

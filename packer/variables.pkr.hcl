@@ -1,0 +1,62 @@
+# Per-build values come from bake.auto.pkrvars.hcl, rendered by swarmforge.
+
+variable "cluster" {
+  type        = string
+  description = "Cluster name; tags the AMI so swarmforge can find, list and prune it."
+}
+
+variable "region" {
+  type        = string
+  description = "Region the build instance runs in and the AMI is registered in first."
+  default     = "us-east-1"
+}
+
+variable "ami_regions" {
+  type        = list(string)
+  description = "Extra regions the finished AMI is copied to."
+  default     = []
+}
+
+variable "instance_type" {
+  type        = string
+  description = "Instance type of the temporary build instance."
+  default     = "t3.small"
+}
+
+variable "ubuntu_release" {
+  type        = string
+  description = "Ubuntu LTS release as it appears in Canonical's AMI names, e.g. jammy-22.04."
+  default     = "noble-24.04"
+}
+
+variable "ssh_username" {
+  type        = string
+  description = "Login user of Canonical's Ubuntu AMIs; also added to the docker group."
+  default     = "ubuntu"
+}
+
+variable "docker_version" {
+  type        = string
+  description = "Docker Engine version prefix to pin from Docker's apt repository, e.g. 27.3."
+}
+
+variable "docker_version_min" {
+  type        = string
+  description = "Lowest acceptable Docker Engine version within that prefix (empty: any)."
+  default     = ""
+}
+
+variable "docker_version_spec" {
+  type        = string
+  description = "The version spec as the operator wrote it (e.g. ~=27.3); recorded in tags."
+}
+
+variable "scripts_dir" {
+  type        = string
+  description = "Directory holding install-docker.sh (swarmforge passes the repo's scripts/ as an absolute path)."
+}
+
+variable "git_commit" {
+  type        = string
+  description = "Commit of swarmforge the AMI was baked from."
+}

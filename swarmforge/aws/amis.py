@@ -1,0 +1,211 @@
+"""The baked AMIs of one cluster in one region: find, tag, list, prune, and record the current one.
+
+Every bake makes a new AMI (no force-deregister), so rolling back is picking an
+older one, and old ones pile up until pruned. Pruning never touches the AMI
+recorded as current, one that any instance still runs from, or the newest few.
+The AMI of record lives in SSM at ``/swarmforge/<cluster>/ami-id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from swarmforge.aws import client
+from swarmforge.errors import AmiError
+
+# Tag keys written by packer/sources.pkr.hcl; keep the two in step.
+CLUSTER_TAG = "swarmforge:cluster"
+COMMIT_TAG = "swarmforge:git-commit"
+DOCKER_TAG = "swarmforge:docker"
+
+#: An instance in any of these states holds on to its AMI (a stopped one can start again).
+HOLDING_STATES = ("pending", "running", "stopping", "stopped")
+
+
+@dataclass(frozen=True)
+class Ami:
+    """One baked AMI as an operator sees it."""
+
+    id: str
+    name: str
+    created: datetime
+    docker_version: str = ""
+    git_commit: str = ""
+    snapshot_ids: tuple[str, ...] = ()
+    in_use: bool = False
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What pruning would delete, and why each other AMI stays."""
+
+    delete: tuple[Ami, ...]
+    keep: tuple[tuple[Ami, str], ...]
+
+
+def parameter_name(cluster: str) -> str:
+    return f"/swarmforge/{cluster}/ami-id"
+
+
+def plan_prune(
+    amis: Sequence[Ami], keep: int, current_id: str | None, in_use: Iterable[str]
+) -> PrunePlan:
+    """Choose the AMIs to delete: never the current one, one in use, or the newest ``keep``."""
+    if keep < 0:
+        raise AmiError(f"keep must be 0 or more, not {keep}")
+    busy = set(in_use)
+    newest = {ami.id for ami in newest_first(amis)[:keep]}
+    delete: list[Ami] = []
+    kept: list[tuple[Ami, str]] = []
+    for ami in newest_first(amis):
+        reason = _reason_to_keep(ami, current_id, busy, newest)
+        if reason:
+            kept.append((ami, reason))
+        else:
+            delete.append(ami)
+    return PrunePlan(tuple(delete), tuple(kept))
+
+
+def _reason_to_keep(ami: Ami, current_id: str | None, busy: set[str], newest: set[str]) -> str:
+    if ami.id == current_id:
+        return "current"
+    if ami.id in busy or ami.in_use:
+        return "in use"
+    if ami.id in newest:
+        return "among the newest"
+    return ""
+
+
+def newest_first(amis: Iterable[Ami]) -> list[Ami]:
+    # Names carry the bake's timestamp: they break ties between same-second AMIs.
+    return sorted(amis, key=lambda ami: (ami.created, ami.name), reverse=True)
+
+
+class ClusterAmis:
+    """The AMIs one cluster baked, in one region."""
+
+    def __init__(self, cluster: str, region: str, endpoint_url: str | None = None) -> None:
+        self.cluster = cluster
+        self.region = region
+        self.ec2 = client("ec2", region, endpoint_url)
+        self.ssm = client("ssm", region, endpoint_url)
+
+    def inventory(self) -> list[Ami]:
+        """Every AMI tagged for the cluster, newest first, each marked in use or not."""
+        images = self._images()
+        busy = self.in_use(image["ImageId"] for image in images)
+        return newest_first(_ami(image, image["ImageId"] in busy) for image in images)
+
+    def newest(self) -> Ami | None:
+        """The most recently baked AMI of the cluster, or None before the first bake."""
+        found = newest_first(_ami(image) for image in self._images())
+        return found[0] if found else None
+
+    def in_use(self, ami_ids: Iterable[str]) -> set[str]:
+        """Those of ``ami_ids`` that some live or stopped instance was launched from."""
+        ids = sorted(set(ami_ids))
+        if not ids:
+            return set()
+        filters = [
+            {"Name": "image-id", "Values": ids},
+            {"Name": "instance-state-name", "Values": list(HOLDING_STATES)},
+        ]
+        pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+        return {
+            instance["ImageId"]
+            for page in pages
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        }
+
+    def tag(self, ami_id: str, tags: Mapping[str, str]) -> None:
+        """Tag an AMI and its snapshots alike (pruning and cost reports look at both)."""
+        image = self._image(ami_id)
+        resources = [ami_id, *_snapshot_ids(image)]
+        pairs = [{"Key": key, "Value": value} for key, value in tags.items()]
+        self.ec2.create_tags(Resources=resources, Tags=pairs)
+
+    def prune(self, plan: PrunePlan) -> list[str]:
+        """Deregister the plan's AMIs and delete their snapshots; returns the AMI ids.
+
+        Checks again first: an AMI that became current or in use since the plan
+        was made is a reason to stop, not to carry on.
+        """
+        ids = [ami.id for ami in plan.delete]
+        now_busy = self.in_use(ids)
+        current = self.current()
+        if current in ids:
+            now_busy.add(current)
+        if now_busy:
+            raise AmiError(f"not pruning: {', '.join(sorted(now_busy))} became current or in use")
+        for ami in plan.delete:
+            self._delete(ami)
+        return ids
+
+    def record_current(self, ami_id: str) -> None:
+        """Record ``ami_id`` as the cluster's AMI of record (what apply and rolls use)."""
+        self._image(ami_id)  # refuse to record an AMI that does not exist
+        self.ssm.put_parameter(
+            Name=parameter_name(self.cluster),
+            Value=ami_id,
+            Type="String",
+            DataType="aws:ec2:image",
+            Overwrite=True,
+            Description=f"AMI baked by swarmforge for cluster {self.cluster}",
+        )
+
+    def current(self) -> str | None:
+        """The recorded AMI id, or None when nothing was recorded yet."""
+        try:
+            answer = self.ssm.get_parameter(Name=parameter_name(self.cluster))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ParameterNotFound":
+                return None
+            raise
+        value: str = answer["Parameter"]["Value"]
+        return value
+
+    def _images(self) -> list[dict[str, Any]]:
+        filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [self.cluster]}]
+        answer = self.ec2.describe_images(Owners=["self"], Filters=filters)
+        images: list[dict[str, Any]] = answer["Images"]
+        return images
+
+    def _image(self, ami_id: str) -> dict[str, Any]:
+        try:
+            images = self.ec2.describe_images(ImageIds=[ami_id])["Images"]
+        except ClientError as error:
+            raise AmiError(f"{ami_id} not found in {self.region}: {error}") from None
+        if not images:
+            raise AmiError(f"{ami_id} not found in {self.region}")
+        image: dict[str, Any] = images[0]
+        return image
+
+    def _delete(self, ami: Ami) -> None:
+        # Deregister first: a snapshot still backing an AMI cannot be deleted.
+        self.ec2.deregister_image(ImageId=ami.id)
+        for snapshot_id in ami.snapshot_ids:
+            self.ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+
+def _ami(image: Mapping[str, Any], in_use: bool = False) -> Ami:
+    tags = {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
+    return Ami(
+        id=image["ImageId"],
+        name=image.get("Name", ""),
+        created=datetime.fromisoformat(image["CreationDate"].replace("Z", "+00:00")),
+        docker_version=tags.get(DOCKER_TAG, ""),
+        git_commit=tags.get(COMMIT_TAG, ""),
+        snapshot_ids=tuple(_snapshot_ids(image)),
+        in_use=in_use,
+    )
+
+
+def _snapshot_ids(image: Mapping[str, Any]) -> list[str]:
+    mappings = image.get("BlockDeviceMappings", [])
+    return [m["Ebs"]["SnapshotId"] for m in mappings if m.get("Ebs", {}).get("SnapshotId")]

@@ -1,0 +1,39 @@
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = merge(var.tags, { Cluster = var.cluster_name })
+  }
+}
+
+locals {
+  manager_names = [for i in range(var.swarm_managers) : "${var.cluster_name}-manager-${i}"]
+  worker_names  = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
+
+  # Round-robin over the subnets (one per AZ with the default VPC), so that the
+  # managers, which must keep a majority, never share an AZ while there are
+  # AZs to spare.
+  subnet_ids = length(var.subnet_ids) > 0 ? var.subnet_ids : sort(data.aws_subnets.default[0].ids)
+
+  node_script = "${path.module}/scripts/swarm-node.sh"
+  private_key = file(var.ssh_private_key_path)
+
+  # The join request holds a token, so it and every script Terraform uploads
+  # live in a directory only ssh_user can read, never in the shared /tmp.
+  home_dir      = var.ssh_user == "root" ? "/root" : "/home/${var.ssh_user}"
+  provision_dir = "${local.home_dir}/.swarmforge-provision"
+  script_path   = "${local.provision_dir}/tf-%RAND%.sh"
+  make_dir      = "install -d -m 0700 ${local.provision_dir}"
+  join_file     = "${local.provision_dir}/join.json"
+  run_node      = "bash ${local.provision_dir}/swarm-node.sh"
+
+  join_address = var.swarm_manager_ip == "" ? [] : ["${var.swarm_manager_ip}:2377"]
+
+  # A variable, not aws_instance.swarm_manager[0]: that reference would make
+  # every worker wait for every manager to be created and joined.
+  bastion_host = var.worker_public_ip ? null : var.ssh_bastion_host
+}
+
+# A new AMI or a new token must never replace a running node behind the
+# operator's back: nodes are replaced one at a time by `invoke replace-node`
+# and `invoke roll` (terraform apply -replace), which drain them first.

@@ -1,0 +1,95 @@
+# Manager i: manager 0 runs `docker swarm init` in phase 1 (swarm_init = true);
+# every other manager joins through swarm_manager_ip with the manager token.
+# Same provisioning steps as terraform/local, over SSH to the public address.
+
+resource "aws_instance" "swarm_manager" {
+  #checkov:skip=CKV_AWS_88:Managers need a public address for SSH provisioning (restricted to allowed_ssh_cidrs) and as the bastion for private workers.
+  #checkov:skip=CKV_AWS_126:Detailed monitoring is billed per instance; enable it with var.detailed_monitoring.
+  #checkov:skip=CKV_AWS_135:Current-generation types are EBS-optimized by default; forcing the flag breaks types without it.
+  count = var.swarm_managers
+
+  ami                         = var.swarm_ami_id
+  instance_type               = var.swarm_instance_type
+  key_name                    = var.key_name
+  subnet_id                   = local.subnet_ids[count.index % length(local.subnet_ids)]
+  vpc_security_group_ids      = [aws_security_group.swarm.id]
+  associate_public_ip_address = true
+  iam_instance_profile        = var.iam_instance_profile
+  monitoring                  = var.detailed_monitoring
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size
+    encrypted             = true
+    kms_key_id            = var.root_volume_kms_key_id
+    delete_on_termination = true
+  }
+
+  tags        = merge(var.tags, { Name = local.manager_names[count.index], Cluster = var.cluster_name, Role = "manager", Index = tostring(count.index) })
+  volume_tags = merge(var.tags, { Name = local.manager_names[count.index], Cluster = var.cluster_name, Role = "manager" })
+
+  lifecycle {
+    # See main.tf: replacements are explicit and one node at a time. subnet_id
+    # too, so that a new default subnet appearing does not reshuffle the nodes.
+    ignore_changes = [ami, user_data, subnet_id]
+
+    precondition {
+      condition     = length(local.subnet_ids) > 0
+      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
+    }
+  }
+
+  connection {
+    type        = "ssh"
+    host        = self.public_ip
+    user        = var.ssh_user
+    private_key = local.private_key
+    timeout     = var.ssh_timeout
+    script_path = local.script_path
+  }
+
+  # No secret in this step: its script may use the default path in /tmp,
+  # since the private directory does not exist yet.
+  provisioner "remote-exec" {
+    inline = [local.make_dir]
+
+    connection {
+      type        = "ssh"
+      host        = self.public_ip
+      user        = var.ssh_user
+      private_key = local.private_key
+      timeout     = var.ssh_timeout
+    }
+  }
+
+  provisioner "file" {
+    source      = local.node_script
+    destination = "${local.provision_dir}/swarm-node.sh"
+  }
+
+  # The join request holds the token: written by a shell builtin (never in argv)
+  # into the 0700 provision dir, and removed by swarm-node.sh once used.
+  provisioner "remote-exec" {
+    inline = [
+      var.swarm_init && count.index == 0 ? "true" : join(" ", [
+        "umask 077; printf '%s'",
+        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_manager_token })}'",
+        "> ${local.join_file}",
+      ])
+    ]
+  }
+
+  provisioner "remote-exec" {
+    inline = [
+      var.swarm_init && count.index == 0
+      ? "${local.run_node} init ${self.private_ip}"
+      : "${local.run_node} join ${local.join_file}"
+    ]
+  }
+}

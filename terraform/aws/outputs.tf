@@ -1,0 +1,25 @@
+# The same outputs as terraform/local. Lists, so they never fail while fewer
+# nodes exist (phase 1 has only manager 0).
+
+output "managers" {
+  description = "Manager nodes in index order: name, private_ip (swarm address) and ssh_host (public address)."
+  value = [for m in aws_instance.swarm_manager : {
+    name       = m.tags["Name"]
+    private_ip = m.private_ip
+    ssh_host   = m.public_ip
+  }]
+}
+
+output "workers" {
+  description = "Worker nodes in index order: name, private_ip (swarm address) and ssh_host (the private address when worker_public_ip is false: reach it through a manager)."
+  value = [for w in aws_instance.swarm_worker : {
+    name       = w.tags["Name"]
+    private_ip = w.private_ip
+    ssh_host   = var.worker_public_ip ? w.public_ip : w.private_ip
+  }]
+}
+
+output "ssh_user" {
+  description = "User to SSH to the nodes as."
+  value       = var.ssh_user
+}

@@ -1,0 +1,279 @@
+################################################################################
+# The swarm contract: the same variables, types and sensitivity as
+# terraform/local (tests/test_contract.py keeps the two in step).
+################################################################################
+
+variable "cluster_name" {
+  description = "Name of the cluster; prefixes instance names and keeps clusters apart."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,22}[a-z0-9]$", var.cluster_name))
+    error_message = "The cluster_name must be 2-24 characters of a-z, 0-9 and '-', starting with a letter."
+  }
+}
+
+variable "swarm_init" {
+  description = "Run `docker swarm init` on manager 0 when it is created (phase 1 of apply only)."
+  type        = bool
+  default     = false
+}
+
+variable "swarm_managers" {
+  description = "Number of manager nodes. Odd counts keep a majority through (n-1)/2 failures."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 7 && floor(var.swarm_managers) == var.swarm_managers
+    error_message = "The swarm_managers must be a whole number from 1 to 7."
+  }
+}
+
+variable "swarm_workers" {
+  description = "Number of worker nodes."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.swarm_workers >= 0 && var.swarm_workers <= 500 && floor(var.swarm_workers) == var.swarm_workers
+    error_message = "The swarm_workers must be a whole number from 0 to 500."
+  }
+}
+
+variable "swarm_manager_token" {
+  description = "Manager join token, read from a healthy manager; passed only as TF_VAR_swarm_manager_token."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.swarm_manager_token == "" || can(regex("^SWMTKN-1-[0-9a-z]+-[0-9a-z]+$", var.swarm_manager_token))
+    error_message = "The swarm_manager_token must be empty or a Docker join token (SWMTKN-1-...)."
+  }
+}
+
+variable "swarm_worker_token" {
+  description = "Worker join token, read from a healthy manager; passed only as TF_VAR_swarm_worker_token."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.swarm_worker_token == "" || can(regex("^SWMTKN-1-[0-9a-z]+-[0-9a-z]+$", var.swarm_worker_token))
+    error_message = "The swarm_worker_token must be empty or a Docker join token (SWMTKN-1-...)."
+  }
+}
+
+variable "swarm_manager_ip" {
+  description = "Private address of a healthy manager that new nodes join through."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.swarm_manager_ip == "" || can(cidrhost("${var.swarm_manager_ip}/32", 0))
+    error_message = "The swarm_manager_ip must be empty or an IPv4 address."
+  }
+}
+
+variable "ssh_user" {
+  description = "User the provisioners log in as (the AMI's default user: `ubuntu` on Ubuntu)."
+  type        = string
+  default     = "ubuntu"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ssh_user))
+    error_message = "The ssh_user must be a valid Linux user name."
+  }
+}
+
+variable "ssh_private_key_path" {
+  description = "Private key the provisioners log in with; it matches the key pair named by key_name."
+  type        = string
+}
+
+################################################################################
+# AWS only
+################################################################################
+
+variable "region" {
+  description = "AWS region the cluster runs in."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$", var.region))
+    error_message = "The region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "swarm_ami_id" {
+  description = "AMI with Docker preinstalled, as baked by `invoke bake`. Running nodes keep their AMI until replaced."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.swarm_ami_id))
+    error_message = "The swarm_ami_id must be an AMI id such as ami-0123456789abcdef0."
+  }
+}
+
+variable "swarm_instance_type" {
+  description = "EC2 instance type of every node."
+  type        = string
+  default     = "t3.small"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9-]+$", var.swarm_instance_type))
+    error_message = "The swarm_instance_type must be an EC2 instance type such as t3.small."
+  }
+}
+
+variable "key_name" {
+  description = "Name of the EC2 key pair installed on every node (its private half is ssh_private_key_path)."
+  type        = string
+
+  validation {
+    condition     = length(var.key_name) >= 1 && length(var.key_name) <= 255
+    error_message = "The key_name must be the name of an existing EC2 key pair (1-255 characters)."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC to run in. Null uses the region's default VPC and its default subnets; set it together with subnet_ids."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.vpc_id == null || can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "The vpc_id must be null or a VPC id such as vpc-0123456789abcdef0."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets of vpc_id, ideally one per availability zone; nodes are spread over them round-robin. Empty with the default VPC."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "Every subnet_ids entry must be a subnet id such as subnet-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = (var.vpc_id == null) == (length(var.subnet_ids) == 0)
+    error_message = "Set vpc_id and subnet_ids together, or neither to use the default VPC."
+  }
+}
+
+variable "allowed_ssh_cidrs" {
+  description = "IPv4 networks allowed to SSH to the nodes: where Terraform and swarmforge run from. Never the whole internet."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_ssh_cidrs) > 0 && alltrue([for c in var.allowed_ssh_cidrs : can(cidrnetmask(c))])
+    error_message = "The allowed_ssh_cidrs must be a non-empty list of IPv4 CIDRs such as 203.0.113.7/32."
+  }
+
+  validation {
+    condition     = !anytrue([for c in var.allowed_ssh_cidrs : endswith(c, "/0")])
+    error_message = "SSH must not be open to 0.0.0.0/0: list the addresses you run swarmforge from."
+  }
+}
+
+variable "public_ports" {
+  description = "Ports the swarm publishes to clients (the routing mesh answers on every node), with the networks allowed to reach them."
+  type = list(object({
+    port        = number
+    protocol    = optional(string, "tcp")
+    cidr_blocks = optional(list(string), ["0.0.0.0/0"])
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for p in var.public_ports : p.port >= 1 && p.port <= 65535 && floor(p.port) == p.port && contains(["tcp", "udp"], p.protocol)])
+    error_message = "Every public_ports entry needs a port from 1 to 65535 and protocol tcp or udp."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.public_ports : !contains([22, 2377, 7946, 4789], p.port)])
+    error_message = "The public_ports must not include 22 (see allowed_ssh_cidrs) or the swarm's internal ports 2377, 7946 and 4789."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for p in var.public_ports : [for c in p.cidr_blocks : can(cidrnetmask(c))]]))
+    error_message = "Every public_ports cidr_blocks entry must be an IPv4 CIDR."
+  }
+}
+
+variable "worker_public_ip" {
+  description = "Give workers a public IP. When false, provisioners reach workers through ssh_bastion_host, a manager."
+  type        = bool
+  default     = true
+}
+
+variable "ssh_bastion_host" {
+  description = "Public address of a manager (the `managers` output of phase 1) to reach private workers through, when worker_public_ip is false."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ssh_bastion_host == "" || can(regex("^[A-Za-z0-9.:-]+$", var.ssh_bastion_host))
+    error_message = "The ssh_bastion_host must be empty, an IP address or a host name."
+  }
+
+  validation {
+    condition     = var.worker_public_ip || var.swarm_workers == 0 || var.ssh_bastion_host != ""
+    error_message = "Private workers (worker_public_ip = false) need ssh_bastion_host: a manager's public address."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size of each node's encrypted root volume in GiB (images and container layers live there)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.root_volume_size >= 8 && var.root_volume_size <= 16384 && floor(var.root_volume_size) == var.root_volume_size
+    error_message = "The root_volume_size must be a whole number of GiB from 8 to 16384."
+  }
+}
+
+variable "root_volume_kms_key_id" {
+  description = "KMS key ARN for the root volumes. Null uses the account's default EBS key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.root_volume_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:", var.root_volume_kms_key_id))
+    error_message = "The root_volume_kms_key_id must be null or a KMS key ARN."
+  }
+}
+
+variable "iam_instance_profile" {
+  description = "Instance profile for the nodes, e.g. for SSM or CloudWatch agents. Null: nodes get no AWS credentials."
+  type        = string
+  default     = null
+}
+
+variable "detailed_monitoring" {
+  description = "Enable 1-minute CloudWatch metrics on every node (billed per instance)."
+  type        = bool
+  default     = false
+}
+
+variable "ssh_timeout" {
+  description = "How long provisioners wait for a new node's SSH to come up."
+  type        = string
+  default     = "5m"
+
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.ssh_timeout))
+    error_message = "The ssh_timeout must be a duration such as 90s or 5m."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource (Name, Cluster, Role and Index are set by this configuration)."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,92 @@
+# Worker i joins through swarm_manager_ip with the worker token. Same
+# provisioning steps as terraform/local; private workers (worker_public_ip =
+# false) are reached through ssh_bastion_host, a manager.
+
+resource "aws_instance" "swarm_worker" {
+  #checkov:skip=CKV_AWS_88:Workers get a public address only when var.worker_public_ip is true (SSH limited to allowed_ssh_cidrs).
+  #checkov:skip=CKV_AWS_126:Detailed monitoring is billed per instance; enable it with var.detailed_monitoring.
+  #checkov:skip=CKV_AWS_135:Current-generation types are EBS-optimized by default; forcing the flag breaks types without it.
+  count = var.swarm_workers
+
+  ami                         = var.swarm_ami_id
+  instance_type               = var.swarm_instance_type
+  key_name                    = var.key_name
+  subnet_id                   = local.subnet_ids[count.index % length(local.subnet_ids)]
+  vpc_security_group_ids      = [aws_security_group.swarm.id]
+  associate_public_ip_address = var.worker_public_ip
+  iam_instance_profile        = var.iam_instance_profile
+  monitoring                  = var.detailed_monitoring
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_size
+    encrypted             = true
+    kms_key_id            = var.root_volume_kms_key_id
+    delete_on_termination = true
+  }
+
+  tags        = merge(var.tags, { Name = local.worker_names[count.index], Cluster = var.cluster_name, Role = "worker", Index = tostring(count.index) })
+  volume_tags = merge(var.tags, { Name = local.worker_names[count.index], Cluster = var.cluster_name, Role = "worker" })
+
+  lifecycle {
+    # See main.tf: replacements are explicit and one node at a time.
+    ignore_changes = [ami, user_data, subnet_id]
+
+    precondition {
+      condition     = length(local.subnet_ids) > 0
+      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
+    }
+  }
+
+  connection {
+    type                = "ssh"
+    host                = var.worker_public_ip ? self.public_ip : self.private_ip
+    user                = var.ssh_user
+    private_key         = local.private_key
+    timeout             = var.ssh_timeout
+    script_path         = local.script_path
+    bastion_host        = local.bastion_host
+    bastion_user        = var.ssh_user
+    bastion_private_key = local.private_key
+  }
+
+  # No secret in this step: its script may use the default path in /tmp,
+  # since the private directory does not exist yet.
+  provisioner "remote-exec" {
+    inline = [local.make_dir]
+
+    connection {
+      type                = "ssh"
+      host                = var.worker_public_ip ? self.public_ip : self.private_ip
+      user                = var.ssh_user
+      private_key         = local.private_key
+      timeout             = var.ssh_timeout
+      bastion_host        = local.bastion_host
+      bastion_user        = var.ssh_user
+      bastion_private_key = local.private_key
+    }
+  }
+
+  provisioner "file" {
+    source      = local.node_script
+    destination = "${local.provision_dir}/swarm-node.sh"
+  }
+
+  provisioner "remote-exec" {
+    inline = [join(" ", [
+      "umask 077; printf '%s'",
+      "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_worker_token })}'",
+      "> ${local.join_file}",
+    ])]
+  }
+
+  provisioner "remote-exec" {
+    inline = ["${local.run_node} join ${local.join_file}"]
+  }
+}

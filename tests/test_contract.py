@@ -1,0 +1,189 @@
+"""terraform/local and terraform/aws keep one contract (DESIGN.md section 5).
+
+The pipeline drives both targets with the same variables and reads the same
+outputs, so a variable, resource or output added to one config and not the
+other must fail here, not in the middle of an apply.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+TERRAFORM = Path(__file__).resolve().parent.parent / "terraform"
+
+SHARED_VARIABLES = {
+    "cluster_name",
+    "swarm_init",
+    "swarm_managers",
+    "swarm_workers",
+    "swarm_manager_token",
+    "swarm_worker_token",
+    "swarm_manager_ip",
+    "ssh_user",
+    "ssh_private_key_path",
+}
+SECRET_VARIABLES = {"swarm_manager_token", "swarm_worker_token"}
+# What only the sandbox needs to create its hosts; everything else is shared.
+LOCAL_ONLY_VARIABLES = {"sandbox_dir", "sandbox_network", "ssh_host_ca_public_key_path"}
+NODE_RESOURCES = {"swarm_manager", "swarm_worker"}
+NODE_TYPE = {"local": "null_resource", "aws": "aws_instance"}
+OUTPUT_FIELDS = {"name", "private_ip", "ssh_host"}
+
+
+def test_the_shared_variables_are_declared_alike() -> None:
+    local, aws = _variables("local"), _variables("aws")
+
+    assert set(local) - LOCAL_ONLY_VARIABLES == SHARED_VARIABLES
+    assert set(aws) >= SHARED_VARIABLES
+    for name in SHARED_VARIABLES:
+        assert _declaration(local[name]) == _declaration(aws[name]), name
+
+
+def test_only_the_tokens_are_sensitive_and_they_default_to_empty() -> None:
+    for target in ("local", "aws"):
+        variables = _variables(target)
+        sensitive = {name for name, body in variables.items() if body.get("sensitive") is True}
+        assert sensitive == SECRET_VARIABLES, target
+        for name in SECRET_VARIABLES:
+            assert variables[name].get("default") == '""', (target, name)
+
+
+def test_every_variable_is_described_and_typed() -> None:
+    for target in ("local", "aws"):
+        for name, body in _variables(target).items():
+            assert body.get("description"), (target, name)
+            assert body.get("type"), (target, name)
+
+
+def test_nodes_are_the_same_counted_resources() -> None:
+    for target, node_type in NODE_TYPE.items():
+        resources = _resources(target)
+        nodes = {name for (kind, name) in resources if kind == node_type}
+        assert nodes == NODE_RESOURCES, target
+        assert resources[(node_type, "swarm_manager")]["count"] == "${var.swarm_managers}"
+        assert resources[(node_type, "swarm_worker")]["count"] == "${var.swarm_workers}"
+
+
+@pytest.mark.parametrize("node", sorted(NODE_RESOURCES))
+def test_nodes_join_through_the_same_provisioning_steps(node: str) -> None:
+    """Upload the node script, write the join request, run the script: in that order."""
+    for target, node_type in NODE_TYPE.items():
+        steps = _provisioners(_resources(target)[(node_type, node)])
+        creation = [kind for kind, body in steps if body.get("when") != "destroy"]
+        # Before these, each target prepares the host its own way (sandbox / mkdir).
+        assert creation[-3:] == ["file", "remote-exec", "remote-exec"], (target, node)
+        join_request = _expanded(target, steps[-2][1])
+        assert "JoinToken" in join_request and "umask 077" in join_request, (target, node)
+        assert "swarm-node.sh join" in _expanded(target, steps[-1][1]), (target, node)
+
+
+def test_tokens_are_never_uploaded_with_file_content() -> None:
+    # Terraform writes a file provisioner's `content` to a local temp file first.
+    for target in NODE_TYPE:
+        for body in _resources(target).values():
+            for kind, step in _provisioners(body):
+                if kind == "file":
+                    assert "content" not in step, target
+                    assert "swarm-node.sh" in _expanded(target, step), target
+
+
+def test_the_node_script_is_taken_from_next_to_the_config() -> None:
+    for target in NODE_TYPE:
+        assert _locals(target)["node_script"] == '"${path.module}/scripts/swarm-node.sh"', target
+
+
+def test_the_outputs_are_the_same() -> None:
+    local, aws = _outputs("local"), _outputs("aws")
+
+    assert set(local) == set(aws) == {"managers", "workers", "ssh_user"}
+    for name in ("managers", "workers"):
+        for target, outputs in (("local", local), ("aws", aws)):
+            assert _object_fields(outputs[name]["value"]) == OUTPUT_FIELDS, (target, name)
+            # A for expression over the counted resource: never an index that
+            # fails while fewer nodes exist (phase 1 has only manager 0).
+            assert re.search(r"\[\d+\]", outputs[name]["value"]) is None, (target, name)
+
+
+# --- reading the configs ------------------------------------------------------------
+
+
+@cache
+def _config(target: str) -> dict[str, list[Any]]:
+    """All top-level blocks of ``terraform/<target>``, merged over its .tf files."""
+    blocks: dict[str, list[Any]] = {}
+    for path in sorted((TERRAFORM / target).glob("*.tf")):
+        with path.open() as handle:
+            for kind, entries in hcl2.load(handle).items():
+                if not kind.startswith("__"):
+                    blocks.setdefault(kind, []).extend(entries)
+    return blocks
+
+
+def _variables(target: str) -> dict[str, dict[str, Any]]:
+    return _named(_config(target).get("variable", []))
+
+
+def _outputs(target: str) -> dict[str, dict[str, Any]]:
+    return _named(_config(target).get("output", []))
+
+
+def _locals(target: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in _config(target).get("locals", []):
+        merged.update(block)
+    return merged
+
+
+def _resources(target: str) -> dict[tuple[str, str], dict[str, Any]]:
+    resources = {}
+    for block in _config(target).get("resource", []):
+        for kind, named in block.items():
+            for name, body in named.items():
+                if not name.startswith("__"):
+                    resources[(_unquote(kind), _unquote(name))] = body
+    return resources
+
+
+def _provisioners(resource: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (_unquote(kind), body)
+        for step in resource.get("provisioner", [])
+        for kind, body in step.items()
+    ]
+
+
+def _named(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {_unquote(name): body for block in blocks for name, body in block.items()}
+
+
+def _declaration(variable: dict[str, Any]) -> tuple[Any, ...]:
+    """What callers rely on: the type and whether the value is secret."""
+    return (variable.get("type"), variable.get("sensitive", False))
+
+
+def _object_fields(expression: str) -> set[str]:
+    """Field names of the object built in a ``[for x in ... : {a = ..., b = ...}]`` output."""
+    return set(re.findall(r"[{,]\s*([a-z_]+)\s*=", expression))
+
+
+def _expanded(target: str, body: Any) -> str:
+    """``body`` as text with ``${local.name}`` references replaced by their values."""
+    text, values = str(body), _locals(target)
+    for _ in range(5):  # locals referring to locals, a few levels deep
+        text = re.sub(
+            r"\$\{local\.([a-z_]+)\}",
+            lambda ref: str(values.get(ref.group(1), ref.group(0))).strip('"'),
+            text,
+        )
+    return text
+
+
+def _unquote(name: str) -> str:
+    # python-hcl2 keeps the quotes of block labels.
+    return name.strip('"')
