@@ -32,10 +32,14 @@ def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_
                       allow_even_managers=allow_even_managers or None, parallelism=parallelism))
 
 
-@task(help={**COMMON_HELP, "json": "Print an object with `nodes` and `healthy` instead of a table."})
+@task(help={**COMMON_HELP,
+            "managers": "Managers the swarm should have (default: as many as Terraform manages).",
+            "workers": "Workers the swarm should have (default: as many as Terraform manages).",
+            "json": "Print an object with `nodes` and `healthy` instead of a table."})
 def status(c, cluster=None, target=None, managers=None, workers=None, json=False, yes=False):
     """Show the swarm's nodes and whether it is healthy (exit 3 when it is not)."""
-    cli.status(*_flags(c, cluster=cluster, target=target), as_json=json)
+    cli.status(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers),
+               as_json=json)
 
 
 @task(help=COMMON_HELP)

@@ -48,7 +48,8 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
 @clean_exit
 def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool) -> None:
     settings = load_settings(config, flags)
-    health = Cluster(settings).status()
+    counts_given = "managers" in flags or "workers" in flags
+    health = Cluster(settings).status((settings.managers, settings.workers) if counts_given else None)
     if as_json:
         print(json.dumps({"cluster": settings.cluster, "target": settings.target,
                           "healthy": health.healthy, "problems": list(health.problems),

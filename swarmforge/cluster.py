@@ -13,6 +13,9 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.version import Version
+
+from swarmforge.backend import S3Backend, render_backend
 from swarmforge.errors import CommandError, QuorumError, SwarmError
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
@@ -166,13 +169,16 @@ class Cluster:
 
     # -- status and destroy -------------------------------------------------
 
-    def status(self) -> Health:
+    def status(self, expect: tuple[int, int] | None = None) -> Health:
+        """The swarm's nodes and health, judged against ``expect`` (managers, workers)
+        or, by default, against the nodes Terraform manages."""
         tf = self._prepare()
         managers, workers = self._nodes_in_state(tf)
         if not managers:
             raise SwarmError(f"cluster {self.settings.cluster!r} has no nodes; "
                              "run `invoke apply` to create it")
-        return self._swarm(managers).health(len(managers), len(workers))
+        wanted = expect or (len(managers), len(workers))
+        return self._swarm(managers).health(*wanted)
 
     def destroy(self) -> bool:
         """Destroy every node and what the target made; False if there was nothing."""
@@ -201,14 +207,24 @@ class Cluster:
             needed = required_version(self.target.config_dir)
             binary = find_terraform(self.settings.terraform_bin, needed,
                                     f"terraform/{self.target.name}")
-            workdir = render_workspace(self.target.config_dir, cluster_dir / "terraform")
-            tf = Terraform(binary, workdir,
+            tf = Terraform(binary, cluster_dir / "terraform",
                            env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc"))},
                            progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
-            tf.require(needed, f"terraform/{self.target.name}")
+            version = tf.require(needed, f"terraform/{self.target.name}")
+            render_workspace(self.target.config_dir, tf.workdir, self._backend(version))
             tf.init()
         self._terraform = tf
         return tf
+
+    def _backend(self, version: Version) -> str | None:
+        """backend.tf for a state bucket; None keeps the state in the cluster's own dir."""
+        s = self.settings
+        if not s.state_bucket:
+            return None
+        return render_backend(S3Backend(bucket=s.state_bucket, key=s.state_key,
+                                        region=s.state_region or s.region,
+                                        endpoint=s.state_endpoint,
+                                        dynamodb_table=s.state_lock_table), version)
 
     def _variables(self, *, swarm_init: bool, managers: int, workers: int) -> dict[str, str]:
         return {**self.target.variables(), "swarm_init": str(swarm_init).lower(),

@@ -21,6 +21,7 @@ MAX_MANAGERS = 7
 MAX_LOCAL_WORKERS = 150
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+STATE_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,11 +45,20 @@ class Settings:
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
     state_dir: str = str(REPO_ROOT / ".swarmforge")
     health_timeout: float = 180.0
+    state_bucket: str | None = None  # None: Terraform state stays in the cluster's dir
+    state_region: str | None = None  # None: the cluster's region
+    state_endpoint: str | None = None  # an S3-compatible endpoint (tests use moto's server)
+    state_lock_table: str | None = None  # DynamoDB locking, for Terraform older than 1.10
 
     @property
     def cluster_dir(self) -> Path:
         """Everything this cluster keeps on this machine: state, keys, logs."""
         return Path(self.state_dir) / self.cluster
+
+    @property
+    def state_key(self) -> str:
+        """Where this cluster's state lives in the state bucket: one key per cluster."""
+        return f"swarmforge/{self.cluster}/terraform.tfstate"
 
     @property
     def login_user(self) -> str:
@@ -128,8 +138,12 @@ def validate(s: Settings) -> list[str]:
         problems.append(f"workers: the local sandbox holds at most {MAX_LOCAL_WORKERS} workers")
     if s.ami_id is not None and not AMI_ID.match(s.ami_id):
         problems.append(f"ami_id: {s.ami_id!r} is not an AMI id (ami- and 8 or 17 hex digits)")
-    if not REGION.match(s.region):
-        problems.append(f"region: {s.region!r} is not an AWS region name such as us-east-1")
+    for name in ("region", "state_region"):
+        region = getattr(s, name)
+        if region is not None and not REGION.match(region):
+            problems.append(f"{name}: {region!r} is not an AWS region name such as us-east-1")
+    if s.state_bucket is not None and not STATE_BUCKET.match(s.state_bucket):
+        problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
     problems += _cidr_problems(s.allowed_ssh_cidrs)
     if not 1 <= s.parallelism <= 100:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")

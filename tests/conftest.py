@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 INVOKE = [sys.executable, "-m", "invoke"]
@@ -39,6 +40,24 @@ def invoke(*args: str, state_dir: Path, env: dict[str, str] | None = None,
     child_env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(state_dir), **(env or {})}
     return subprocess.run([*INVOKE, *args], cwd=REPO, env=child_env, capture_output=True,
                           text=True, timeout=timeout, input=stdin, check=False)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """A moto server on 127.0.0.1 (real HTTP, real boto3), with fake credentials in our
+    environment and our children's, so nothing can reach real AWS."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_CONFIG_FILE", "/dev/null")
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        env.delenv("AWS_PROFILE", raising=False)
+        env.delenv("AWS_SESSION_TOKEN", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -180,21 +178,6 @@ class Workdir:
             stderr=subprocess.STDOUT,
             text=True,
         )
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """A moto server on 127.0.0.1, with fake credentials so nothing can reach real AWS."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in _fake_aws_env().items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
-        env.delenv("AWS_SESSION_TOKEN", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-        server.stop()
 
 
 # Lock files from 1.10 (1.11.4 on PATH), a DynamoDB table before (the offline 1.0.3 build).

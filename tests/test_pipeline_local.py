@@ -181,6 +181,12 @@ class TestOneClusterLife:
         assert unasked.returncode == 1 and "nothing destroyed" in unasked.stderr
         assert status(cluster, state_root)["healthy"]
 
+        wrong_counts = invoke("status", "--cluster", cluster, "--managers", "3", state_dir=state_root)
+        assert wrong_counts.returncode == 3 and "5 managers (want 3)" in wrong_counts.stdout
+
+        # The second cluster's processes die with the session that made them;
+        # destroy must still remove everything it left behind.
+        kill_every_process_of(old_terraform_cluster)
         for name in (cluster, old_terraform_cluster):
             result = invoke("destroy", "--cluster", name, "--yes", state_dir=state_root)
             assert result.returncode == 0, result.stderr
@@ -189,6 +195,16 @@ class TestOneClusterLife:
             assert not (state_root / name).exists()
         again = invoke("destroy", "--cluster", cluster, "--yes", state_dir=state_root)
         assert again.returncode == 0 and "nothing to destroy" in again.stdout
+
+
+def kill_every_process_of(cluster: str) -> None:
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for netns in (line.split()[0] for line in namespaces.splitlines()):
+        if netns.startswith(f"sf-{cluster}-"):
+            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                os.kill(int(pid), signal.SIGKILL)
 
 
 class SshdKiller:
