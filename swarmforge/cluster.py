@@ -205,12 +205,11 @@ class Cluster:
                                 f"on the {self.target.name} target"):
             self._profile = self.target.prepare()
             needed = required_version(self.target.config_dir)
-            binary = find_terraform(self.settings.terraform_bin, needed,
-                                    f"terraform/{self.target.name}")
+            binary, version = find_terraform(self.settings.terraform_bin, needed,
+                                             f"terraform/{self.target.name}")
             tf = Terraform(binary, cluster_dir / "terraform",
                            env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc"))},
                            progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
-            version = tf.require(needed, f"terraform/{self.target.name}")
             render_workspace(self.target.config_dir, tf.workdir, self._backend(version))
             tf.init()
         self._terraform = tf

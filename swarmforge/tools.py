@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from swarmforge.errors import ToolError
 from swarmforge.settings import REPO_ROOT
@@ -22,16 +23,17 @@ PROVIDER_MIRROR = TOOLS_DIR / "providers"
 MIRRORED = ("registry.terraform.io/hashicorp/null",)
 
 
-def find_terraform(configured: str | None, needed: SpecifierSet, config: str) -> str:
-    """The Terraform binary to use: the configured one, else PATH's if new enough, else ours."""
+def find_terraform(configured: str | None, needed: SpecifierSet, config: str) -> tuple[str, Version]:
+    """The Terraform binary to use and its version: the configured one, else PATH's if new
+    enough, else ours."""
     if configured:
-        Terraform(configured, Path(".")).require(needed, config)
-        return configured
+        return configured, Terraform(configured, Path(".")).require(needed, config)
     candidates = [c for c in (shutil.which("terraform"), str(OFFLINE_TERRAFORM))
                   if c and Path(c).exists()]
     for candidate in candidates:
-        if Terraform(candidate, Path(".")).version() in needed:
-            return candidate
+        version = Terraform(candidate, Path(".")).version()
+        if needed.contains(version, prereleases=True):
+            return candidate, version
     raise ToolError(f"no Terraform {needed} found (looked at: {', '.join(candidates) or 'none'}); "
                     "run scripts/setup-host.sh")
 

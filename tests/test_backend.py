@@ -132,7 +132,7 @@ def test_values_are_quoted_so_terraform_reads_them_back_unchanged() -> None:
 
 
 def test_every_rendering_is_terraform_fmt_clean(tmp_path: Path) -> None:
-    terraform = find_terraform(None, SpecifierSet(">=1.0"), "a rendered backend")
+    terraform, _ = find_terraform(None, SpecifierSet(">=1.0"), "a rendered backend")
     endpoint = S3Backend("b", "k", REGION, endpoint="http://127.0.0.1:9", dynamodb_table="t")
     for version in ("1.0.3", "1.9.8", "1.11.4"):
         (tmp_path / f"s3-{version}.tf").write_text(render_backend(endpoint, Version(version)))

@@ -48,7 +48,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def terraform(workdir: Path) -> Terraform:
-    binary = find_terraform(None, SpecifierSet(">=1.0"), "test config")
+    binary, _ = find_terraform(None, SpecifierSet(">=1.0"), "test config")
     lines: list[str] = []
     tf = Terraform(binary, workdir, env={"TF_CLI_CONFIG_FILE": str(cli_config(workdir / "rc"))},
                    progress=lines.append, log_file=workdir / "tf.log")

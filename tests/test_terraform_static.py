@@ -17,7 +17,7 @@ CHECKOV = REPO / ".tools/checkov-venv/bin/checkov"
 
 
 def test_terraform_is_formatted() -> None:
-    terraform = find_terraform(None, SpecifierSet(">=1.0"), "terraform/")
+    terraform, _ = find_terraform(None, SpecifierSet(">=1.0"), "terraform/")
 
     fmt = subprocess.run(
         [terraform, "fmt", "-check", "-recursive", "-diff", str(REPO / "terraform")],
@@ -56,7 +56,7 @@ VALID_AWS_VARS = [
 def test_aws_variables_refuse_unsafe_values(
     tmp_path: Path, override: str | None, complaint: str | None
 ) -> None:
-    terraform = find_terraform(None, SpecifierSet(">=1.0"), "terraform/")
+    terraform, _ = find_terraform(None, SpecifierSet(">=1.0"), "terraform/")
     shutil.copy(REPO / "terraform/aws/variables.tf", tmp_path)
     arguments = [f"-var={value}" for value in [*VALID_AWS_VARS, *filter(None, [override])]]
 
