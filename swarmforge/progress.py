@@ -28,8 +28,3 @@ class Progress:
 
     def say(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
-
-
-class Silent(Progress):
-    def say(self, line: str) -> None:
-        pass

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,6 @@ class Plan:
 
     def removals(self) -> list[PlannedChange]:
         return [c for c in self.changes if c.action in ("delete", "replace")]
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    added: int = 0
-    changed: int = 0
-    destroyed: int = 0
-    log: list[str] = field(default_factory=list, repr=False)
 
 
 def required_version(config_dir: Path) -> SpecifierSet:
@@ -142,13 +134,12 @@ class Terraform:
         return Plan(tuple(_planned_changes(result.stdout)))
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
-              targets: Sequence[str] = (), parallelism: int = 10, destroy: bool = False) -> ApplyResult:
+              targets: Sequence[str] = (), parallelism: int = 10, destroy: bool = False) -> None:
         argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
                           auto_approve=IsFlagged, lock_timeout="60s",
                           destroy=IsFlagged if destroy else None,
                           parallelism=parallelism, var=_var_args(variables), target=list(targets))
-        result = self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
-        return _apply_result(result.stdout)
+        self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
 
     def untaint(self, address: str) -> None:
         """Keep ``address``: its provisioning failed only after the node was already good."""
@@ -226,15 +217,6 @@ def _planned_changes(output: str) -> list[PlannedChange]:
             changes.append(PlannedChange(change["resource"]["addr"], change["action"],
                                          change.get("reason")))
     return changes
-
-
-def _apply_result(output: str) -> ApplyResult:
-    for event in _events(output):
-        if event.get("type") == "change_summary":
-            counts = event["changes"]
-            return ApplyResult(counts.get("add", 0), counts.get("change", 0),
-                               counts.get("remove", 0), output.splitlines())
-    return ApplyResult(log=output.splitlines())
 
 
 # Events worth a line of progress; the rest (refresh chatter, hooks) stay in the log.

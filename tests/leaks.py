@@ -6,21 +6,21 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 TOKEN = re.compile(rb"SWMTKN-1-[0-9a-z]{30,}-[0-9a-z]{20,}")
 
 
-class ArgvWatcher:
-    """Samples every process's argv while running; keeps any that holds a token."""
+class Poller:
+    """Calls ``poll()`` every ``interval`` seconds in a thread, inside a ``with`` block,
+    until the block ends or ``poll()`` returns True (done)."""
 
-    def __init__(self, interval: float = 0.01) -> None:
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.seen: list[str] = []
-        self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ArgvWatcher:
+    def __enter__(self: P) -> P:
         self._thread.start()
         return self
 
@@ -28,17 +28,35 @@ class ArgvWatcher:
         self._stop.set()
         self._thread.join()
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    argv = cmdline.read_bytes()
-                except OSError:
-                    continue
-                if b"SWMTKN-" in argv and TOKEN.search(argv):
-                    self.seen.append(argv.replace(b"\0", b" ").decode(errors="replace"))
-            self.samples += 1
+    def poll(self) -> bool:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not self.poll():
             self._stop.wait(self.interval)
+
+
+P = TypeVar("P", bound=Poller)
+
+
+class ArgvWatcher(Poller):
+    """Samples every process's argv while running; keeps any that holds a token."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        super().__init__(interval)
+        self.seen: list[str] = []
+        self.samples = 0
+
+    def poll(self) -> bool:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv = cmdline.read_bytes()
+            except OSError:
+                continue
+            if b"SWMTKN-" in argv and TOKEN.search(argv):
+                self.seen.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+        self.samples += 1
+        return False
 
 
 def files_holding(roots: Iterable[Path], needles: Iterable[str], *, newer_than: float = 0.0,

@@ -11,14 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import OFFLINE_TERRAFORM, REPO, invoke, unique_cluster
-from tests.leaks import ArgvWatcher, files_holding
+from tests.leaks import ArgvWatcher, Poller, files_holding
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
 
@@ -207,27 +206,18 @@ def kill_every_process_of(cluster: str) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
-class SshdKiller:
+class SshdKiller(Poller):
     """Stops one host's sshd the moment it appears: phase 2 then fails half-way."""
 
     def __init__(self, pidfile: Path) -> None:
+        super().__init__(interval=0.005)
         self.pidfile = pidfile
         self.killed = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> SshdKiller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set() and not self.killed:
-            try:
-                os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
-                self.killed = True
-            except (OSError, ValueError):
-                self._stop.wait(0.005)
+    def poll(self) -> bool:
+        try:
+            os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            return False
+        self.killed = True
+        return True
