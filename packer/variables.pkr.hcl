@@ -1,4 +1,5 @@
-# Per-build values come from bake.auto.pkrvars.hcl, rendered by swarmforge.
+# Per-build values come from the var file `invoke bake` renders for each bake
+# (swarmforge/templates/bake.pkrvars.hcl.j2) and passes with -var-file.
 
 variable "cluster" {
   type        = string

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -163,6 +163,8 @@ class BuildResult:
     error_count: int = 0
     errors: tuple[str, ...] = ()
     ui_errors: tuple[str, ...] = ()
+    run_uuid: str = ""  # from the manifest, once cross-checked
+    log_path: str = ""  # the full raw output
 
     @property
     def ok(self) -> bool:
@@ -315,10 +317,12 @@ def _show(ids: set[frozenset[str]]) -> str:
 # --- the packer binary ---------------------------------------------------------------
 
 
-def packer_version(packer: str = "packer") -> Version:
-    """The installed Packer's version; ToolError when it is missing or too old."""
+def packer_version(packer: str = "packer", *, wanted: Version = MINIMUM_VERSION) -> Version:
+    """The installed Packer's version; ToolError when it is missing or too old.
+
+    ``wanted`` is only the version the "not found" message asks for."""
     if shutil.which(packer) is None:
-        raise ToolError(f"{packer} not found on PATH: install Packer {MINIMUM_VERSION} or newer")
+        raise ToolError(f"{packer} not found on PATH: install Packer {wanted} or newer")
     result = process.check(process.run([packer, "version"]), f"{packer} version")
     found = re.search(r"Packer v(\d+\.\d+\.\d+)", result.stdout)
     if found is None:
@@ -331,7 +335,7 @@ def packer_version(packer: str = "packer") -> Version:
 
 def require_version(minimum: Version, packer: str = "packer") -> Version:
     """The installed version, or ToolError if it is below ``minimum`` (a real bake: 1.7)."""
-    version = packer_version(packer)
+    version = packer_version(packer, wanted=minimum)
     if version < minimum:
         raise ToolError(
             f"Packer {version} cannot run this build: it needs {minimum} or newer "
@@ -353,13 +357,16 @@ class ValidationLevel(str, Enum):
     LEGACY = "legacy"
 
 
-def validate(template_dir: Path, var_file: Path, *, packer: str = "packer") -> ValidationLevel:
+def validate(
+    template_dir: Path, var_file: Path, *, packer: str = "packer", version: Version | None = None
+) -> ValidationLevel:
     """Validate the template with ``var_file``; raise CommandError with Packer's message.
 
-    Never contacts AWS: the amazon builder's config checks are local, and the
-    source AMI is only looked up when a build starts.
+    Runs ``packer init`` first when Packer has plugins. ``version``: the one the
+    caller already asked Packer for. Never contacts AWS: the amazon builder's config
+    checks are local, and the source AMI is only looked up when a build starts.
     """
-    version = packer_version(packer)
+    version = version or packer_version(packer)
     if version >= PLUGINS_SINCE:
         _init(packer, template_dir)
         _validate(packer, template_dir, var_file)
@@ -408,18 +415,22 @@ def build(
     on_progress: ProgressSink,
     *,
     packer: str = "packer",
+    version: Version | None = None,
+    init: bool = True,
 ) -> BuildResult:
     """Run ``packer build`` and return what it built, cross-checked with its manifest.
 
     The full raw output goes to a log file in ``work_dir``; ``on_progress`` gets one
     line per step. Packer runs in ``work_dir``, so its manifest lands there too.
+    ``init=False`` when ``validate`` has just run ``packer init``.
     """
-    version = packer_version(packer)
+    version = version or packer_version(packer)
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / f"packer-build-{_stamp()}.log"
     with tempfile.TemporaryDirectory(prefix="swarmforge-packer-") as scratch:
         if version >= PLUGINS_SINCE:
-            _init(packer, template_dir)
+            if init:
+                _init(packer, template_dir)
             source = template_dir
         else:
             source = _legacy_copy(template_dir, Path(scratch) / "template")
@@ -431,8 +442,9 @@ def build(
         errors = result.error_messages or [_last_words(completed.stdout)]
         errors += result.step_errors[-5:]
         raise PackerBuildError(completed.returncode, errors, str(log_path))
-    cross_check(result, read_manifest(work_dir / MANIFEST_FILE))
-    return result
+    manifest = read_manifest(work_dir / MANIFEST_FILE)
+    cross_check(result, manifest)
+    return replace(result, run_uuid=manifest.run_uuid, log_path=str(log_path))
 
 
 def _stream_to_log(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -41,6 +42,8 @@ class Settings:
     ssh_user: str | None = None  # None: the target's own (root locally, ubuntu on aws)
     ssh_key: str | None = None
     allowed_ssh_cidrs: tuple[str, ...] = ()
+    key_name: str | None = None  # aws: the EC2 key pair the nodes get (ssh_key is its private half)
+    worker_public_ip: bool = True  # aws: False keeps workers private, reached through a manager
     parallelism: int = 10
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
     state_dir: str = str(REPO_ROOT / ".swarmforge")
@@ -49,6 +52,7 @@ class Settings:
     state_region: str | None = None  # None: the cluster's region
     state_endpoint: str | None = None  # an S3-compatible endpoint (tests use moto's server)
     state_lock_table: str | None = None  # DynamoDB locking, for Terraform older than 1.10
+    aws_endpoint: str | None = None  # every boto3 client's endpoint (tests use moto's server)
 
     @property
     def cluster_dir(self) -> Path:
@@ -120,7 +124,7 @@ def _as_type(name: str, value: Any) -> Any:
 def _type_word(name: str) -> str:
     return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
             "health_timeout": "number", "allow_even_managers": "true/false",
-            "allowed_ssh_cidrs": "list"}.get(name, "text")
+            "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list"}.get(name, "text")
 
 
 def validate(s: Settings) -> list[str]:
@@ -145,6 +149,9 @@ def validate(s: Settings) -> list[str]:
     if s.state_bucket is not None and not STATE_BUCKET.match(s.state_bucket):
         problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
     problems += _cidr_problems(s.allowed_ssh_cidrs)
+    if s.aws_endpoint is not None and not _is_http_url(s.aws_endpoint):
+        problems.append(f"aws_endpoint: {s.aws_endpoint!r} is not an http(s) URL such as "
+                        "http://127.0.0.1:5000")
     if not 1 <= s.parallelism <= 100:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")
     if s.health_timeout <= 0:
@@ -177,6 +184,15 @@ def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
             problems.append(f"allowed_ssh_cidrs: {cidr} opens SSH to the whole internet; "
                             "name your own networks")
     return problems
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        url = urllib.parse.urlsplit(text)
+        _ = url.port  # ValueError when the port is not a number
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def config_defaults() -> dict[str, Any]:

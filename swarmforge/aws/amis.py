@@ -3,20 +3,25 @@
 Every bake makes a new AMI (no force-deregister), so rolling back is picking an
 older one, and old ones pile up until pruned. Pruning never touches the AMI
 recorded as current, one that any instance still runs from, or the newest few.
-The AMI of record lives in SSM at ``/swarmforge/<cluster>/ami-id``.
+The AMI of record lives in SSM at ``/swarmforge/<cluster>/ami-id`` (one parameter
+per region) and, for the machine that baked it, in a ``BakeRecord`` file.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from swarmforge.aws import client
 from swarmforge.errors import AmiError
+from swarmforge.settings import Settings
 
 # Tag keys written by packer/sources.pkr.hcl; keep the two in step.
 CLUSTER_TAG = "swarmforge:cluster"
@@ -50,6 +55,54 @@ class PrunePlan:
 
 def parameter_name(cluster: str) -> str:
     return f"/swarmforge/{cluster}/ami-id"
+
+
+# --- the local record of a bake ---------------------------------------------------------
+
+#: Under the state dir but outside every cluster's own dir: `invoke destroy` removes
+#: that, and a bake outlives its clusters. No cluster name can start with "_".
+BUILD_DIR = "_build"
+RECORD_FILE = "ami.json"
+
+
+def bake_dir(settings: Settings) -> Path:
+    """Where a cluster's bakes keep their var file, Packer logs, manifest and record."""
+    return Path(settings.state_dir) / BUILD_DIR / settings.cluster
+
+
+def record_path(settings: Settings) -> Path:
+    return bake_dir(settings) / RECORD_FILE
+
+
+@dataclass(frozen=True)
+class BakeRecord:
+    """What the last successful bake on this machine made, and from what."""
+
+    cluster: str
+    amis: Mapping[str, str]  # {region: AMI id}
+    docker_version: str  # the spec as the operator wrote it
+    git_commit: str
+    packer_run_uuid: str
+    baked_at: str  # ISO 8601, UTC
+    log: str  # Packer's full output
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a bake that dies half-way leaves the previous record whole."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps({**asdict(self), "amis": dict(self.amis)}, indent=2) + "\n")
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: Path) -> BakeRecord | None:
+        """The record at ``path``, or None when no bake was recorded there."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as problem:
+            raise AmiError(f"cannot read the bake record {path}: {problem}; "
+                           "bake again or remove it") from None
 
 
 def plan_prune(
@@ -95,6 +148,11 @@ class ClusterAmis:
         self.ec2 = client("ec2", region, endpoint_url)
         self.ssm = client("ssm", region, endpoint_url)
 
+    @classmethod
+    def of(cls, settings: Settings, region: str | None = None) -> ClusterAmis:
+        """The settings' cluster in ``region`` (default: the cluster's own)."""
+        return cls(settings.cluster, region or settings.region, settings.aws_endpoint)
+
     def inventory(self) -> list[Ami]:
         """Every AMI tagged for the cluster, newest first, each marked in use or not."""
         images = self._images()
@@ -122,6 +180,11 @@ class ClusterAmis:
             for reservation in page["Reservations"]
             for instance in reservation["Instances"]
         }
+
+    def prune_plan(self, keep: int) -> PrunePlan:
+        """What pruning down to the newest ``keep`` would delete, from a fresh inventory."""
+        # in_use=(): the inventory has already marked the AMIs instances hold on to.
+        return plan_prune(self.inventory(), keep, self.current(), in_use=())
 
     def tag(self, ami_id: str, tags: Mapping[str, str]) -> None:
         """Tag an AMI and its snapshots alike (pruning and cost reports look at both)."""
@@ -209,3 +272,45 @@ def _ami(image: Mapping[str, Any], in_use: bool = False) -> Ami:
 def _snapshot_ids(image: Mapping[str, Any]) -> list[str]:
     mappings = image.get("BlockDeviceMappings", [])
     return [m["Ebs"]["SnapshotId"] for m in mappings if m.get("Ebs", {}).get("SnapshotId")]
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def ami_table(amis: Sequence[Ami], current_id: str | None) -> str:
+    """The AMIs as an aligned text table, newest first."""
+    header = ("AMI", "CREATED (UTC)", "DOCKER", "COMMIT", "IN USE", "CURRENT")
+    rows = [(*_described(ami), _yes(ami.in_use), _yes(ami.id == current_id))
+            for ami in newest_first(amis)]
+    return _table(header, rows)
+
+
+def plan_table(plan: PrunePlan) -> str:
+    """A prune plan, newest first: what goes, and why each other AMI stays."""
+    header = ("AMI", "CREATED (UTC)", "DOCKER", "COMMIT", "ACTION")
+    actions = {ami.id: "delete" for ami in plan.delete}
+    actions.update({ami.id: f"keep ({why})" for ami, why in plan.keep})
+    everything = [*plan.delete, *(ami for ami, _ in plan.keep)]
+    return _table(header, [(*_described(ami), actions[ami.id]) for ami in newest_first(everything)])
+
+
+def _described(ami: Ami) -> tuple[str, str, str, str]:
+    created = ami.created.strftime("%Y-%m-%d %H:%M:%S")
+    return ami.id, created, ami.docker_version or "-", _short_commit(ami.git_commit) or "-"
+
+
+def _short_commit(commit: str) -> str:
+    # "<sha>-dirty" stays readable as "<12 chars>-dirty".
+    sha, dash, rest = commit.partition("-")
+    return sha[:12] + dash + rest
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)

@@ -1,0 +1,210 @@
+"""Which AMI apply uses, `invoke amis` and `invoke prune-amis`: against moto's server
+(real HTTP, real boto3), the tasks through the real `invoke` CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarmforge.aws import client
+from swarmforge.aws.ami_choice import FROM_FLAG, FROM_NEWEST, FROM_RECORD, choose_ami
+from swarmforge.aws.amis import BakeRecord, ClusterAmis, record_path
+from swarmforge.errors import AmiError
+from swarmforge.settings import Settings, load_settings
+from tests.conftest import invoke, unique_cluster
+from tests.test_amis import Baker, launch, snapshot_exists
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def ec2(endpoint: str) -> Any:
+    return client("ec2", REGION, endpoint)
+
+
+@pytest.fixture
+def settings(endpoint: str, tmp_path: Path) -> Settings:
+    return load_settings({}, {"cluster": unique_cluster("ami"), "region": REGION,
+                              "state_dir": str(tmp_path / "state"), "aws_endpoint": endpoint})
+
+
+@pytest.fixture
+def baker(ec2: Any, settings: Settings) -> Baker:
+    return Baker(ec2, settings.cluster)
+
+
+def local_record(settings: Settings, amis: dict[str, str]) -> None:
+    """What a bake on this machine leaves behind."""
+    BakeRecord(cluster=settings.cluster, amis=amis, docker_version="27.*", git_commit="c0ffee",
+               packer_run_uuid="run", baked_at="2026-01-01T00:00:00+00:00",
+               log="packer-build.log").save(record_path(settings))
+
+
+# --- choose_ami --------------------------------------------------------------------------
+
+
+def test_no_ami_anywhere_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(AmiError, match=f"no AMI for cluster '{settings.cluster}' in {REGION}"):
+        choose_ami(settings)
+
+
+def test_flag_beats_record_beats_newest_tag(settings: Settings, baker: Baker) -> None:
+    in_ssm, on_this_machine, newest = baker.bake(), baker.bake(), baker.bake()
+    assert choose_ami(settings) == (newest, FROM_NEWEST)
+
+    ClusterAmis.of(settings).record_current(in_ssm)
+    assert choose_ami(settings) == (in_ssm, FROM_RECORD)
+
+    local_record(settings, {REGION: on_this_machine})
+    assert choose_ami(settings) == (on_this_machine, FROM_RECORD)
+
+    given = "ami-0123456789abcdef0"
+    assert choose_ami(dataclasses.replace(settings, ami_id=given)) == (given, FROM_FLAG)
+
+
+def test_a_record_for_other_regions_only_is_passed_over(settings: Settings, baker: Baker) -> None:
+    newest = baker.bake()
+    local_record(settings, {"us-east-1": "ami-0123456789abcdef0"})
+
+    assert choose_ami(settings) == (newest, FROM_NEWEST)
+
+
+def test_an_unreadable_record_is_a_clear_error(settings: Settings) -> None:
+    path = record_path(settings)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+
+    with pytest.raises(AmiError, match="cannot read the bake record"):
+        choose_ami(settings)
+
+
+# --- invoke amis / prune-amis ----------------------------------------------------------------
+
+
+class Fleet:
+    """A cluster's AMIs, oldest first, in every situation pruning must tell apart."""
+
+    def __init__(self, ec2: Any, baker: Baker, settings: Settings) -> None:
+        self.ec2 = ec2
+        self.running, self.stopped, self.gone, self.current, self.idle, self.newest = (
+            baker.bake() for _ in range(6))
+        launch(ec2, self.running)
+        ec2.stop_instances(InstanceIds=[launch(ec2, self.stopped)])
+        ec2.terminate_instances(InstanceIds=[launch(ec2, self.gone)])
+        ClusterAmis.of(settings).record_current(self.current)
+        self.snapshots = {image["ImageId"]: [m["Ebs"]["SnapshotId"]
+                                             for m in image["BlockDeviceMappings"] if "Ebs" in m]
+                          for image in ec2.describe_images(Owners=["self"])["Images"]}
+
+    def all(self) -> list[str]:
+        return [self.running, self.stopped, self.gone, self.current, self.idle, self.newest]
+
+    def left(self) -> set[str]:
+        answer = self.ec2.describe_images(ImageIds=self.all())  # moto skips the missing ones
+        return {image["ImageId"] for image in answer["Images"]}
+
+    def snapshots_left(self) -> set[str]:
+        return {ami for ami in self.all()
+                if all(snapshot_exists(self.ec2, s) for s in self.snapshots[ami])}
+
+
+@pytest.fixture
+def fleet(ec2: Any, baker: Baker, settings: Settings) -> Fleet:
+    return Fleet(ec2, baker, settings)
+
+
+def run(settings: Settings, *args: str) -> Any:
+    assert settings.aws_endpoint
+    done = invoke(*args, "--cluster", settings.cluster, "--region", REGION,
+                  state_dir=Path(settings.state_dir),
+                  env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": settings.aws_endpoint}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def rows(table: str) -> dict[str, list[str]]:
+    """{AMI id: the other columns}; CREATED spans two words (date and time)."""
+    found = {}
+    for line in table.splitlines():
+        if line.startswith("ami-"):
+            ami, date, time, *rest = line.split()
+            found[ami] = [f"{date} {time}", *rest]
+    return found
+
+
+def test_amis_lists_provenance_use_and_current(settings: Settings, fleet: Fleet) -> None:
+    listed = rows(run(settings, "amis").stdout)
+
+    assert list(listed) == fleet.all()[::-1]  # newest first
+    in_use = {ami for ami, columns in listed.items() if columns[3] == "yes"}
+    current = {ami for ami, columns in listed.items() if columns[4] == "yes"}
+    assert in_use == {fleet.running, fleet.stopped}
+    assert current == {fleet.current}
+    docker, commit = listed[fleet.newest][1:3]
+    assert (docker, commit) == ("27.3.*", "commit6")
+
+
+def test_amis_of_a_cluster_without_any(settings: Settings) -> None:
+    assert "has no AMIs in eu-west-1" in run(settings, "amis").stdout
+
+
+def test_prune_previews_by_default_and_changes_nothing(settings: Settings, fleet: Fleet) -> None:
+    for flags in ([], ["--dry-run", "--yes"]):
+        preview = run(settings, "prune-amis", "--keep", "1", *flags).stdout
+
+        actions = {ami: " ".join(columns[3:]) for ami, columns in rows(preview).items()}
+        assert actions == {
+            fleet.newest: "keep (among the newest)",
+            fleet.idle: "delete",
+            fleet.current: "keep (current)",
+            fleet.gone: "delete",
+            fleet.stopped: "keep (in use)",
+            fleet.running: "keep (in use)",
+        }
+        assert "preview: 2 AMI(s) would be deregistered" in preview
+        assert fleet.left() == fleet.snapshots_left() == set(fleet.all())
+
+
+def test_prune_with_yes_deletes_amis_and_their_snapshots(settings: Settings, fleet: Fleet,
+                                                         ec2: Any) -> None:
+    other = Baker(ec2, unique_cluster("other")).bake()
+
+    done = run(settings, "prune-amis", "--keep", "2", "--yes")
+
+    assert f"deregistered {fleet.gone} and deleted their snapshots" in done.stdout
+    assert fleet.left() == fleet.snapshots_left() == set(fleet.all()) - {fleet.gone}
+
+    run(settings, "prune-amis", "--keep", "0", "--yes")
+
+    kept = {fleet.running, fleet.stopped, fleet.current}  # in use (running, stopped), current
+    assert fleet.left() == fleet.snapshots_left() == kept
+    assert ec2.describe_images(ImageIds=[other])["Images"]  # another cluster's: untouched
+    again = run(settings, "prune-amis", "--keep", "0", "--yes").stdout
+    assert "nothing to prune" in again
+
+
+# --- the endpoint setting and AWS errors ------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:21", "127.0.0.1:5000", "http://host:port"])
+def test_a_bad_aws_endpoint_is_refused_before_any_call(url: str, tmp_path: Path) -> None:
+    refused = invoke("amis", state_dir=tmp_path, env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": url})
+
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"swarmforge: aws_endpoint: {url!r} is not an http(s) URL such as http://127.0.0.1:5000"
+    )
+
+
+def test_an_unreachable_aws_is_one_clear_line(endpoint: str, tmp_path: Path) -> None:
+    # endpoint: fake credentials in the environment; port 9 (discard) has no listener.
+    failed = invoke("amis", state_dir=tmp_path,
+                    env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": "http://127.0.0.1:9"})
+
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == (
+        'swarmforge: AWS: Could not connect to the endpoint URL: "http://127.0.0.1:9/"'
+    )
