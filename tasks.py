@@ -24,12 +24,16 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
 
 @task(help={**COMMON_HELP,
             "allow_even_managers": "Accept an even manager count (it adds no failure tolerance).",
-            "parallelism": "How many nodes Terraform creates at once (default 10)."})
+            "parallelism": "How many nodes Terraform creates at once (default 10).",
+            "no_rotate": "Keep the join tokens (by default both are rotated once the swarm is healthy).",
+            "ami": "AMI to launch nodes from on aws (default: the recorded bake, else the newest "
+                   "AMI tagged for the cluster)."})
 def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_managers=False,
-          parallelism=None, yes=False):
+          parallelism=None, ami=None, no_rotate=False, yes=False):
     """Create or converge a swarm: bootstrap one manager, then join the rest; prints the nodes."""
     cli.apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
-                      allow_even_managers=allow_even_managers or None, parallelism=parallelism))
+                      allow_even_managers=allow_even_managers or None, parallelism=parallelism,
+                      ami_id=ami), rotate=not no_rotate)
 
 
 @task(help={**COMMON_HELP,
@@ -48,5 +52,83 @@ def destroy(c, cluster=None, target=None, managers=None, workers=None, yes=False
     cli.destroy(*_flags(c, cluster=cluster, target=target), yes=yes)
 
 
-ns = Collection(apply, status, destroy)
+REPLACE_HELP = {
+    "cluster": COMMON_HELP["cluster"],
+    "target": COMMON_HELP["target"],
+    "yes": "Do it; without --yes only the checks run and the plan is shown.",
+    "no_rotate": "Keep the join tokens (by default both are rotated afterwards).",
+    "drain_timeout": "Seconds to wait for a drained node's tasks to move (default 120).",
+}
+
+
+@task(auto_shortflags=False, help={
+    **REPLACE_HELP,
+    "node": "The node: hostname, node ID (or a unique prefix), IP, or Terraform address "
+            "such as swarm_worker[1]."})
+def replace_node(c, node, cluster=None, target=None, yes=False, no_rotate=False,
+                 drain_timeout=120):
+    """Swap one node for a fresh one without losing quorum (preview unless --yes; resumable)."""
+    cli.replace_node(*_flags(c, cluster=cluster, target=target), node=node, yes=yes,
+                     rotate=not no_rotate, drain_timeout=float(drain_timeout))
+
+
+@task(auto_shortflags=False, help={
+    **REPLACE_HELP,
+    "all": "Replace every node, not only those whose image differs from the desired one.",
+    "max_unavailable": "Workers replaced at once (default 1); managers always go one by one."})
+def roll(c, cluster=None, target=None, all=False, max_unavailable=1, yes=False, no_rotate=False,
+         drain_timeout=120):
+    """Replace nodes one at a time, workers first, the leader last (preview unless --yes)."""
+    cli.roll(*_flags(c, cluster=cluster, target=target), everything=all,
+             max_unavailable=int(max_unavailable), yes=yes, rotate=not no_rotate,
+             drain_timeout=float(drain_timeout))
+
+
+AMI_HELP = {
+    "cluster": COMMON_HELP["cluster"],
+    "region": "The AMIs' region (default: swarmforge.region, us-east-1).",
+}
+
+
+# No short flags: -d/-y would be --docker-version and --dry-run, and -y reads as "yes".
+@task(auto_shortflags=False,
+      help={**AMI_HELP,
+            "region": "Region to build in and record the AMI for (default: swarmforge.region).",
+            "docker_version": "Docker Engine to pin, e.g. 27.3.*, 27.3.1 or ~=27.3 (default 27.*).",
+            "ami_regions": "Other regions to copy the AMI to, comma-separated.",
+            "dry_run": "Render the variables and run `packer validate` only: nothing is built."})
+def bake(c, cluster=None, region=None, docker_version=None, ami_regions=None, dry_run=False):
+    """Bake the Docker AMI with Packer; prints its id per region and records it for `apply`."""
+    cli.bake(*_flags(c, cluster=cluster, region=region), docker_version=docker_version,
+             ami_regions=ami_regions, dry_run=dry_run)
+
+
+@task(help=AMI_HELP)
+def amis(c, cluster=None, region=None):
+    """List the cluster's AMIs: created, Docker version, commit, in use, current."""
+    cli.amis(*_flags(c, cluster=cluster, region=region))
+
+
+@task(help={**AMI_HELP,
+            "keep": "How many of the newest AMIs to keep in any case (default 3).",
+            "dry_run": "Only show what would be deleted (also the default without --yes).",
+            "yes": "Deregister the old AMIs and delete their snapshots."})
+def prune_amis(c, cluster=None, region=None, keep=3, dry_run=False, yes=False):
+    """Retire old AMIs: never the current one, one an instance uses, or the newest --keep."""
+    cli.prune_amis(*_flags(c, cluster=cluster, region=region), keep=keep, dry_run=dry_run,
+                   yes=yes)
+
+
+@task(help={"bucket": "S3 bucket for Terraform state (default: swarmforge.state_bucket); names are global.",
+            "region": "The bucket's region (default: swarmforge.state_region, else swarmforge.region).",
+            "cluster": COMMON_HELP["cluster"] + " Only shows where its state will live.",
+            "lock_table": "Also a DynamoDB lock table, for Terraform older than 1.10 "
+                          "(default: swarmforge.state_lock_table)."})
+def state_bootstrap(c, bucket=None, region=None, cluster=None, lock_table=None):
+    """Create the S3 state bucket (versioned, encrypted, private, TLS-only), or check and repair it."""
+    cli.state_bootstrap(*_flags(c, state_bucket=bucket, state_region=region, cluster=cluster,
+                                state_lock_table=lock_table))
+
+
+ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, state_bootstrap)
 ns.configure({"swarmforge": config_defaults()})

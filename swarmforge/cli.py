@@ -11,10 +11,21 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit
 
+from swarmforge.aws import client
+from swarmforge.aws.amis import ClusterAmis, ami_table, parameter_name, plan_table
+from swarmforge.aws.state_bucket import ensure_lock_table, ensure_state_bucket
+from swarmforge.aws.target import caller_account
+from swarmforge.bake import DEFAULT_DOCKER_VERSION, BakeOptions
+from swarmforge.bake import bake as run_bake
 from swarmforge.cluster import Cluster
-from swarmforge.errors import SwarmforgeError
+from swarmforge.errors import ConfigError, SwarmforgeError
+from swarmforge.packer import ValidationLevel
+from swarmforge.replace_node import Outcome as ReplaceOutcome
+from swarmforge.replace_node import replace_node as run_replace_node
+from swarmforge.roll import roll as run_roll
 from swarmforge.settings import Settings, load_settings
 from swarmforge.swarm import node_table
 
@@ -30,14 +41,16 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
             return fn(*args, **kwargs)
         except SwarmforgeError as exc:
             raise Exit(f"swarmforge: {exc}", code=exc.exit_code) from exc
+        except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions
+            raise Exit(f"swarmforge: AWS: {exc}", code=1) from exc
 
     return wrapper
 
 
 @clean_exit
-def apply(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = True) -> None:
     settings = load_settings(config, flags)
-    report = Cluster(settings).apply()
+    report = Cluster(settings).apply(rotate=rotate)
     assert report.health is not None
     print(node_table(report.health.nodes))
     verdict = "created" if report.bootstrapped else "updated" if report.changed else "unchanged"
@@ -74,6 +87,40 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
     print(f"cluster {settings.cluster!r} destroyed")
 
 
+@clean_exit
+def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str, yes: bool,
+                 rotate: bool, drain_timeout: float) -> None:
+    settings = load_settings(config, flags)
+    def show(outcome: ReplaceOutcome) -> None:
+        heading = "resuming" if outcome.resumed else "plan"
+        print(f"{heading}: replace {node} in cluster {settings.cluster!r}\n"
+              + "\n".join(outcome.plan), flush=True)
+
+    outcome = run_replace_node(Cluster(settings), node, act=yes, rotate=rotate,
+                               drain_timeout=drain_timeout, show=show)
+    if not outcome.acted:
+        print("\npreview only: nothing changed; run again with --yes to do it")
+        return
+    print(f"\n{node} replaced; the swarm is healthy" + ("; join tokens rotated" if rotate else ""))
+
+
+@clean_exit
+def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
+         max_unavailable: int, yes: bool, rotate: bool, drain_timeout: float) -> None:
+    settings = load_settings(config, flags)
+    outcome = run_roll(Cluster(settings), everything=everything, max_unavailable=max_unavailable,
+                       act=yes, rotate=rotate, drain_timeout=drain_timeout,
+                       show=lambda plan: print(f"roll of cluster {settings.cluster!r}:\n"
+                                               + "\n".join(plan), flush=True))
+    if not outcome.acted:
+        if outcome.plan[-1].endswith("up to date"):
+            return
+        print("\npreview only: nothing changed; run again with --yes to do it")
+        return
+    print(f"\nreplaced {len(outcome.replaced)} node(s); the swarm is healthy"
+          + ("; join tokens rotated" if rotate else ""))
+
+
 def _confirmed(settings: Settings, ask: Callable[[str], str]) -> bool:
     if not sys.stdin or not sys.stdin.isatty():
         return False
@@ -83,3 +130,71 @@ def _confirmed(settings: Settings, ask: Callable[[str], str]) -> bool:
         return ask(prompt).strip() == settings.cluster
     except EOFError:
         return False
+
+
+@clean_exit
+def bake(config: Mapping[str, Any], flags: Mapping[str, Any], docker_version: str | None,
+         ami_regions: str | None, dry_run: bool) -> None:
+    settings = load_settings(config, flags)
+    regions = tuple(r.strip() for r in (ami_regions or "").split(",") if r.strip())
+    report = run_bake(settings, BakeOptions(docker_version or DEFAULT_DOCKER_VERSION, regions,
+                                            dry_run))
+    if report.record is None:
+        print(f"packer/ is valid with {report.var_file}; nothing built (--dry-run)")
+        if report.validation is ValidationLevel.LEGACY:
+            print(f"Packer {report.packer_version} has no plugins: the amazon plugin's own "
+                  "settings were checked for syntax only")
+        return
+    for region, ami_id in report.record.amis.items():
+        print(f"{region}  {ami_id}")
+    print(f"\nrecorded in {report.record_path} and in SSM {parameter_name(settings.cluster)}; "
+          f"Packer's log: {report.record.log}")
+
+
+@clean_exit
+def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    settings = load_settings(config, flags)
+    cluster_amis = ClusterAmis.of(settings)
+    listed = cluster_amis.inventory()
+    if not listed:
+        print(f"cluster {settings.cluster!r} has no AMIs in {settings.region}")
+        return
+    print(ami_table(listed, cluster_amis.current()))
+
+
+@clean_exit
+def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, dry_run: bool,
+               yes: bool) -> None:
+    settings = load_settings(config, flags)
+    cluster_amis = ClusterAmis.of(settings)
+    plan = cluster_amis.prune_plan(keep)
+    if plan.keep or plan.delete:
+        print(plan_table(plan) + "\n")
+    if not plan.delete:
+        print(f"cluster {settings.cluster!r}: nothing to prune in {settings.region}")
+        return
+    if dry_run or not yes:
+        print(f"preview: {len(plan.delete)} AMI(s) would be deregistered and their snapshots "
+              "deleted; pass --yes to do it")
+        return
+    deleted = cluster_amis.prune(plan)
+    print(f"deregistered {', '.join(deleted)} and deleted their snapshots")
+
+
+@clean_exit
+def state_bootstrap(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    settings = load_settings(config, flags)
+    bucket, region = settings.state_bucket, settings.state_region or settings.region
+    if not bucket:
+        raise ConfigError(["state_bucket: name the bucket: --bucket NAME (or swarmforge.state_bucket)"])
+    account = caller_account(settings)
+    report = ensure_state_bucket(client("s3", region, settings.state_endpoint), bucket, region)
+    done = ("created: " + ", ".join(report.changed) if report.created
+            else "found; put back: " + ", ".join(report.changed) if report.changed
+            else "found, every setting in place: nothing changed")
+    print(f"state bucket {bucket!r} in {region} (account {account}): {done}")
+    if settings.state_lock_table:
+        table = ensure_lock_table(client("dynamodb", region, settings.state_endpoint),
+                                  settings.state_lock_table, region)
+        print(f"lock table {table.table!r}: " + ("created" if table.created else "found: nothing changed"))
+    print(f"cluster {settings.cluster!r} keeps its Terraform state at s3://{bucket}/{settings.state_key}")

@@ -9,14 +9,16 @@ A re-run finds the swarm, skips phase 1 and completes whatever is missing.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.version import Version
 
-from swarmforge.backend import S3Backend, render_backend
+from swarmforge.backend import S3Backend, render_backend, render_backend_settings
 from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
@@ -26,6 +28,9 @@ from swarmforge.terraform import Plan, Terraform, required_version
 from swarmforge.tools import cli_config, find_terraform
 from swarmforge.workspace import render_workspace
 
+NODE_NAME = re.compile(r"-(manager|worker)-(\d+)$")
+SLOT_POSITIONS = 8  # managers are at most 7; slot s and s+8 share a position (AZ, role)
+
 
 @dataclass(frozen=True)
 class NodeRef:
@@ -34,6 +39,21 @@ class NodeRef:
     name: str
     private_ip: str
     ssh_host: str
+
+    @property
+    def role(self) -> str:
+        return self._name_parts()[0]
+
+    @property
+    def slot(self) -> int:
+        """A manager's slot (its index for a worker): the number its name ends with."""
+        return self._name_parts()[1]
+
+    def _name_parts(self) -> tuple[str, int]:
+        match = NODE_NAME.search(self.name)
+        if not match:
+            raise SwarmError(f"Terraform names a node {self.name!r}: not <cluster>-<role>-<n>")
+        return match.group(1), int(match.group(2))
 
 
 @dataclass
@@ -54,10 +74,16 @@ class Cluster:
         self.target = target or target_for(settings)
         self._terraform: Terraform | None = None
         self._profile: SshProfile | None = None
+        self._slots: list[int] = []  # the managers' slots, as the state last showed them
 
     # -- apply --------------------------------------------------------------
 
-    def apply(self) -> ApplyReport:
+    def apply(self, rotate: bool = True) -> ApplyReport:
+        with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke apply"):
+            Journal(self.settings.cluster_dir).refuse_if_unfinished(self.settings.cluster)
+            return self._apply(rotate)
+
+    def _apply(self, rotate: bool) -> ApplyReport:
         report = ApplyReport()
         tf = self._prepare()
         managers, workers = self._nodes_in_state(tf)
@@ -75,7 +101,14 @@ class Cluster:
             report.health = swarm.wait_healthy(
                 self.settings.managers, self.settings.workers, self.settings.health_timeout,
                 on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+        if rotate:
+            self.rotate_tokens(swarm)
         return report
+
+    def rotate_tokens(self, swarm: Swarm) -> None:
+        """New join tokens, so that the ones that travelled (env, nodes) are worth nothing."""
+        with self.progress.step("rotating the join tokens"):
+            swarm.rotate_tokens(self._answering_manager(swarm))
 
     def _needs_bootstrap(self, managers: list[NodeRef], workers: list[NodeRef]) -> bool:
         """No swarm yet: no manager at all, or only a manager 0 whose bootstrap failed."""
@@ -139,7 +172,7 @@ class Cluster:
             member = member_at(nodes, ref.private_ip) if ref else None
             if member is None:
                 continue
-            if is_sound(member) and _role_of(change.address) == member.role:
+            if is_sound(member) and role_of(change.address) == member.role:
                 self.progress.detail(f"{member.hostname} is in the swarm and sound although its "
                                      "provisioning failed: keeping it")
                 tf.untaint(change.address)
@@ -184,6 +217,10 @@ class Cluster:
         """Destroy every node and what the target made; False if there was nothing."""
         if not self.target.exists():
             return False
+        with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke destroy"):
+            return self._destroy()
+
+    def _destroy(self) -> bool:
         tf = self._prepare()
         managers, workers = self._nodes_in_state(tf)
         with self.progress.step(f"destroying {len(managers)} manager(s) and {len(workers)} worker(s)"):
@@ -210,28 +247,64 @@ class Cluster:
             tf = Terraform(binary, cluster_dir / "terraform",
                            env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc"))},
                            progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
-            render_workspace(self.target.config_dir, tf.workdir, self._backend(version))
-            tf.init()
+            backend_tf, backend_settings = self._backend(version)
+            render_workspace(self.target.config_dir, tf.workdir, backend_tf)
+            tf.init(backend_settings)
         self._terraform = tf
         return tf
 
-    def _backend(self, version: Version) -> str | None:
-        """backend.tf for a state bucket; None keeps the state in the cluster's own dir."""
+    def _backend(self, version: Version) -> tuple[str | None, str | None]:
+        """(backend.tf, -backend-config settings) for a state bucket. A config that declares
+        its own partial ``backend "s3" {}`` (terraform/aws) gets the settings only. Without a
+        bucket, both None: the state stays in the cluster's own dir."""
         s = self.settings
         if not s.state_bucket:
-            return None
-        return render_backend(S3Backend(bucket=s.state_bucket, key=s.state_key,
-                                        region=s.state_region or s.region,
-                                        endpoint=s.state_endpoint,
-                                        dynamodb_table=s.state_lock_table), version)
+            return None, None
+        backend = S3Backend(bucket=s.state_bucket, key=s.state_key,
+                            region=s.state_region or s.region, endpoint=s.state_endpoint,
+                            dynamodb_table=s.state_lock_table)
+        config = "".join(p.read_text() for p in self.target.config_dir.glob("*.tf"))
+        if 'backend "s3" {}' in config:
+            return None, render_backend_settings(backend, version)
+        return render_backend(backend, version), None
 
-    def _variables(self, *, swarm_init: bool, managers: int, workers: int) -> dict[str, str]:
+    def _variables(self, *, swarm_init: bool, managers: int, workers: int,
+                   slots: list[int] | None = None) -> dict[str, str]:
+        slots = slots if slots is not None else manager_slots(self._slots, managers)
         return {**self.target.variables(), "swarm_init": str(swarm_init).lower(),
-                "swarm_managers": str(managers), "swarm_workers": str(workers)}
+                "swarm_managers": str(managers), "swarm_workers": str(workers),
+                "swarm_manager_slots": "[" + ",".join(map(str, slots)) + "]"}
 
     def _nodes_in_state(self, tf: Terraform) -> tuple[list[NodeRef], list[NodeRef]]:
         outputs = tf.outputs()
-        return _refs(outputs.get("managers")), _refs(outputs.get("workers"))
+        managers, workers = _refs(outputs.get("managers")), _refs(outputs.get("workers"))
+        self._slots = [m.slot for m in managers]
+        return managers, workers
+
+    # -- for the other use cases (replace-node, roll) -------------------------
+
+    def terraform(self) -> Terraform:
+        """Terraform, ready in this cluster's workspace (prepared on first use)."""
+        return self._prepare()
+
+    def nodes_in_state(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The managers and workers Terraform manages, in index order."""
+        return self._nodes_in_state(self._prepare())
+
+    def swarm(self, managers: list[NodeRef]) -> Swarm:
+        return self._swarm(managers)
+
+    def answering_manager(self, swarm: Swarm) -> str:
+        return self._answering_manager(swarm)
+
+    def variables(self, *, managers: int, workers: int, slots: list[int]) -> dict[str, str]:
+        return self._variables(swarm_init=False, managers=managers, workers=workers, slots=slots)
+
+    def secrets(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> dict[str, str]:
+        """The join tokens and address, read from ``via``: for the child's environment only."""
+        tokens = swarm.join_tokens(via)
+        return {"swarm_manager_token": tokens.manager, "swarm_worker_token": tokens.worker,
+                "swarm_manager_ip": next(m.private_ip for m in managers if m.ssh_host == via)}
 
     def _swarm(self, managers: list[NodeRef]) -> Swarm:
         assert self._profile is not None
@@ -247,15 +320,39 @@ class Cluster:
                 "`invoke apply` builds it anew.") from exc
 
 
-def _role_of(address: str) -> str:
+def manager_slots(known: list[int], count: int) -> list[int]:
+    """The slots of ``count`` managers: the known ones, then free positions for new ones.
+
+    A slot's position (slot % 8) stays put across replacements (s and s+8 are
+    twins), so a new manager takes the lowest position no manager holds.
+    """
+    slots = list(known[:count])
+    for position in range(SLOT_POSITIONS):
+        if len(slots) >= count:
+            break
+        if all(s % SLOT_POSITIONS != position for s in slots):
+            slots.append(position)
+    return slots
+
+
+def twin_slot(slot: int) -> int:
+    """The slot a manager's replacement takes: same position, the other of the pair."""
+    return (slot + SLOT_POSITIONS) % (2 * SLOT_POSITIONS)
+
+
+def role_of(address: str) -> str:
     return "manager" if ".swarm_manager[" in address else "worker"
+
+
+def index_of(address: str) -> int:
+    return int(address.rsplit("[", 1)[1].rstrip("]"))
 
 
 def _ref_for(address: str, refs: list[NodeRef]) -> NodeRef | None:
     """The node behind a Terraform address such as ``null_resource.swarm_worker[1]``."""
-    role, index = _role_of(address), int(address.rsplit("[", 1)[1].rstrip("]"))
-    named = [r for r in refs if r.name.endswith(f"-{role}-{index}")]
-    return named[0] if named else None
+    role, index = role_of(address), index_of(address)
+    mine = [r for r in refs if r.role == role]
+    return mine[index] if index < len(mine) else None
 
 
 def _refs(items: Any) -> list[NodeRef]:

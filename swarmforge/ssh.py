@@ -81,6 +81,11 @@ class SSH:
         raise SSHConnectionError(f"ssh to {host}", result.returncode, result.stderr,
                                  hint=f"is {host} up and reachable on port 22?")
 
+    def forget(self, host: str) -> None:
+        """Drop ``host``'s key learnt on first contact: a new machine may get its address."""
+        if self.profile.accept_new_host_keys and self.profile.known_hosts.exists():
+            run(["ssh-keygen", "-R", host, "-f", str(self.profile.known_hosts)])
+
     def check(self, host: str, command: str, what: str, *, timeout: float = 120.0) -> str:
         """Run ``command`` on ``host`` and return its stdout; raise if it failed."""
         result = self.run(host, command, timeout=timeout)

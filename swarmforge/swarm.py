@@ -97,12 +97,18 @@ def parse_nodes(output: str) -> list[Node]:
     return nodes
 
 
-def assess(nodes: Sequence[Node], managers: int, workers: int) -> Health:
-    """Healthy = one leader, every manager reachable, every node ready, counts as expected."""
+def assess(nodes: Sequence[Node], managers: int, workers: int,
+           ignore: frozenset[str] = frozenset()) -> Health:
+    """Healthy = one leader, every manager reachable, every node ready, counts as expected.
+
+    Nodes whose IDs are in ``ignore`` (on their way out) are not judged or counted,
+    but may still be the leader.
+    """
     problems = []
     leaders = [n for n in nodes if n.manager_status == "leader"]
     if len(leaders) != 1:
         problems.append(f"{len(leaders)} leaders (want 1)")
+    nodes = [n for n in nodes if n.id not in ignore]
     for node in nodes:
         if node.status != "ready":
             problems.append(f"{node.hostname} is {node.status}")
@@ -161,6 +167,39 @@ class Swarm:
             raise SwarmError(f"{via} did not return two join tokens")
         return JoinTokens(manager=lines[0], worker=lines[1])
 
+    def drain(self, node: Node, via: str) -> None:
+        """Stop scheduling onto ``node`` and move its tasks elsewhere."""
+        self.ssh.check(via, f"docker node update --availability drain {node.id} >/dev/null",
+                       f"drain {node.hostname}")
+
+    def running_tasks(self, node: Node, via: str) -> int:
+        """Tasks the orchestrator still wants running on ``node``."""
+        out = self.ssh.check(via, f"docker node ps {node.id} -q --filter desired-state=running",
+                             f"tasks on {node.hostname}")
+        return len(out.split())
+
+    def wait_drained(self, node: Node, via: str, timeout: float) -> None:
+        """Wait (bounded) until the tasks of a drained node run elsewhere."""
+        deadline = time.monotonic() + timeout
+        while (left := self.running_tasks(node, via)) > 0:
+            if time.monotonic() > deadline:
+                raise SwarmError(f"{node.hostname} still has {left} task(s) after {timeout:.0f}s "
+                                 "of draining: the other nodes may lack room or the image")
+            time.sleep(1.0)
+
+    def demote(self, node: Node, via: str) -> None:
+        """Make a manager a worker; Docker itself refuses if that would lose quorum."""
+        self.ssh.check(via, f"docker node demote {node.id}", f"demote {node.hostname}")
+
+    def rotate_tokens(self, via: str) -> None:
+        """New join tokens for both roles: the ones that travelled become useless.
+
+        The new tokens are printed by Docker; they go to /dev/null on the node.
+        """
+        self.ssh.check(via, "docker swarm join-token --rotate -q worker >/dev/null && "
+                            "docker swarm join-token --rotate -q manager >/dev/null",
+                       "docker swarm join-token --rotate")
+
     def remove(self, node: Node, via: str) -> None:
         """Take a node that is gone or going out of the swarm: demote it first if a manager.
 
@@ -170,20 +209,22 @@ class Swarm:
             self.ssh.check(via, f"docker node demote {node.id}", f"demote {node.hostname}")
         self.ssh.check(via, f"docker node rm --force {node.id}", f"remove {node.hostname}")
 
-    def health(self, managers: int, workers: int) -> Health:
+    def health(self, managers: int, workers: int, ignore: frozenset[str] = frozenset()) -> Health:
+        """Health judged without the nodes whose IDs are in ``ignore`` (ones on their way out)."""
         try:
-            return assess(self.nodes(), managers, workers)
+            return assess(self.nodes(), managers, workers, ignore)
         except SwarmError as exc:
             return Health((), (str(exc),))
 
     def wait_healthy(self, managers: int, workers: int, timeout: float,
                      on_wait: Callable[[Health], None] = lambda h: None,
-                     streak: int = 2, interval: float = 1.0) -> Health:
+                     streak: int = 2, interval: float = 1.0,
+                     ignore: frozenset[str] = frozenset()) -> Health:
         """Poll until healthy ``streak`` times in a row: one lucky poll proves little."""
         deadline = time.monotonic() + timeout
         good = 0
         while True:
-            health = self.health(managers, workers)
+            health = self.health(managers, workers, ignore)
             good = good + 1 if health.healthy else 0
             if good >= streak:
                 return health

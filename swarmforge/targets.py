@@ -6,14 +6,19 @@ Everything else (two phases, tokens, health) is the same pipeline for both.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from swarmforge.aws.target import AwsTarget
 from swarmforge.errors import ConfigError
 from swarmforge.local.sandbox import SANDBOX_ROOT, Sandbox, SandboxLayout
 from swarmforge.local.trust import ensure_trust
 from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
+
+if TYPE_CHECKING:
+    from swarmforge.cluster import NodeRef
 
 
 class Target(Protocol):
@@ -32,6 +37,12 @@ class Target(Protocol):
 
     def teardown(self) -> None:
         """Remove what prepare() made, after Terraform destroyed the nodes."""
+
+    def desired_image(self) -> str | None:
+        """The image new nodes should boot from (an AMI id); None if the target has none."""
+
+    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
+        """The image each node (by name) booted from, where the target can tell."""
 
 
 class LocalTarget:
@@ -66,6 +77,12 @@ class LocalTarget:
     def exists(self) -> bool:
         return self.sandbox.dir.exists() or self.settings.cluster_dir.exists()
 
+    def desired_image(self) -> str | None:
+        return None  # sandbox nodes are made fresh by host-up; they boot from no image
+
+    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
+        return {}
+
     def teardown(self) -> None:
         if self._profile:
             shutil.rmtree(self._profile.control_dir, ignore_errors=True)
@@ -75,5 +92,6 @@ class LocalTarget:
 def target_for(settings: Settings) -> Target:
     if settings.target == "local":
         return LocalTarget(settings)
-    raise ConfigError([f"target: {settings.target!r} cannot be driven yet: terraform/aws and its "
-                       "SSH access land with the AWS issue; use --target local"])
+    if settings.target == "aws":
+        return AwsTarget(settings)
+    raise ConfigError([f"target: unknown target {settings.target!r}; choose local or aws"])

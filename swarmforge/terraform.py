@@ -34,6 +34,9 @@ from swarmforge.errors import CommandError, SwarmforgeError, ToolError
 from swarmforge.process import Completed, run, stream
 
 TOKEN_PREFIX = "SWMTKN-"
+BACKEND_CONFIG_FILE = "backend.tfbackend"  # in the workdir; bucket, key, region: no secret
+# What `terraform init` says when a provider cannot be had (offline, no mirror, no such version).
+PROVIDER_FAILURES = ("Failed to query available provider packages", "Failed to install provider")
 ProgressSink = Callable[[str], None]
 
 
@@ -122,24 +125,57 @@ class Terraform:
 
     # -- commands -----------------------------------------------------------
 
-    def init(self) -> None:
-        argv = self._argv("init", input=False, no_color=IsFlagged, reconfigure=IsFlagged)
-        self._stream(argv, {}, "terraform init", json_lines=False, quiet=True)
+    def init(self, backend_settings: str | None = None) -> None:
+        """``terraform init``; ``backend_settings`` fill a partial backend block (-backend-config)."""
+        backend_config = None
+        if backend_settings is not None:
+            backend_config = self.workdir / BACKEND_CONFIG_FILE
+            backend_config.write_text(backend_settings)
+        argv = self._argv("init", input=False, no_color=IsFlagged, reconfigure=IsFlagged,
+                          backend_config=str(backend_config) if backend_config else None)
+        try:
+            self._stream(argv, {}, "terraform init", json_lines=False, quiet=True)
+        except TerraformError as error:
+            missing = _missing_provider(error.output)
+            if missing:
+                raise ToolError(f"terraform init cannot install {missing}; full log: "
+                                f"{self.log_file or self.workdir}") from error
+            raise
 
     def plan(self, variables: Mapping[str, str], secrets: Mapping[str, str],
-             targets: Sequence[str] = ()) -> Plan:
+             targets: Sequence[str] = (), replace: Sequence[str] = ()) -> Plan:
         argv = self._argv("plan", input=False, no_color=IsFlagged, json=IsFlagged,
-                          lock_timeout="60s", var=_var_args(variables), target=list(targets))
+                          lock_timeout="60s", var=_var_args(variables), target=list(targets),
+                          replace=list(replace))
         result = self._stream(argv, secrets, "terraform plan", quiet=True)
         return Plan(tuple(_planned_changes(result.stdout)))
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
-              targets: Sequence[str] = (), parallelism: int = 10, destroy: bool = False) -> None:
+              targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
+              destroy: bool = False, refresh_only: bool = False) -> None:
         argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
                           auto_approve=IsFlagged, lock_timeout="60s",
                           destroy=IsFlagged if destroy else None,
-                          parallelism=parallelism, var=_var_args(variables), target=list(targets))
+                          refresh_only=IsFlagged if refresh_only else None,
+                          parallelism=parallelism, var=_var_args(variables), target=list(targets),
+                          replace=list(replace))
         self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
+
+    def move(self, source: str, destination: str) -> None:
+        """Give the object at ``source`` the address ``destination`` (``terraform state mv``).
+
+        The outputs in the state still show the old addresses until the next apply.
+        """
+        argv = self._argv("state mv", source, destination, lock_timeout="60s")
+        self._stream(argv, {}, f"terraform state mv {source} {destination}", json_lines=False,
+                     quiet=True)
+
+    def addresses(self) -> list[str]:
+        """Every resource address in the state (``terraform state list``)."""
+        result = run([self.binary, "state", "list"], env=self.base_env, cwd=str(self.workdir))
+        if not result.ok:
+            raise TerraformError("terraform state list", result.returncode, result.stderr)
+        return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
     def untaint(self, address: str) -> None:
         """Keep ``address``: its provisioning failed only after the node was already good."""
@@ -184,6 +220,17 @@ class Terraform:
         with self.log_file.open("a") as log:
             log.write(f"$ {' '.join(argv)}  (exit {result.returncode}, {result.seconds:.1f}s)\n")
             log.write(result.stdout + "\n")
+
+
+def _missing_provider(output: str) -> str | None:
+    """``provider NAME: why`` when init failed for want of a provider; None otherwise."""
+    flat = " ".join(output.split())  # Terraform wraps its diagnostics over several lines
+    if not any(failure in flat for failure in PROVIDER_FAILURES):
+        return None
+    name = re.search(r"(?:for provider|installing) ([\w.-]+/[\w.-]+)", flat)
+    offline = re.search(r"could not connect to ([\w.-]+)", flat)
+    why = f"could not connect to {offline.group(1)}" if offline else "see the log"
+    return f"provider {name.group(1) if name else '(unknown)'}: {why}"
 
 
 def _var_args(variables: Mapping[str, str]) -> list[str]:

@@ -21,6 +21,7 @@ SHARED_VARIABLES = {
     "cluster_name",
     "swarm_init",
     "swarm_managers",
+    "swarm_manager_slots",
     "swarm_workers",
     "swarm_manager_token",
     "swarm_worker_token",

@@ -84,6 +84,7 @@ class Host:
         self._start(["/usr/sbin/sshd", "-f", str(self.dir / "sshd_config"),
                      "-E", str(self.dir / "sshd.log")], None, {})
         self._wait_ready(address)
+        self._load_images()
 
     def _make_dirs(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True)
@@ -149,6 +150,15 @@ class Host:
                 raise SandboxError(f"{self.hostname}: sshd is not listening on {address}:22; "
                                    f"see {self.dir}/sshd.log")
             time.sleep(0.05)
+
+    def _load_images(self) -> None:
+        """Preload the sandbox's images: there is no registry to pull them from."""
+        for image in sorted((Path(self.layout.dir) / "images").glob("*.tar")):
+            result = run(["docker", "-H", f"unix://{self.dir / 'docker.sock'}", "load", "-q",
+                          "-i", str(image)], timeout=120)
+            if not result.ok:
+                raise SandboxError(f"{self.hostname}: cannot load {image.name}: "
+                                   f"{result.stderr.strip()}")
 
     def _sshd_running(self) -> bool:
         pid = pid_from_file(self.dir / "sshd.pid")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
+from swarmforge.local.images import sample_image
 from swarmforge.local.system import sh, succeeds
 from swarmforge.process import run
 
@@ -92,13 +93,28 @@ class Sandbox:
         layout.save()
         ensure_network(layout)
         self._write_command()
+        self._stock_images()
         return layout
+
+    def _stock_images(self) -> None:
+        """The images every new host loads; the sample workload image at least."""
+        sample = self.dir / "images" / "sample.tar"
+        if not sample.exists():
+            sample_image(sample)
 
     def _existing_layout(self) -> SandboxLayout | None:
         if not (self.dir / LAYOUT_FILE).exists():
             return None
         layout = SandboxLayout.load(self.dir)
-        return layout if layout.ssh_dir == str(self.ssh_dir) else None
+        if layout.ssh_dir == str(self.ssh_dir):
+            return layout
+        if self.host_dirs():
+            # Another state dir (another checkout, say) drives this sandbox: taking
+            # it over would re-address the bridge under its running hosts.
+            raise SandboxError(f"the sandbox of cluster {self.cluster!r} belongs to the state in "
+                               f"{Path(layout.ssh_dir).parent}; use that state dir "
+                               "(swarmforge.state_dir) or another cluster name")
+        return None
 
     def _new_layout(self) -> SandboxLayout:
         tag = cluster_tag(self.cluster)

@@ -7,8 +7,13 @@ provider "aws" {
 }
 
 locals {
-  manager_names = [for i in range(var.swarm_managers) : "${var.cluster_name}-manager-${i}"]
-  worker_names  = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
+  # A manager is named and placed by its slot, not its index: while one is
+  # replaced, the new manager (the twin slot, s+8 or s-8) runs beside the old
+  # one, in the same AZ.
+  manager_slots   = [for i in range(var.swarm_managers) : length(var.swarm_manager_slots) > 0 ? var.swarm_manager_slots[i] : i]
+  manager_names   = [for s in local.manager_slots : "${var.cluster_name}-manager-${s}"]
+  manager_subnets = [for s in local.manager_slots : length(local.subnet_ids) > 0 ? local.subnet_ids[(s % 8) % length(local.subnet_ids)] : null]
+  worker_names    = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
 
   # Round-robin over the subnets (one per AZ with the default VPC), so that the
   # managers, which must keep a majority, never share an AZ while there are

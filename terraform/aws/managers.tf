@@ -11,7 +11,7 @@ resource "aws_instance" "swarm_manager" {
   ami                         = var.swarm_ami_id
   instance_type               = var.swarm_instance_type
   key_name                    = var.key_name
-  subnet_id                   = local.subnet_ids[count.index % length(local.subnet_ids)]
+  subnet_id                   = local.manager_subnets[count.index]
   vpc_security_group_ids      = [aws_security_group.swarm.id]
   associate_public_ip_address = true
   iam_instance_profile        = var.iam_instance_profile
@@ -31,7 +31,7 @@ resource "aws_instance" "swarm_manager" {
     delete_on_termination = true
   }
 
-  tags        = merge(var.tags, { Name = local.manager_names[count.index], Cluster = var.cluster_name, Role = "manager", Index = tostring(count.index) })
+  tags        = merge(var.tags, { Name = local.manager_names[count.index], Cluster = var.cluster_name, Role = "manager", Slot = tostring(local.manager_slots[count.index]) })
   volume_tags = merge(var.tags, { Name = local.manager_names[count.index], Cluster = var.cluster_name, Role = "manager" })
 
   lifecycle {

@@ -20,13 +20,24 @@ variable "swarm_init" {
 }
 
 variable "swarm_managers" {
-  description = "Number of manager nodes. Odd counts keep a majority through (n-1)/2 failures."
+  description = "Number of manager nodes. Odd counts keep a majority through (n-1)/2 failures; one more (8 at most) only while a manager is being replaced."
   type        = number
   default     = 3
 
   validation {
-    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 7 && floor(var.swarm_managers) == var.swarm_managers
-    error_message = "The swarm_managers must be a whole number from 1 to 7."
+    condition     = var.swarm_managers >= 1 && var.swarm_managers <= 8 && floor(var.swarm_managers) == var.swarm_managers
+    error_message = "The swarm_managers must be a whole number from 1 to 8 (7, plus the new manager while one is replaced)."
+  }
+}
+
+variable "swarm_manager_slots" {
+  description = "Slot of each manager, in index order (default 0..swarm_managers-1). A slot names the node and places it (AZ, sandbox address); a replacement takes the twin slot (s+8 or s-8), so the new manager joins before the old one leaves. Set by the pipeline."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.swarm_manager_slots : s >= 0 && s <= 15 && floor(s) == s]) && length(distinct(var.swarm_manager_slots)) == length(var.swarm_manager_slots)
+    error_message = "The swarm_manager_slots must be distinct whole numbers from 0 to 15."
   }
 }
 

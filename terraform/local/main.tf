@@ -1,11 +1,14 @@
 locals {
-  manager_names = [for i in range(var.swarm_managers) : "${var.cluster_name}-manager-${i}"]
+  # A manager is named and addressed by its slot, not its index: while one is
+  # replaced, the new manager (the twin slot) runs beside the old one.
+  manager_slots = [for i in range(var.swarm_managers) : length(var.swarm_manager_slots) > 0 ? var.swarm_manager_slots[i] : i]
+  manager_names = [for s in local.manager_slots : "${var.cluster_name}-manager-${s}"]
   worker_names  = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
-  manager_ips   = [for i in range(var.swarm_managers) : cidrhost(var.sandbox_network, 10 + i)]
+  manager_ips   = [for s in local.manager_slots : cidrhost(var.sandbox_network, 10 + s)]
   worker_ips    = [for i in range(var.swarm_workers) : cidrhost(var.sandbox_network, 100 + i)]
 
   # Each host's private provisioning dir (0700, made by `sandbox host-up`).
-  manager_provision = [for i in range(var.swarm_managers) : "${var.sandbox_dir}/m${i}/provision"]
+  manager_provision = [for s in local.manager_slots : "${var.sandbox_dir}/m${s}/provision"]
   worker_provision  = [for i in range(var.swarm_workers) : "${var.sandbox_dir}/w${i}/provision"]
 
   sandbox      = "${var.sandbox_dir}/sandbox"
