@@ -42,10 +42,12 @@ P = TypeVar("P", bound=Poller)
 class ArgvWatcher(Poller):
     """Samples every process's argv while running; keeps any that holds a token."""
 
-    def __init__(self, interval: float = 0.01) -> None:
+    def __init__(self, interval: float = 0.01, marker: bytes | None = None) -> None:
         super().__init__(interval)
         self.seen: list[str] = []
         self.samples = 0
+        self.marker = marker  # something in the watched command's own argv
+        self.marked = 0  # samples that caught it: proof the watch overlapped the command
 
     def poll(self) -> bool:
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -53,6 +55,8 @@ class ArgvWatcher(Poller):
                 argv = cmdline.read_bytes()
             except OSError:
                 continue
+            if self.marker and self.marker in argv:
+                self.marked += 1
             if b"SWMTKN-" in argv and TOKEN.search(argv):
                 self.seen.append(argv.replace(b"\0", b" ").decode(errors="replace"))
         self.samples += 1
