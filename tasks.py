@@ -86,37 +86,62 @@ def roll(c, cluster=None, target=None, all=False, max_unavailable=1, yes=False, 
 
 AMI_HELP = {
     "cluster": COMMON_HELP["cluster"],
-    "region": "The AMIs' region (default: swarmforge.region, us-east-1).",
+    "target": COMMON_HELP["target"] + " On local, the images are local node images "
+              "(<state_dir>/_images).",
+    "region": "aws: the AMIs' region (default: swarmforge.region, us-east-1).",
 }
 
 
 # No short flags: -d/-y would be --docker-version and --dry-run, and -y reads as "yes".
 @task(auto_shortflags=False,
       help={**AMI_HELP,
-            "region": "Region to build in and record the AMI for (default: swarmforge.region).",
-            "docker_version": "Docker Engine to pin, e.g. 27.3.*, 27.3.1 or ~=27.3 (default 27.*).",
-            "ami_regions": "Other regions to copy the AMI to, comma-separated.",
+            "region": "aws: region to build in and record the AMI for (default: swarmforge.region).",
+            "docker_version": "Docker Engine to pin, e.g. 27.3.*, 27.3.1 or ~=27.3 (aws default "
+                              "27.*; local: the sandbox's own, which a bake checks, not installs).",
+            "ami_regions": "aws: other regions to copy the AMI to, comma-separated.",
             "dry_run": "Render the variables and run `packer validate` only: nothing is built."})
-def bake(c, cluster=None, region=None, docker_version=None, ami_regions=None, dry_run=False):
-    """Bake the Docker AMI with Packer; prints its id per region and records it for `apply`."""
-    cli.bake(*_flags(c, cluster=cluster, region=region), docker_version=docker_version,
-             ami_regions=ami_regions, dry_run=dry_run)
+def bake(c, cluster=None, target=None, region=None, docker_version=None, ami_regions=None,
+         dry_run=False):
+    """Bake the node image with Packer (aws: an AMI; local: a local image); records it for apply/roll."""
+    cli.bake(*_flags(c, cluster=cluster, target=target, region=region),
+             docker_version=docker_version, ami_regions=ami_regions, dry_run=dry_run)
 
 
 @task(help=AMI_HELP)
-def amis(c, cluster=None, region=None):
-    """List the cluster's AMIs: created, Docker version, commit, in use, current."""
-    cli.amis(*_flags(c, cluster=cluster, region=region))
+def amis(c, cluster=None, target=None, region=None):
+    """List the cluster's AMIs (or local images): created, Docker version, commit, in use, current."""
+    cli.amis(*_flags(c, cluster=cluster, target=target, region=region))
 
 
 @task(help={**AMI_HELP,
             "keep": "How many of the newest AMIs to keep in any case (default 3).",
             "dry_run": "Only show what would be deleted (also the default without --yes).",
-            "yes": "Deregister the old AMIs and delete their snapshots."})
-def prune_amis(c, cluster=None, region=None, keep=3, dry_run=False, yes=False):
-    """Retire old AMIs: never the current one, one an instance uses, or the newest --keep."""
-    cli.prune_amis(*_flags(c, cluster=cluster, region=region), keep=keep, dry_run=dry_run,
-                   yes=yes)
+            "yes": "Deregister the old AMIs and delete their snapshots (local: remove the images)."})
+def prune_amis(c, cluster=None, target=None, region=None, keep=3, dry_run=False, yes=False):
+    """Retire old AMIs (or local images): never the current one, one in use, or the newest --keep."""
+    cli.prune_amis(*_flags(c, cluster=cluster, target=target, region=region), keep=int(keep),
+                   dry_run=dry_run, yes=yes)
+
+
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"],
+    "target": COMMON_HELP["target"],
+    "region": "aws: the region to bake in and check for a newer Ubuntu base (default: swarmforge.region).",
+    "force": "Bake even when nothing changed.",
+    "docker_version": "Docker Engine spec, e.g. ~=27.3 (default: the one the current image has); "
+                      "a different one means a bake.",
+    "ami_regions": "aws: other regions to copy the AMI to (and prune in), comma-separated.",
+    "keep": "How many of the newest images prune keeps in any case (default 3).",
+    "max_age_days": "Bake again when the current image is older than this, to pick up newer "
+                    "Docker releases within the spec (default 30; 0: never for age alone).",
+    "drain_timeout": "Seconds to wait for a drained node's tasks to move (default 120).",
+    "report": "Where to write the JSON report (default: .swarmforge/_build/<cluster>/rebuild-report.json)."})
+def rebuild(c, cluster=None, target=None, region=None, force=False, docker_version=None,
+            ami_regions=None, keep=3, max_age_days=30, drain_timeout=120, report=None):
+    """Unattended: bake only if something changed, roll onto it, prune (exit 0: nothing to do, 10: done)."""
+    cli.rebuild(*_flags(c, cluster=cluster, target=target, region=region), force=force,
+                docker_version=docker_version, ami_regions=ami_regions, keep=int(keep),
+                max_age_days=float(max_age_days), drain_timeout=float(drain_timeout), report=report)
 
 
 @task(help={"bucket": "S3 bucket for Terraform state (default: swarmforge.state_bucket); names are global.",
@@ -130,5 +155,6 @@ def state_bootstrap(c, bucket=None, region=None, cluster=None, lock_table=None):
                                 state_lock_table=lock_table))
 
 
-ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, state_bootstrap)
+ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, rebuild,
+                state_bootstrap)
 ns.configure({"swarmforge": config_defaults()})

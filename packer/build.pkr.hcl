@@ -17,6 +17,7 @@ build {
     environment_vars = [
       "DOCKER_VERSION=${var.docker_version}",
       "DOCKER_VERSION_MIN=${var.docker_version_min}",
+      "DOCKER_DAEMON_SETTINGS=${local.docker_daemon_settings}",
       "SSH_USER=${var.ssh_username}",
     ]
     # `sudo env VARS...`: the pinned version reaches the script whatever sudoers keeps.

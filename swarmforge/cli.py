@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,7 +23,11 @@ from swarmforge.bake import DEFAULT_DOCKER_VERSION, BakeOptions
 from swarmforge.bake import bake as run_bake
 from swarmforge.cluster import Cluster
 from swarmforge.errors import ConfigError, SwarmforgeError
+from swarmforge.local.image_store import LocalImages
+from swarmforge.local_bake import LocalBakeOptions, LocalBakeReport, bake_local
 from swarmforge.packer import ValidationLevel
+from swarmforge.rebuild import RebuildOptions, report_path, summary
+from swarmforge.rebuild import rebuild as run_rebuild
 from swarmforge.replace_node import Outcome as ReplaceOutcome
 from swarmforge.replace_node import replace_node as run_replace_node
 from swarmforge.roll import roll as run_roll
@@ -62,11 +67,14 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = Tr
 def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool) -> None:
     settings = load_settings(config, flags)
     counts_given = "managers" in flags or "workers" in flags
-    health = Cluster(settings).status((settings.managers, settings.workers) if counts_given else None)
+    cluster = Cluster(settings)
+    health = cluster.status((settings.managers, settings.workers) if counts_given else None)
     if as_json:
+        images = cluster.node_images()
         print(json.dumps({"cluster": settings.cluster, "target": settings.target,
                           "healthy": health.healthy, "problems": list(health.problems),
-                          "nodes": [n.as_dict() for n in health.nodes]}, indent=2))
+                          "nodes": [{**n.as_dict(), "image": images.get(n.address)}
+                                    for n in health.nodes]}, indent=2))
         return
     print(node_table(health.nodes))
     print("\nhealthy" if health.healthy else "\nNOT healthy: " + "; ".join(health.problems))
@@ -137,6 +145,12 @@ def bake(config: Mapping[str, Any], flags: Mapping[str, Any], docker_version: st
          ami_regions: str | None, dry_run: bool) -> None:
     settings = load_settings(config, flags)
     regions = tuple(r.strip() for r in (ami_regions or "").split(",") if r.strip())
+    if settings.target == "local":
+        if regions:
+            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
+                               "this machine)"])
+        _show_local_bake(bake_local(settings, LocalBakeOptions(docker_version, dry_run)))
+        return
     report = run_bake(settings, BakeOptions(docker_version or DEFAULT_DOCKER_VERSION, regions,
                                             dry_run))
     if report.record is None:
@@ -151,34 +165,79 @@ def bake(config: Mapping[str, Any], flags: Mapping[str, Any], docker_version: st
           f"Packer's log: {report.record.log}")
 
 
+def _show_local_bake(report: LocalBakeReport) -> None:
+    if report.image is None:
+        print(f"packer/local/ is valid with {report.var_file}; nothing built (--dry-run)")
+        return
+    print(f"local  {report.image.id}")
+    print(f"\nsince {report.previous or 'no image'}: " + "\n  ".join(report.changes))
+    print(f"\nrecorded in {report.record_path}; the image is in {report.image.path}; "
+          f"Packer's log: {report.log}")
+
+
 @clean_exit
 def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
     settings = load_settings(config, flags)
-    cluster_amis = ClusterAmis.of(settings)
+    cluster_amis, kind, where = _images_of(settings)
     listed = cluster_amis.inventory()
     if not listed:
-        print(f"cluster {settings.cluster!r} has no AMIs in {settings.region}")
+        what = "local images" if isinstance(cluster_amis, LocalImages) else "AMIs"
+        print(f"cluster {settings.cluster!r} has no {what} {where}")
         return
-    print(ami_table(listed, cluster_amis.current()))
+    print(ami_table(listed, cluster_amis.current(), kind))
+
+
+def _images_of(settings: Settings) -> tuple[ClusterAmis | LocalImages, str, str]:
+    """The cluster's images on its target: (them, what they are called, where they are)."""
+    if settings.target == "local":
+        return LocalImages(settings), "IMAGE", "on this machine"
+    return ClusterAmis.of(settings), "AMI", f"in {settings.region}"
 
 
 @clean_exit
 def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, dry_run: bool,
                yes: bool) -> None:
     settings = load_settings(config, flags)
-    cluster_amis = ClusterAmis.of(settings)
+    cluster_amis, kind, where = _images_of(settings)
     plan = cluster_amis.prune_plan(keep)
     if plan.keep or plan.delete:
-        print(plan_table(plan) + "\n")
+        print(plan_table(plan, kind) + "\n")
     if not plan.delete:
-        print(f"cluster {settings.cluster!r}: nothing to prune in {settings.region}")
+        print(f"cluster {settings.cluster!r}: nothing to prune {where}")
         return
+    local = isinstance(cluster_amis, LocalImages)
     if dry_run or not yes:
-        print(f"preview: {len(plan.delete)} AMI(s) would be deregistered and their snapshots "
-              "deleted; pass --yes to do it")
+        done = "image(s) would be removed" if local else \
+            "AMI(s) would be deregistered and their snapshots deleted"
+        print(f"preview: {len(plan.delete)} {done}; pass --yes to do it")
         return
     deleted = cluster_amis.prune(plan)
-    print(f"deregistered {', '.join(deleted)} and deleted their snapshots")
+    print(f"removed {', '.join(deleted)}" if local
+          else f"deregistered {', '.join(deleted)} and deleted their snapshots")
+
+
+@clean_exit
+def rebuild(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
+            docker_version: str | None, ami_regions: str | None, keep: int, max_age_days: float,
+            drain_timeout: float, report: str | None) -> None:
+    settings = load_settings(config, flags)
+    options = RebuildOptions(force=force, docker_version=docker_version,
+                             ami_regions=_regions(ami_regions), keep=keep,
+                             max_age_days=max_age_days, drain_timeout=drain_timeout,
+                             report_path=Path(report).resolve() if report else None)
+    path = report_path(settings, options)
+    try:
+        outcome = run_rebuild(settings, options)
+    except Exception:
+        print(f"rebuild of cluster {settings.cluster!r} failed; report: {path}", file=sys.stderr)
+        raise
+    print(summary(outcome, path))
+    if outcome.exit_code:
+        raise Exit(code=outcome.exit_code)
+
+
+def _regions(listed: str | None) -> tuple[str, ...]:
+    return tuple(r.strip() for r in (listed or "").split(",") if r.strip())
 
 
 @clean_exit

@@ -75,6 +75,7 @@ class Cluster:
         self._terraform: Terraform | None = None
         self._profile: SshProfile | None = None
         self._slots: list[int] = []  # the managers' slots, as the state last showed them
+        self._refs: list[NodeRef] | None = None  # the nodes, as the state last showed them
 
     # -- apply --------------------------------------------------------------
 
@@ -279,6 +280,7 @@ class Cluster:
         outputs = tf.outputs()
         managers, workers = _refs(outputs.get("managers")), _refs(outputs.get("workers"))
         self._slots = [m.slot for m in managers]
+        self._refs = managers + workers
         return managers, workers
 
     # -- for the other use cases (replace-node, roll) -------------------------
@@ -299,6 +301,15 @@ class Cluster:
 
     def variables(self, *, managers: int, workers: int, slots: list[int]) -> dict[str, str]:
         return self._variables(swarm_init=False, managers=managers, workers=workers, slots=slots)
+
+    def node_images(self) -> dict[str, str]:
+        """{swarm address: image id} of the nodes, where the target can tell (local: the
+        image a host booted from; aws: the AMI an instance runs), as status last saw them."""
+        if self._refs is None:
+            self.nodes_in_state()
+        refs = self._refs or []
+        images = self.target.node_images(refs)
+        return {ref.private_ip: images[ref.name] for ref in refs if ref.name in images}
 
     def secrets(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> dict[str, str]:
         """The join tokens and address, read from ``via``: for the child's environment only."""

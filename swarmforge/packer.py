@@ -485,6 +485,8 @@ class BakeVariables:
     scripts_dir: Path
     ami_regions: tuple[str, ...] = ()
     instance_type: str = "t3.small"
+    docker_log_max_size: str = "10m"
+    docker_log_max_file: int = 5
 
     @property
     def copy_regions(self) -> list[str]:
@@ -492,8 +494,9 @@ class BakeVariables:
         return sorted(set(self.ami_regions) - {self.region})
 
 
-def render_var_file(variables: BakeVariables, path: Path) -> Path:
-    """Write ``variables`` as HCL to ``path`` (every value escaped) and return ``path``."""
+def render_var_file(variables: object, path: Path, template: str = VAR_FILE_TEMPLATE) -> Path:
+    """Write ``variables`` (a BakeVariables, or what ``template`` reads) as HCL to ``path``,
+    every value escaped, and return ``path``."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -501,7 +504,7 @@ def render_var_file(variables: BakeVariables, path: Path) -> Path:
         autoescape=False,  # HCL, not HTML: values go through the hcl filter instead
     )
     environment.filters["hcl"] = hcl_value
-    text = environment.get_template(VAR_FILE_TEMPLATE).render(v=variables)
+    text = environment.get_template(template).render(v=variables)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

@@ -27,7 +27,7 @@ from typing import Any
 from swarmforge.cluster import Cluster, NodeRef, index_of, role_of, twin_slot
 from swarmforge.errors import ConfigError, QuorumError, SwarmError, SwarmforgeError, UnhealthyError
 from swarmforge.ssh import SSH
-from swarmforge.swarm import Node, Swarm, assess, is_sound, member_at
+from swarmforge.swarm import RECHECK, Node, Swarm, assess, is_sound, member_at
 
 WORKER_STEPS = (
     ("drain", "drain {names}; wait until their tasks run on other nodes"),
@@ -335,10 +335,11 @@ class StepFailed(SwarmforgeError):
         self.exit_code = exit_code
 
 
-def _leave(ssh: SSH, host: str, attempts: int = 15) -> str | None:
+def _leave(ssh: SSH, host: str, attempts: int = 60) -> str | None:
     """Make the node at ``host`` leave the swarm; None if it did, else why not.
 
-    A just-demoted manager says it is still a manager for a moment: retry then.
+    A just-demoted manager says it is still a manager for a moment: retry then
+    (every RECHECK seconds, 15 s in all).
     """
     for _ in range(attempts):
         result = ssh.run(host, "docker swarm leave 2>&1 >/dev/null", timeout=60)
@@ -346,5 +347,5 @@ def _leave(ssh: SSH, host: str, attempts: int = 15) -> str | None:
             return None
         if "manager" not in result.stdout:
             break
-        time.sleep(1.0)
+        time.sleep(RECHECK)
     return (result.stdout.strip() or result.stderr.strip() or "unreachable")[:100]

@@ -24,6 +24,7 @@ CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 STATE_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")  # what Docker's json-file max-size takes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,6 +54,10 @@ class Settings:
     state_endpoint: str | None = None  # an S3-compatible endpoint (tests use moto's server)
     state_lock_table: str | None = None  # DynamoDB locking, for Terraform older than 1.10
     aws_endpoint: str | None = None  # every boto3 client's endpoint (tests use moto's server)
+    # What every baked node image gets (AMI and local image alike): rotated json-file logs.
+    docker_log_max_size: str = "10m"
+    docker_log_max_file: int = 5
+    preload_images: tuple[str, ...] = ()  # local: `docker save` archives the local image holds
 
     @property
     def cluster_dir(self) -> Path:
@@ -124,7 +129,8 @@ def _as_type(name: str, value: Any) -> Any:
 def _type_word(name: str) -> str:
     return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
             "health_timeout": "number", "allow_even_managers": "true/false",
-            "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list"}.get(name, "text")
+            "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list",
+            "docker_log_max_file": "whole number", "preload_images": "list"}.get(name, "text")
 
 
 def validate(s: Settings) -> list[str]:
@@ -154,6 +160,7 @@ def validate(s: Settings) -> list[str]:
                         "http://127.0.0.1:5000")
     if not 1 <= s.parallelism <= 100:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")
+    problems += _log_rotation_problems(s)
     if s.health_timeout <= 0:
         problems.append("health_timeout: must be more than 0 seconds")
     return problems
@@ -170,6 +177,16 @@ def _manager_problems(s: Settings) -> list[str]:
                 f"{(s.managers - 1) // 2} failure(s), as {s.managers - 1} do: use "
                 f"{s.managers - 1} or {s.managers + 1}, or pass --allow-even-managers"]
     return []
+
+
+def _log_rotation_problems(s: Settings) -> list[str]:
+    problems = []
+    if not LOG_SIZE.match(s.docker_log_max_size):
+        problems.append(f"docker_log_max_size: {s.docker_log_max_size!r} is not a size such as "
+                        "10m, 512k or 1g")
+    if s.docker_log_max_file < 1:
+        problems.append(f"docker_log_max_file: {s.docker_log_max_file} must be 1 or more")
+    return problems
 
 
 def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
@@ -202,4 +219,9 @@ def config_defaults() -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    # Invoke casts an environment variable to its default's type and cannot make a
+    # list of a string: a list setting defaults to None, so that "a.tar,b.tar" arrives
+    # as text and load_settings splits it.
+    if isinstance(value, tuple):
+        return list(value) or None
+    return value

@@ -17,6 +17,10 @@ NODE_QUERY = (
     "'{{json .ID}} {{json .Status.Addr}} {{json .Spec.Role}}' $(docker node ls -q)"
 )
 SWARM_STATE = "docker info --format '{{json .Swarm}}'"
+# One round trip: the node's swarm state, then whether it can list the nodes (it has quorum).
+MANAGER_CHECK = (f"{SWARM_STATE} && "
+                 "if docker node ls -q >/dev/null 2>&1; then echo quorum; else echo no-quorum; fi")
+RECHECK = 0.25  # seconds before looking again at what is not there yet (tasks, health)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class Swarm:
     def __init__(self, ssh: SSH, manager_hosts: Sequence[str]) -> None:
         self.ssh = ssh
         self.manager_hosts = list(manager_hosts)
+        self._answering: str | None = None  # the manager that last answered for the swarm
 
     def member_state(self, host: str) -> dict[str, object]:
         """``docker info``'s Swarm section on ``host`` (LocalNodeState, ControlAvailable, ...)."""
@@ -140,17 +145,17 @@ class Swarm:
         tried = []
         for host in self.manager_hosts:
             try:
-                state = self.member_state(host)
+                state_line, _, quorum = self.ssh.check(host, MANAGER_CHECK, "docker info").partition("\n")
+                state = json.loads(state_line)
             except CommandError as exc:
                 tried.append(f"{host}: {exc.what} failed")
                 continue
             if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
-                try:
-                    self.ssh.check(host, "docker node ls -q", "docker node ls")
+                if quorum.strip() == "quorum":
+                    self._answering = host
                     return host
-                except CommandError:
-                    tried.append(f"{host}: has no quorum")
-                    continue
+                tried.append(f"{host}: has no quorum")
+                continue
             tried.append(f"{host}: not an active manager")
         raise SwarmError("no manager answers for the swarm (" + "; ".join(tried) + ")")
 
@@ -185,7 +190,7 @@ class Swarm:
             if time.monotonic() > deadline:
                 raise SwarmError(f"{node.hostname} still has {left} task(s) after {timeout:.0f}s "
                                  "of draining: the other nodes may lack room or the image")
-            time.sleep(1.0)
+            time.sleep(RECHECK)
 
     def demote(self, node: Node, via: str) -> None:
         """Make a manager a worker; Docker itself refuses if that would lose quorum."""
@@ -220,20 +225,47 @@ class Swarm:
                      on_wait: Callable[[Health], None] = lambda h: None,
                      streak: int = 2, interval: float = 1.0,
                      ignore: frozenset[str] = frozenset()) -> Health:
-        """Poll until healthy ``streak`` times in a row: one lucky poll proves little."""
+        """Poll until healthy ``streak`` times in a row, ``interval`` apart: one lucky poll
+        proves little.
+
+        While it is not healthy yet it looks again sooner (RECHECK): that finds the
+        first good poll earlier, and the streak still spans ``interval`` per poll. The
+        manager that last answered is asked again; another is sought only if it stops
+        answering.
+        """
         deadline = time.monotonic() + timeout
         good = 0
+        via = self._answering
+        reported: tuple[tuple[str, ...], float] = ((), float("-inf"))  # what on_wait got, when
         while True:
-            health = self.health(managers, workers, ignore)
+            health, via = self._health_via(via, managers, workers, ignore)
             good = good + 1 if health.healthy else 0
             if good >= streak:
                 return health
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise UnhealthyError("the swarm is not healthy after "
                                      f"{timeout:.0f}s: {'; '.join(health.problems)}")
-            if not health.healthy:
+            if not health.healthy and (health.problems != reported[0]
+                                       or now - reported[1] >= interval):
                 on_wait(health)
-            time.sleep(interval)
+                reported = (health.problems, now)
+            time.sleep(interval if health.healthy else min(interval, RECHECK))
+
+    def _health_via(self, via: str | None, managers: int, workers: int,
+                    ignore: frozenset[str]) -> tuple[Health, str | None]:
+        """Health as the manager ``via`` sees it (its `docker node ls` works only while it has
+        quorum); when it cannot answer, as the next manager that does."""
+        if via:
+            try:
+                return assess(self.nodes(via), managers, workers, ignore), via
+            except CommandError:
+                self._answering = None  # it went down, left or lost quorum: find one that answers
+        try:
+            via = self.active_manager()
+        except SwarmError as exc:
+            return Health((), (str(exc),)), None
+        return assess(self.nodes(via), managers, workers, ignore), via
 
 
 def member_at(nodes: Sequence[Node], address: str) -> Node | None:

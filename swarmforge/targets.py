@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from swarmforge.aws.target import AwsTarget
 from swarmforge.errors import ConfigError
-from swarmforge.local.sandbox import SANDBOX_ROOT, Sandbox, SandboxLayout
+from swarmforge.local.host import Host
+from swarmforge.local.image_store import (
+    ImageRecord,
+    LocalImageStore,
+    image_record_path,
+    recorded_image,
+)
+from swarmforge.local.node_image import HOST_IMAGE_FILE
+from swarmforge.local.sandbox import LAYOUT_FILE, SANDBOX_ROOT, Sandbox, SandboxLayout
 from swarmforge.local.trust import ensure_trust
 from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
@@ -63,6 +71,12 @@ class LocalTarget:
         self._profile = ensure_trust(self._layout)
         return self._profile
 
+    @property
+    def layout(self) -> SandboxLayout:
+        """The cluster's sandbox, as prepare() made or found it."""
+        assert self._layout, "prepare() first"
+        return self._layout
+
     def variables(self) -> dict[str, str]:
         assert self._layout and self._profile, "prepare() first"
         return {
@@ -72,16 +86,36 @@ class LocalTarget:
             "ssh_host_ca_public_key_path": f"{self._layout.ca_key}.pub",
             "sandbox_dir": self._layout.dir,
             "sandbox_network": self._layout.network,
+            # New hosts boot from the recorded local image ("" before the first local
+            # bake: the sandbox's stock images); hosts already up keep theirs.
+            "sandbox_image": self._recorded_image_dir(),
         }
 
     def exists(self) -> bool:
         return self.sandbox.dir.exists() or self.settings.cluster_dir.exists()
 
     def desired_image(self) -> str | None:
-        return None  # sandbox nodes are made fresh by host-up; they boot from no image
+        """The recorded local image's id; None before the first local bake."""
+        image = recorded_image(self.settings)
+        return image.id if image else None
 
     def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
-        return {}
+        """The local image each host booted from, as the host itself says."""
+        if not (self.sandbox.dir / LAYOUT_FILE).exists():
+            return {}
+        layout = self._layout or SandboxLayout.load(self.sandbox.dir)
+        booted = {}
+        for ref in refs:
+            marker = Host.named(layout, ref.name).dir / HOST_IMAGE_FILE
+            if marker.exists():  # it holds the image's dir, named by the image's id
+                booted[ref.name] = Path(marker.read_text().strip()).name
+        return booted
+
+    def _recorded_image_dir(self) -> str:
+        # Not checked here: destroy passes these variables too, and must work whatever
+        # happened to the store. A host that cannot boot from it says so at host-up.
+        record = ImageRecord.load(image_record_path(self.settings))
+        return str(LocalImageStore.of(self.settings).path(record.image)) if record else ""
 
     def teardown(self) -> None:
         if self._profile:

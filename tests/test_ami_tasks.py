@@ -120,7 +120,8 @@ def run(settings: Settings, *args: str) -> Any:
     assert settings.aws_endpoint
     done = invoke(*args, "--cluster", settings.cluster, "--region", REGION,
                   state_dir=Path(settings.state_dir),
-                  env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": settings.aws_endpoint}, timeout=120)
+                  env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": settings.aws_endpoint,
+                       "INVOKE_SWARMFORGE_TARGET": "aws"}, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -191,7 +192,8 @@ def test_prune_with_yes_deletes_amis_and_their_snapshots(settings: Settings, fle
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:21", "127.0.0.1:5000", "http://host:port"])
 def test_a_bad_aws_endpoint_is_refused_before_any_call(url: str, tmp_path: Path) -> None:
-    refused = invoke("amis", state_dir=tmp_path, env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": url})
+    refused = invoke("amis", "--target", "aws", state_dir=tmp_path,
+                     env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": url})
 
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
@@ -201,7 +203,7 @@ def test_a_bad_aws_endpoint_is_refused_before_any_call(url: str, tmp_path: Path)
 
 def test_an_unreachable_aws_is_one_clear_line(endpoint: str, tmp_path: Path) -> None:
     # endpoint: fake credentials in the environment; port 9 (discard) has no listener.
-    failed = invoke("amis", state_dir=tmp_path,
+    failed = invoke("amis", "--target", "aws", state_dir=tmp_path,
                     env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": "http://127.0.0.1:9"})
 
     assert failed.returncode == 1

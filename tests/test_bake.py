@@ -66,6 +66,7 @@ class Bake:
             "PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}",
             "FAKE_PACKER_RECORD": str(self.calls_file),
             "INVOKE_SWARMFORGE_AWS_ENDPOINT": endpoint,
+            "INVOKE_SWARMFORGE_TARGET": "aws",  # the default target is local
         }
 
     @property

@@ -31,7 +31,8 @@ SHARED_VARIABLES = {
 }
 SECRET_VARIABLES = {"swarm_manager_token", "swarm_worker_token"}
 # What only the sandbox needs to create its hosts; everything else is shared.
-LOCAL_ONLY_VARIABLES = {"sandbox_dir", "sandbox_network", "ssh_host_ca_public_key_path"}
+LOCAL_ONLY_VARIABLES = {"sandbox_dir", "sandbox_network", "ssh_host_ca_public_key_path",
+                        "sandbox_image"}
 NODE_RESOURCES = {"swarm_manager", "swarm_worker"}
 NODE_TYPE = {"local": "null_resource", "aws": "aws_instance"}
 OUTPUT_FIELDS = {"name", "private_ip", "ssh_host"}

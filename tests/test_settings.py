@@ -63,6 +63,13 @@ def test_env_vars_reach_settings_through_invoke_config(monkeypatch: pytest.Monke
     assert load_settings(config["swarmforge"], {}).workers == 4
 
 
+def test_list_settings_come_from_env_vars_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVOKE_SWARMFORGE_PRELOAD_IMAGES", "/a.tar,/b.tar")
+    config = Config(defaults={"swarmforge": config_defaults()})
+    config.load_shell_env()
+    assert load_settings(config["swarmforge"], {}).preload_images == ("/a.tar", "/b.tar")
+
+
 def test_the_cli_refuses_bad_input_before_creating_anything(tmp_path: Path) -> None:
     result = invoke("apply", "--target", "local", "--cluster", "refused", "--managers", "2",
                     state_dir=tmp_path)

@@ -277,17 +277,17 @@ def _snapshot_ids(image: Mapping[str, Any]) -> list[str]:
 # --- tables ------------------------------------------------------------------------------
 
 
-def ami_table(amis: Sequence[Ami], current_id: str | None) -> str:
-    """The AMIs as an aligned text table, newest first."""
-    header = ("AMI", "CREATED (UTC)", "DOCKER", "COMMIT", "IN USE", "CURRENT")
+def ami_table(amis: Sequence[Ami], current_id: str | None, kind: str = "AMI") -> str:
+    """The AMIs (or local images: ``kind`` IMAGE) as an aligned text table, newest first."""
+    header = (kind, "CREATED (UTC)", "DOCKER", "COMMIT", "IN USE", "CURRENT")
     rows = [(*_described(ami), _yes(ami.in_use), _yes(ami.id == current_id))
             for ami in newest_first(amis)]
     return _table(header, rows)
 
 
-def plan_table(plan: PrunePlan) -> str:
-    """A prune plan, newest first: what goes, and why each other AMI stays."""
-    header = ("AMI", "CREATED (UTC)", "DOCKER", "COMMIT", "ACTION")
+def plan_table(plan: PrunePlan, kind: str = "AMI") -> str:
+    """A prune plan, newest first: what goes, and why each other AMI (or image) stays."""
+    header = (kind, "CREATED (UTC)", "DOCKER", "COMMIT", "ACTION")
     actions = {ami.id: "delete" for ami in plan.delete}
     actions.update({ami.id: f"keep ({why})" for ami, why in plan.keep})
     everything = [*plan.delete, *(ami for ami, _ in plan.keep)]

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, UnknownRegionError
 
 from swarmforge.aws import client
@@ -232,6 +231,8 @@ def _region_statuses(s: Settings) -> dict[str, str]:
 
 
 def anchor_region(region: str) -> str:
+    import boto3  # only when needed: see swarmforge.aws.client
+
     try:
         partition = boto3.session.Session().get_partition_for_region(region)
     except UnknownRegionError:

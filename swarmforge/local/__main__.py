@@ -1,6 +1,6 @@
 """The ``sandbox`` command that Terraform's local-exec provisioners run.
 
-    python -m swarmforge.local SANDBOX_DIR host-up HOSTNAME ADDRESS
+    python -m swarmforge.local SANDBOX_DIR host-up HOSTNAME ADDRESS [--image DIR | --bare]
     python -m swarmforge.local SANDBOX_DIR host-down HOSTNAME
 """
 
@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("host-up", help="create a host (a fresh one, always)")
     up.add_argument("hostname")
     up.add_argument("address")
+    boot = up.add_mutually_exclusive_group()
+    boot.add_argument("--image", type=Path, help="boot from this local image (a dir of the "
+                      "image store); default: load the sandbox's stock images")
+    boot.add_argument("--bare", action="store_true", help="load no image (a Packer builder)")
     down = commands.add_parser("host-down", help="remove a host and all it started")
     down.add_argument("hostname")
     args = parser.parse_args(argv)
@@ -32,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = Host.named(SandboxLayout.load(args.sandbox_dir), args.hostname)
         if args.command == "host-up":
-            host.up(args.address)
-            print(f"host {args.hostname} up at {args.address} ({time.monotonic() - started:.1f}s)")
+            host.up(args.address, args.image, bare=args.bare)
+            booted = f", image {args.image.name}" if args.image else ""
+            print(f"host {args.hostname} up at {args.address}{booted} "
+                  f"({time.monotonic() - started:.1f}s)")
         else:
             host.down()
             print(f"host {args.hostname} removed ({time.monotonic() - started:.1f}s)")

@@ -17,8 +17,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from swarmforge.errors import SandboxError
+from swarmforge.local.node_image import HOST_IMAGE_FILE, LocalImage, write_json
 from swarmforge.local.sandbox import SandboxLayout
 from swarmforge.local.system import (
     alive,
@@ -31,8 +33,10 @@ from swarmforge.local.system import (
 )
 from swarmforge.process import run
 
-HOSTNAME = re.compile(r"-(manager|worker)-(\d+)$")
+HOSTNAME = re.compile(r"-(manager|worker|builder)-(\d+)$")
 READY_TIMEOUT = 30.0
+#: The host's daemon settings: what /etc/docker/daemon.json is to a machine.
+DAEMON_SETTINGS_FILE = "daemon-settings.json"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Host:
     def named(cls, layout: SandboxLayout, hostname: str) -> Host:
         match = HOSTNAME.search(hostname)
         if not match:
-            raise SandboxError(f"not a sandbox hostname: {hostname!r} (want <cluster>-manager-N)")
+            raise SandboxError(f"not a sandbox hostname: {hostname!r} "
+                               "(want <cluster>-manager-N, -worker-N or -builder-N)")
         return cls(layout, hostname, f"{match.group(1)[0]}{match.group(2)}")
 
     @classmethod
@@ -72,19 +77,42 @@ class Host:
 
     # -- up -----------------------------------------------------------------
 
-    def up(self, address: str) -> None:
-        """Create the host from nothing; leftovers under the same name are removed first."""
+    def up(self, address: str, image: Path | None = None, *, bare: bool = False) -> None:
+        """Create the host from nothing; leftovers under the same name are removed first.
+
+        It boots from the local ``image`` (a dir of the image store: its daemon
+        settings, then its images loaded) when given; else it loads the sandbox's
+        stock images, or nothing at all when ``bare`` (a builder, which Packer provisions).
+        """
+        booted_from = LocalImage.load(image) if image else None  # refuse before making anything
         self.down()
         self._make_dirs()
         self._make_host_key(address)
         self._make_namespaces(address)
-        self._write_configs(address)
-        self._start(["dockerd", *self._dockerd_args()], "dockerd.log",
-                    {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"})
+        if booted_from:
+            write_json(self.dir / DAEMON_SETTINGS_FILE, dict(booted_from.daemon))
+        (self.dir / "sshd_config").write_text(sshd_config(self, address))
+        self._start_dockerd()
         self._start(["/usr/sbin/sshd", "-f", str(self.dir / "sshd_config"),
                      "-E", str(self.dir / "sshd.log")], None, {})
         self._wait_ready(address)
-        self._load_images()
+        if booted_from:
+            self._load(booted_from.archive)
+            (self.dir / HOST_IMAGE_FILE).write_text(f"{booted_from.path.resolve()}\n")
+        elif not bare:
+            self._load_images()
+
+    def restart_docker(self) -> None:
+        """Stop dockerd and start it again with the daemon settings the host has now,
+        as `systemctl restart docker` does after daemon.json changed."""
+        self._stop_daemon("docker.pid", 30.0)
+        (self.dir / "docker.pid").unlink(missing_ok=True)
+        self._start_dockerd()
+        self._wait_docker()
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.dir / "docker.sock"
 
     def _make_dirs(self) -> None:
         self.dir.mkdir(mode=0o700, parents=True)
@@ -114,12 +142,28 @@ class Host:
         (self.dir / "uts").touch()
         sh(["unshare", f"--uts={self.dir / 'uts'}", "hostname", self.hostname], "hostname")
 
-    def _write_configs(self, address: str) -> None:
-        # Without its own key path every dockerd shares /etc/docker/key.json,
-        # and all nodes report one engine ID.
-        daemon = {"deprecated-key-path": str(self.dir / "key.json")}
-        (self.dir / "daemon.json").write_text(json.dumps(daemon) + "\n")
-        (self.dir / "sshd_config").write_text(sshd_config(self, address))
+    def _start_dockerd(self) -> None:
+        # The host's own settings (what /etc/docker/daemon.json is to a machine: a
+        # provisioner or an image puts them there), then what keeps hosts apart:
+        # without its own key path every dockerd shares /etc/docker/key.json and
+        # all nodes report one engine ID.
+        daemon = {**self.daemon_settings(), "deprecated-key-path": str(self.dir / "key.json")}
+        write_json(self.dir / "daemon.json", daemon)
+        self._start(["dockerd", *self._dockerd_args()], "dockerd.log",
+                    {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"})
+
+    def daemon_settings(self) -> dict[str, Any]:
+        """The host's daemon settings ({} when it has none of its own)."""
+        path = self.dir / DAEMON_SETTINGS_FILE
+        if not path.exists():
+            return {}
+        try:
+            settings = json.loads(path.read_text())
+        except (OSError, ValueError) as problem:
+            raise SandboxError(f"{self.hostname}: {path} is not JSON: {problem}") from None
+        if not isinstance(settings, dict):
+            raise SandboxError(f"{self.hostname}: {path} must hold a JSON object")
+        return settings
 
     def _dockerd_args(self) -> list[str]:
         d = self.dir
@@ -140,25 +184,32 @@ class Host:
                 output.close()  # type: ignore[union-attr]
 
     def _wait_ready(self, address: str) -> None:
+        self._wait_docker()
         deadline = time.monotonic() + READY_TIMEOUT
-        while not docker_answers(self.dir / "docker.sock"):
-            if time.monotonic() > deadline:
-                raise SandboxError(f"{self.hostname}: dockerd did not start; see {self.dir}/dockerd.log")
-            time.sleep(0.1)
         while not port_open(address, 22):
             if time.monotonic() > deadline or not self._sshd_running():
                 raise SandboxError(f"{self.hostname}: sshd is not listening on {address}:22; "
                                    f"see {self.dir}/sshd.log")
             time.sleep(0.05)
 
+    def _wait_docker(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not docker_answers(self.docker_socket):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{self.hostname}: dockerd did not start; "
+                                   f"see {self.dir}/dockerd.log")
+            time.sleep(0.1)
+
     def _load_images(self) -> None:
-        """Preload the sandbox's images: there is no registry to pull them from."""
+        """Preload the sandbox's stock images: there is no registry to pull them from."""
         for image in sorted((Path(self.layout.dir) / "images").glob("*.tar")):
-            result = run(["docker", "-H", f"unix://{self.dir / 'docker.sock'}", "load", "-q",
-                          "-i", str(image)], timeout=120)
-            if not result.ok:
-                raise SandboxError(f"{self.hostname}: cannot load {image.name}: "
-                                   f"{result.stderr.strip()}")
+            self._load(image)
+
+    def _load(self, archive: Path) -> None:
+        result = run(["docker", "-H", f"unix://{self.docker_socket}", "load", "-q",
+                      "-i", str(archive)], timeout=120)
+        if not result.ok:
+            raise SandboxError(f"{self.hostname}: cannot load {archive}: {result.stderr.strip()}")
 
     def _sshd_running(self) -> bool:
         pid = pid_from_file(self.dir / "sshd.pid")
@@ -179,11 +230,14 @@ class Host:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _stop_daemons(self) -> None:
-        # Only pids whose argv names this host's dir: a pidfile may outlive its process.
         for pidfile, grace in (("docker.pid", 30.0), ("sshd.pid", 2.0)):
-            pid = pid_from_file(self.dir / pidfile)
-            if pid and alive(pid) and cmdline_mentions(pid, str(self.dir)):
-                stop([pid], grace)
+            self._stop_daemon(pidfile, grace)
+
+    def _stop_daemon(self, pidfile: str, grace: float) -> None:
+        # Only a pid whose argv names this host's dir: a pidfile may outlive its process.
+        pid = pid_from_file(self.dir / pidfile)
+        if pid and alive(pid) and cmdline_mentions(pid, str(self.dir)):
+            stop([pid], grace)
 
 
 def mac_for(address: str) -> str:

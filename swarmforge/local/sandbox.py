@@ -152,7 +152,7 @@ class Sandbox:
     def host_dirs(self) -> list[Path]:
         if not self.dir.is_dir():
             return []
-        return sorted(p for p in self.dir.iterdir() if p.is_dir() and p.name[:1] in "mw")
+        return sorted(p for p in self.dir.iterdir() if p.is_dir() and p.name[:1] in "mwb")
 
     def teardown(self) -> None:
         """Remove every host, the bridge, the firewall rule and the sandbox dir."""

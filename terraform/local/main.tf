@@ -33,10 +33,17 @@ resource "null_resource" "swarm_manager" {
     ssh_user  = var.ssh_user
     ssh_key   = var.ssh_private_key_path
     host_ca   = var.ssh_host_ca_public_key_path
+    image     = var.sandbox_image
+  }
+
+  # As aws_instance ignores a new AMI: a new image is what a host made from now on
+  # boots from (-replace included), never a reason to replace the hosts that run.
+  lifecycle {
+    ignore_changes = [triggers["image"]]
   }
 
   provisioner "local-exec" {
-    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}"
+    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}${self.triggers.image == "" ? "" : " --image ${self.triggers.image}"}"
   }
 
   provisioner "local-exec" {
@@ -94,10 +101,17 @@ resource "null_resource" "swarm_worker" {
     ssh_user  = var.ssh_user
     ssh_key   = var.ssh_private_key_path
     host_ca   = var.ssh_host_ca_public_key_path
+    image     = var.sandbox_image
+  }
+
+  # As aws_instance ignores a new AMI: a new image is what a host made from now on
+  # boots from (-replace included), never a reason to replace the hosts that run.
+  lifecycle {
+    ignore_changes = [triggers["image"]]
   }
 
   provisioner "local-exec" {
-    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}"
+    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}${self.triggers.image == "" ? "" : " --image ${self.triggers.image}"}"
   }
 
   provisioner "local-exec" {

@@ -121,3 +121,14 @@ variable "ssh_host_ca_public_key_path" {
   description = "Public key of the SSH CA that signs every sandbox host key, so host keys are verified."
   type        = string
 }
+
+variable "sandbox_image" {
+  description = "The local node image new hosts boot from (a dir of the image store, made by `invoke bake --target local`); empty: the sandbox's stock images. Hosts already up keep the image they booted from: replacing them is `invoke roll`'s job."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.sandbox_image == "" || can(regex("^/[A-Za-z0-9._/-]+$", var.sandbox_image))
+    error_message = "The sandbox_image must be empty or an absolute path of letters, digits, '.', '_', '-' and '/'."
+  }
+}

@@ -1,0 +1,34 @@
+build {
+  sources = ["source.null.sandbox_node"]
+
+  # Into the builder's 0700 provision dir, never the shared /tmp (sandbox hosts
+  # share this machine's file system).
+  provisioner "file" {
+    sources     = var.preload_images
+    destination = "${var.builder_dir}/provision/"
+  }
+
+  provisioner "shell" {
+    remote_folder = "${var.builder_dir}/provision"
+    environment_vars = [
+      "DOCKER_VERSION=${var.docker_version}",
+      "DOCKER_VERSION_MIN=${var.docker_version_min}",
+      "DOCKER_DAEMON_SETTINGS=${local.docker_daemon_settings}",
+      "DAEMON_SETTINGS_FILE=${var.builder_dir}/daemon-settings.json",
+      "IMAGES_DIR=${var.builder_dir}/provision",
+    ]
+    script = "${var.scripts_dir}/provision-sandbox-node.sh"
+  }
+
+  # A second, structured record of the run; swarmforge cross-checks it against
+  # the machine-readable output and keeps its run id as the image's provenance.
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = true
+    custom_data = {
+      cluster        = var.cluster
+      git_commit     = var.git_commit
+      docker_version = var.docker_version_spec
+    }
+  }
+}

@@ -1,0 +1,311 @@
+"""The rebuild use case: bake a new node image only when what it is made from changed,
+roll the cluster onto it, prune old images, and say what was done, in JSON too.
+
+CI runs it unattended every week, so it never asks anything, and it refuses to
+start on an unhealthy swarm or beside an unfinished operation (a half-done roll
+is finished by ``invoke roll --yes``, not buried under a new one). The report
+is written whatever happens, failures included.
+
+What it compares, the current image against a bake now:
+
+- base: the Ubuntu AMI Packer would start from (aws only) against the one the
+  AMI was built on;
+- docker: the Docker spec a bake would pin (``--docker-version``; default on
+  aws: the current AMI's; on local: the sandbox's own engine, which a local
+  bake checks rather than installs) against the one the image was baked with;
+- inputs: the digest of ``packer/`` and ``scripts/`` against the one stamped on
+  the image after its bake;
+- age (aws): a newer Docker release within the same spec cannot be seen
+  without Docker's apt repository, so an AMI older than ``max_age_days`` is
+  baked again (each bake installs the newest release the spec allows);
+- force: ``--force``.
+
+A roll runs even when nothing is baked, so nodes left on an older image (a roll
+that was refused last time) catch up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from swarmforge import packer
+from swarmforge.aws.ami_provenance import AmiStore
+from swarmforge.aws.amis import bake_dir
+from swarmforge.bake import DEFAULT_DOCKER_VERSION, BakeOptions
+from swarmforge.bake import bake as run_bake
+from swarmforge.cluster import Cluster
+from swarmforge.errors import ConfigError, UnhealthyError
+from swarmforge.local.image_provenance import LocalImageProvenance
+from swarmforge.local_bake import LocalBakeOptions, bake_local
+from swarmforge.operation import Journal, exclusive
+from swarmforge.progress import Progress
+from swarmforge.provenance import ImageFacts, ImageStore, inputs_digest
+from swarmforge.roll import roll
+from swarmforge.settings import Settings
+
+#: Exit codes: 0 and 10 are success; anything else is the failure's own code (1, 2, 4).
+EXIT_NOTHING_TO_DO = 0
+EXIT_REBUILT = 10
+REPORT_FILE = "rebuild-report.json"
+
+
+@dataclass(frozen=True)
+class RebuildOptions:
+    """What the operator (or the CI workflow) asked of this rebuild."""
+
+    force: bool = False
+    docker_version: str | None = None  # None: the spec the current image was baked with
+    ami_regions: tuple[str, ...] = ()  # aws: regions the AMI is copied to (and pruned in)
+    keep: int = 3  # images prune keeps in any case
+    max_age_days: float = 30.0  # 0: never bake for age alone
+    drain_timeout: float = 120.0
+    report_path: Path | None = None  # default: <state_dir>/_build/<cluster>/rebuild-report.json
+
+
+@dataclass(frozen=True)
+class Check:
+    """One input compared: its name, whether it calls for a bake, and why."""
+
+    name: str
+    changed: bool
+    detail: str
+
+
+@dataclass
+class RebuildReport:
+    """What one rebuild found and did; saved as JSON for CI."""
+
+    cluster: str
+    target: str
+    started: str
+    result: str = "failed"  # nothing-to-do | rebuilt | rolled | failed
+    exit_code: int = 1
+    checks: list[Check] = field(default_factory=list)
+    previous_image: str | None = None
+    baked: dict[str, str] = field(default_factory=dict)  # {where: new image id}
+    rolled: list[str] = field(default_factory=list)  # hostnames replaced
+    pruned: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    finished: str | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        return [check.detail for check in self.checks if check.changed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reasons": self.reasons}
+
+    def save(self, path: Path) -> None:
+        """Write atomically: CI uploads the file whatever state the run died in."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        os.replace(partial, path)
+
+
+def report_path(settings: Settings, options: RebuildOptions) -> Path:
+    return options.report_path or bake_dir(settings) / REPORT_FILE
+
+
+def rebuild(settings: Settings, options: RebuildOptions,
+            progress: Progress | None = None) -> RebuildReport:
+    """Check, bake if needed, roll, prune; the report is saved even when this raises."""
+    progress = progress or Progress()
+    report = RebuildReport(settings.cluster, settings.target, _now())
+    try:
+        _rebuild(settings, options, progress, report)
+    except Exception as error:
+        report.error = str(error)
+        report.exit_code = int(getattr(error, "exit_code", 1))
+        raise
+    finally:
+        report.finished = _now()
+        report.save(report_path(settings, options))
+    return report
+
+
+def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
+             report: RebuildReport) -> None:
+    store = store_for(settings, options.ami_regions)
+    with exclusive(bake_dir(settings), settings.cluster, "invoke rebuild"):
+        live = _preflight(settings, progress)
+        current = store.current()
+        report.previous_image = current.id if current else None
+        spec = options.docker_version or store.bake_docker_spec(current) or DEFAULT_DOCKER_VERSION
+        packer.docker_pin(spec)  # a bad spec stops here, before anything is built
+        with progress.step("comparing the current image with what a bake would use now"):
+            report.checks = decide(current, store.newest_base(), spec, inputs_digest(), options)
+            for check in report.checks:
+                progress.detail(f"{check.name}: {check.detail}")
+        if report.reasons:
+            report.baked = _bake(settings, options, spec, store, progress)
+            if report.previous_image in report.baked.values():  # content-addressed local images
+                report.notes.append(f"the bake made {report.previous_image} again (the same "
+                                    "content): only its inputs digest changed")
+        if live:
+            report.rolled = _roll(settings, options, progress)
+        else:
+            report.notes.append("the cluster has no nodes: nothing to roll; `invoke apply` "
+                                "will launch nodes from the current image")
+        if report.baked or report.rolled:
+            with progress.step(f"pruning old images (keeping the newest {options.keep})"):
+                report.pruned = store.prune(options.keep)
+    report.result = "rebuilt" if report.baked else "rolled" if report.rolled else "nothing-to-do"
+    report.exit_code = EXIT_REBUILT if report.baked or report.rolled else EXIT_NOTHING_TO_DO
+
+
+def store_for(settings: Settings, regions: tuple[str, ...] = ()) -> ImageStore:
+    """The target's images, behind the interface rebuild compares and prunes through;
+    ConfigError for settings that would keep a roll from reaching the new image."""
+    if settings.target == "local":
+        if regions:
+            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
+                               "this machine)"])
+        return LocalImageProvenance(settings)
+    if settings.ami_id:
+        raise ConfigError([f"ami_id: {settings.ami_id} is pinned (--ami or swarmforge.ami_id), so a "
+                           "roll would never move onto the AMI rebuild bakes: unset it"])
+    return AmiStore(settings, regions)
+
+
+def _preflight(settings: Settings, progress: Progress) -> bool:
+    """Whether the cluster has nodes to roll; raises when rolling them would not be safe."""
+    cluster = Cluster(settings, progress)
+    if not cluster.target.exists():
+        return False
+    # The lock: no other operation is half-way through; the journal: none was interrupted.
+    with exclusive(settings.cluster_dir, settings.cluster, "invoke rebuild (checks)"):
+        Journal(settings.cluster_dir).refuse_if_unfinished(settings.cluster)
+        managers, workers = cluster.nodes_in_state()
+        if not managers:
+            return False  # a sandbox a local bake prepared, say: no node to roll yet
+        health = cluster.swarm(managers).health(len(managers), len(workers))
+    if not health.healthy:
+        raise UnhealthyError("refusing to rebuild: the swarm is not healthy: "
+                             + "; ".join(health.problems)
+                             + ". Nothing was baked or replaced; `invoke status` shows the nodes.")
+    return True
+
+
+def decide(current: ImageFacts | None, newest_base: str | None, spec: str, digest: str,
+           options: RebuildOptions, now: datetime | None = None) -> list[Check]:
+    """Every input compared; a bake is due when any check says changed.
+
+    ``newest_base``: the base image a bake would start from (None: the target has none);
+    ``spec``: the Docker spec a bake would use; ``digest``: inputs_digest() now.
+    """
+    if current is None:
+        return [Check("image", True, "no image recorded for the cluster: a first bake")]
+    checks = [_base_check(current, newest_base), _docker_check(current, spec),
+              _inputs_check(current, digest),
+              _age_check(current, options.max_age_days, now or datetime.now(timezone.utc))]
+    if options.force:
+        checks.append(Check("force", True, "--force"))
+    return [check for check in checks if check is not None]
+
+
+def _base_check(current: ImageFacts, newest: str | None) -> Check | None:
+    if newest is None:
+        return None  # the target builds on no base image
+    if not current.base:
+        return Check("base", True, f"{current.id} does not say which base image it was built "
+                                   f"on; the newest is {newest}")
+    if newest != current.base:
+        return Check("base", True, f"newer base image {newest} ({current.id} was built on "
+                                   f"{current.base})")
+    return Check("base", False, f"{current.base} is still the newest base image")
+
+
+def _docker_check(current: ImageFacts, spec: str) -> Check:
+    if not current.docker_spec:
+        return Check("docker", False, f"{current.id} does not record its Docker spec; baking "
+                                      f"{spec} only if something else changed")
+    if spec != current.docker_spec:
+        return Check("docker", True, f"a bake now pins Docker {spec}; {current.id} has "
+                                     f"{current.docker_spec}")
+    return Check("docker", False, f"Docker {spec}, as baked")
+
+
+def _inputs_check(current: ImageFacts, digest: str) -> Check:
+    if not current.inputs_digest:
+        return Check("inputs", True, f"{current.id} records no digest of packer/ and scripts/ "
+                                     "(baked outside rebuild)")
+    if digest != current.inputs_digest:
+        return Check("inputs", True, f"packer/ or scripts/ changed since {current.id} was baked "
+                                     f"({_short(current.inputs_digest)} -> {_short(digest)})")
+    return Check("inputs", False, f"packer/ and scripts/ as baked ({_short(digest)})")
+
+
+def _age_check(current: ImageFacts, max_age_days: float, now: datetime) -> Check | None:
+    if current.created is None or max_age_days <= 0:
+        return None
+    age = (now - current.created).total_seconds() / 86400
+    if age > max_age_days:
+        return Check("age", True, f"{current.id} is {age:.0f} days old (max {max_age_days:g}): "
+                                  "newer Docker releases within the spec and package updates "
+                                  "only arrive with a bake")
+    return Check("age", False, f"{current.id} is {age:.0f} days old (max {max_age_days:g})")
+
+
+def _bake(settings: Settings, options: RebuildOptions, spec: str, store: ImageStore,
+          progress: Progress) -> dict[str, str]:
+    """Bake with the target's own bake use case; returns {where: image id}, stamped."""
+    digest = inputs_digest()  # again: the trees as they are when the bake reads them
+    if settings.target == "local":
+        local = bake_local(settings, LocalBakeOptions(spec), progress)
+        assert local.image is not None, "a bake that is not a dry run records its image"
+        images = {"local": local.image.id}
+    else:
+        result = run_bake(settings, BakeOptions(spec, options.ami_regions), progress)
+        assert result.record is not None, "a bake that is not a dry run records its AMIs"
+        images = dict(result.record.amis)
+    with progress.step("stamping the digest of packer/ and scripts/ on the new image"):
+        store.stamp(images, digest)
+    return images
+
+
+def _roll(settings: Settings, options: RebuildOptions, progress: Progress) -> list[str]:
+    # A fresh Cluster: its target chooses the image again, now the one just recorded.
+    def show(plan: list[str]) -> None:
+        for line in plan:
+            progress.detail(line)
+
+    with progress.step("rolling the cluster onto the current image"):
+        outcome = roll(Cluster(settings, progress), everything=False, act=True,
+                       drain_timeout=options.drain_timeout, show=show)
+    return outcome.replaced
+
+
+# --- what it prints ---------------------------------------------------------------------
+
+
+def summary(report: RebuildReport, path: Path) -> str:
+    """A few aligned lines: every check, then what was baked, rolled and pruned."""
+    rows = [(check.name, "CHANGED" if check.changed else "same", check.detail)
+            for check in report.checks]
+    if report.baked:
+        rows.append(("baked", "", ", ".join(f"{i} ({w})" for w, i in report.baked.items())))
+    if report.rolled:
+        rows.append(("rolled", "", f"{len(report.rolled)} node(s): {', '.join(report.rolled)}"))
+    if report.pruned:
+        rows.append(("pruned", "", ", ".join(report.pruned)))
+    rows += [("note", "", note) for note in report.notes]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    lines = [f"rebuild of cluster {report.cluster!r} on {report.target}: {report.result}"]
+    lines += [f"  {name.ljust(width)}  {state.ljust(7)}  {text}".rstrip() for name, state, text in rows]
+    lines.append(f"report: {path}")
+    return "\n".join(lines)
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

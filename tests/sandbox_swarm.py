@@ -1,0 +1,176 @@
+"""A sandbox swarm seen from the outside, for the tests that change one under load.
+
+``Cluster`` drives one cluster through the real `invoke` CLI and reads it over
+SSH; ``SwarmWatcher`` polls it in the background while an operation runs: the
+replica count of the ``web`` service and whether a majority of managers answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import invoke
+from tests.leaks import Poller
+
+SANDBOX = Path("/run/swarmforge")
+SERVICE_REPLICAS = 6
+
+
+@dataclass
+class Cluster:
+    name: str
+    state: Path
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.state / self.name / "ssh" / "config"
+
+    @property
+    def network_prefix(self) -> str:
+        layout = json.loads((SANDBOX / self.name / "sandbox.json").read_text())
+        return layout["network"].rsplit(".", 1)[0]
+
+    def ssh(self, host: str, command: str, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ssh", "-F", str(self.ssh_config), host, command], input=stdin,
+                              capture_output=True, text=True, check=check, timeout=60)
+
+    def status(self) -> dict:
+        result = invoke("status", "--cluster", self.name, "--json", state_dir=self.state)
+        assert result.returncode in (0, 3), result.stderr
+        return json.loads(result.stdout)
+
+    def leader(self) -> dict:
+        return next(n for n in self.status()["nodes"] if n["manager_status"] == "leader")
+
+    def node(self, hostname: str) -> dict:
+        return next(n for n in self.status()["nodes"] if n["hostname"] == hostname)
+
+    def run(self, *args: str, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        result = invoke(*args, "--cluster", self.name, state_dir=self.state, timeout=timeout,
+                        env=env)
+        assert "SWMTKN-1" not in result.stdout + result.stderr
+        return result
+
+    def manager_candidates(self) -> list[str]:
+        """Every address a manager can have (slots 0-15)."""
+        return [f"{self.network_prefix}.{10 + slot}" for slot in range(16)]
+
+    def kill_dockerd(self, host_dir: str) -> None:
+        pid = int((SANDBOX / self.name / host_dir / "docker.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+
+    def wait_status(self, hostname: str, wanted: set[str], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            node = self.node(hostname)
+            if node["status"] in wanted or node["manager_status"] in wanted:
+                return
+            time.sleep(2)
+        raise AssertionError(f"{hostname} never became {wanted}")
+
+
+@dataclass
+class Sample:
+    answered: bool
+    managers: int = 0
+    reachable: int = 0
+    running: int = 0
+    desired: int = 0
+
+
+class SwarmWatcher(Poller):
+    """Polls the swarm from outside: managers reachable of all, and the service's replicas."""
+
+    QUERY = ("docker node ls --format '{{.ManagerStatus}}' && echo --- && "
+             "docker service ls --filter name=web --format '{{.Replicas}}'")
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(0.3)
+        self.cluster = cluster
+        self.samples: list[Sample] = []
+        self._hosts = cluster.manager_candidates()
+        self._net = cluster.network_prefix
+
+    def poll(self) -> bool:
+        self.samples.append(self._sample())
+        return False
+
+    def _sample(self) -> Sample:
+        for host in list(self._hosts):
+            result = subprocess.run(
+                ["ssh", "-F", str(self.cluster.ssh_config), "-o", "ConnectTimeout=1", host,
+                 self.QUERY], capture_output=True, text=True, check=False, timeout=20)
+            if result.returncode != 0:
+                continue
+            self._hosts.remove(host)
+            self._hosts.insert(0, host)  # ask it first next time
+            statuses, _, replicas = result.stdout.partition("---\n")
+            managers = [s for s in statuses.split("\n") if s.strip()]
+            running, _, desired = replicas.strip().partition("/")
+            return Sample(True, len(managers),
+                          sum(s in ("Leader", "Reachable") for s in managers),
+                          int(running or 0), int(desired or 0))
+        return Sample(False)
+
+    def assert_quorum_held(self) -> None:
+        answered = [s for s in self.samples if s.answered]
+        assert len(answered) > 10, "the watcher saw too little"
+        for sample in answered:
+            assert sample.reachable > sample.managers // 2, sample
+        # A leader election takes about a second; quorum lost would be silence for good.
+        longest, run = 0, 0
+        for sample in self.samples:
+            run = 0 if sample.answered else run + 1
+            longest = max(longest, run)
+        assert longest <= 10, f"no manager answered for {longest} polls in a row"
+
+    def assert_replicas_held(self, tasks_moved: int) -> None:
+        """Desired stays; running never drops by more than the tasks a drain moves at once
+        (Swarm stops a drained task and starts its successor side by side) and ends full."""
+        answered = [s for s in self.samples if s.answered]
+        assert all(s.desired == SERVICE_REPLICAS for s in answered), answered
+        assert min(s.running for s in answered) >= SERVICE_REPLICAS - tasks_moved
+        assert answered[-1].running == SERVICE_REPLICAS
+
+
+def wait_replicas(cluster: Cluster, via: str) -> None:
+    for _ in range(60):
+        out = cluster.ssh(via, "docker service ls --filter name=web --format '{{.Replicas}}'").stdout
+        if out.strip() == f"{SERVICE_REPLICAS}/{SERVICE_REPLICAS}":
+            return
+        time.sleep(1)
+    raise AssertionError(f"service web never got {SERVICE_REPLICAS} replicas")
+
+
+def tasks_on(cluster: Cluster, hostname: str) -> int:
+    out = cluster.ssh(cluster.leader()["address"],
+                      f"docker node ps {hostname} -q --filter desired-state=running").stdout
+    return len(out.split())
+
+
+def ids(cluster: Cluster) -> dict[str, str]:
+    return {n["hostname"]: n["id"] for n in cluster.status()["nodes"]}
+
+
+def assert_healthy(cluster: Cluster, managers: int = 3, workers: int = 2) -> dict:
+    data = cluster.status()
+    assert data["healthy"], data["problems"]
+    roles = [n["role"] for n in data["nodes"]]
+    assert (roles.count("manager"), roles.count("worker")) == (managers, workers)
+    return data
+
+
+def start_web(cluster: Cluster) -> None:
+    """The ``web`` service the watcher follows: busybox sleepers, SERVICE_REPLICAS of them."""
+    leader = cluster.leader()["address"]
+    cluster.ssh(leader, f"docker service create -q --name web --replicas {SERVICE_REPLICAS} "
+                        "--no-resolve-image --stop-grace-period 1s swarmforge/sample:1 sleep 3600")
+    wait_replicas(cluster, leader)
