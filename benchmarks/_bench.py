@@ -391,6 +391,28 @@ def host_seconds(events: Sequence[dict]) -> float:
     return union_length(intervals)
 
 
+def provisioner_seconds(events: Sequence[dict]) -> dict[str, list[float]]:
+    """Terraform's own timing of each provisioner, by kind and order within a node
+    ("local-exec", "file", "remote-exec 1", "remote-exec 2"): one value per node."""
+    started: dict[str, float] = {}
+    seen: dict[str, list[str]] = {}
+    found: dict[str, list[float]] = {}
+    for event in events:
+        hook = event.get("hook", {})
+        if "provisioner" not in hook or "resource" not in hook:
+            continue
+        node, kind = hook["resource"]["addr"], hook["provisioner"]
+        at = datetime.fromisoformat(event["@timestamp"].replace("Z", "+00:00")).timestamp()
+        if event["type"] == "provision_start":
+            started[node] = at
+            seen.setdefault(node, []).append(kind)
+        elif event["type"] == "provision_complete" and node in started:
+            count = seen[node].count(kind)
+            name = kind if kind != "remote-exec" else f"{kind} {count}"
+            found.setdefault(name, []).append(at - started.pop(node))
+    return found
+
+
 def union_length(intervals: Sequence[tuple[float, float]]) -> float:
     total, end = 0.0, float("-inf")
     for start, stop in sorted(intervals):

@@ -36,6 +36,7 @@ from _bench import (
     load,
     machine,
     median,
+    provisioner_seconds,
     require_root,
     say,
     state_root,
@@ -56,6 +57,7 @@ class ApplyTimes:
     hosts: float  # Terraform making hosts (local-exec host-up), union of intervals
     steps: dict[str, float] = field(default_factory=dict)
     terraform: dict[str, float] = field(default_factory=dict)
+    provisioners: dict[str, float] = field(default_factory=dict)  # median per node
 
     @property
     def comparable(self) -> float:
@@ -86,7 +88,9 @@ def measure_apply(root: Path, managers: int, workers: int, parallelism: int | No
 
 def apply_times(result: Timed, cluster: PipelineCluster, offset: int = 0) -> ApplyTimes:
     """A run's wall time, its host time from Terraform's log, and its steps."""
-    times = ApplyTimes(result.seconds, host_seconds(terraform_events(cluster.terraform_log, offset)))
+    events = terraform_events(cluster.terraform_log, offset)
+    times = ApplyTimes(result.seconds, host_seconds(events))
+    times.provisioners = {kind: median(values) for kind, values in provisioner_seconds(events).items()}
     for title, _, seconds in result.steps():
         name = next((short for prefix, short in STEP_NAMES if title.startswith(prefix)), title)
         times.steps[name] = times.steps.get(name, 0.0) + seconds
@@ -176,6 +180,11 @@ def report(runs: list[Run], managers: int, workers: int) -> str:
     lines.append(table(["terraform command (summed)", *labels],
                        [[name, *(median([r.applies[k].terraform.get(name, 0.0) for r in runs])
                                  for k in labels)] for name in commands]))
+    lines.append("")
+    kinds = list(dict.fromkeys(n for r in runs for k in labels for n in r.applies[k].provisioners))
+    lines.append(table(["provisioner, per node (Terraform's log)", *labels],
+                       [[name, *(median([r.applies[k].provisioners.get(name, 0.0) for r in runs])
+                                 for k in labels)] for name in kinds]))
     return "\n".join(lines)
 
 

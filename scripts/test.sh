@@ -18,7 +18,7 @@ if ! "${checkov_venv}/bin/checkov" --version >/dev/null 2>&1; then
 fi
 
 echo "==> ruff"
-.venv/bin/ruff check swarmforge tests tasks.py
+.venv/bin/ruff check swarmforge tests tasks.py benchmarks
 echo "==> mypy"
 .venv/bin/mypy swarmforge
 echo "==> shellcheck"
