@@ -22,7 +22,7 @@ from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
-from swarmforge.swarm import Health, Swarm, is_sound, member_at
+from swarmforge.swarm import Health, Node, Swarm, is_sound, member_at
 from swarmforge.targets import Target, target_for
 from swarmforge.terraform import Plan, Terraform, required_version
 from swarmforge.tools import cli_config, find_terraform
@@ -93,10 +93,9 @@ class Cluster:
             report.bootstrapped = True
             managers, workers = self._nodes_in_state(tf)
         self._refuse_scale_down(managers, workers)
-        swarm = self._swarm(managers)
-        via = self._answering_manager(swarm)
-        manager_ip = next(m.private_ip for m in managers if m.ssh_host == via)
-        report.changed = self._phase_two(tf, swarm, via, manager_ip,
+        swarm = self.swarm(managers)
+        via = self.answering_manager(swarm)
+        report.changed = self._phase_two(tf, swarm, via, self.secrets(swarm, via, managers),
                                          managers + workers) or report.bootstrapped
         with self.progress.step("waiting for the swarm to be healthy"):
             report.health = swarm.wait_healthy(
@@ -106,10 +105,14 @@ class Cluster:
             self.rotate_tokens(swarm)
         return report
 
-    def rotate_tokens(self, swarm: Swarm) -> None:
-        """New join tokens, so that the ones that travelled (env, nodes) are worth nothing."""
+    def rotate_tokens(self, swarm: Swarm | None = None) -> None:
+        """New join tokens, so that the ones that travelled (env, nodes) are worth nothing.
+
+        ``swarm`` defaults to the one reached through the managers in the state now.
+        """
+        swarm = swarm or self.swarm(self.nodes_in_state()[0])
         with self.progress.step("rotating the join tokens"):
-            swarm.rotate_tokens(self._answering_manager(swarm))
+            swarm.rotate_tokens(self.answering_manager(swarm))
 
     def _needs_bootstrap(self, managers: list[NodeRef], workers: list[NodeRef]) -> bool:
         """No swarm yet: no manager at all, or only a manager 0 whose bootstrap failed."""
@@ -119,7 +122,7 @@ class Cluster:
             return False
         # A lone manager 0 that is not in a swarm failed phase 1 (Terraform tainted
         # it); phase 1 again replaces it. A healthy one is left as it is.
-        swarm = self._swarm(managers)
+        swarm = self.swarm(managers)
         try:
             return swarm.member_state(managers[0].ssh_host).get("LocalNodeState") != "active"
         except CommandError:
@@ -130,14 +133,11 @@ class Cluster:
     def _phase_one(self, tf: Terraform) -> None:
         with self.progress.step("phase 1: bootstrap manager (docker swarm init)"):
             tf.apply(self._variables(swarm_init=True, managers=1, workers=0), {},
-                     targets=[f"{self.target.resource_type}.swarm_manager[0]"],
+                     targets=[address_of(self.target.resource_type, "manager", 0)],
                      parallelism=self.settings.parallelism)
 
-    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, manager_ip: str,
+    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, secrets: dict[str, str],
                    refs: list[NodeRef]) -> bool:
-        tokens = swarm.join_tokens(via)
-        secrets = {"swarm_manager_token": tokens.manager, "swarm_worker_token": tokens.worker,
-                   "swarm_manager_ip": manager_ip}
         variables = self._variables(swarm_init=False, managers=self.settings.managers,
                                     workers=self.settings.workers)
         with self.progress.step("phase 2: planning the other managers and the workers"):
@@ -150,7 +150,7 @@ class Cluster:
             self.progress.detail("nothing to change: every node Terraform manages exists")
             return kept
         with self.progress.step(f"phase 2: {len(plan.changes)} node(s) to create, "
-                                f"joining through {manager_ip}"):
+                                f"joining through {secrets['swarm_manager_ip']}"):
             tf.apply(variables, secrets, parallelism=self.settings.parallelism)
         return True
 
@@ -206,13 +206,9 @@ class Cluster:
     def status(self, expect: tuple[int, int] | None = None) -> Health:
         """The swarm's nodes and health, judged against ``expect`` (managers, workers)
         or, by default, against the nodes Terraform manages."""
-        tf = self._prepare()
-        managers, workers = self._nodes_in_state(tf)
-        if not managers:
-            raise SwarmError(f"cluster {self.settings.cluster!r} has no nodes; "
-                             "run `invoke apply` to create it")
+        managers, workers = self.existing_nodes()
         wanted = expect or (len(managers), len(workers))
-        return self._swarm(managers).health(*wanted)
+        return self.swarm(managers).health(*wanted)
 
     def destroy(self) -> bool:
         """Destroy every node and what the target made; False if there was nothing."""
@@ -293,11 +289,18 @@ class Cluster:
         """The managers and workers Terraform manages, in index order."""
         return self._nodes_in_state(self._prepare())
 
-    def swarm(self, managers: list[NodeRef]) -> Swarm:
-        return self._swarm(managers)
+    def existing_nodes(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The nodes Terraform manages; SwarmError if the cluster has none yet."""
+        managers, workers = self.nodes_in_state()
+        if not managers:
+            raise SwarmError(f"cluster {self.settings.cluster!r} has no nodes; "
+                             "run `invoke apply` to create it")
+        return managers, workers
 
-    def answering_manager(self, swarm: Swarm) -> str:
-        return self._answering_manager(swarm)
+    def members(self, managers: list[NodeRef]) -> list[Node]:
+        """The swarm's nodes, as a manager that answers for it lists them."""
+        swarm = self.swarm(managers)
+        return swarm.nodes(self.answering_manager(swarm))
 
     def variables(self, *, managers: int, workers: int, slots: list[int]) -> dict[str, str]:
         return self._variables(swarm_init=False, managers=managers, workers=workers, slots=slots)
@@ -317,11 +320,11 @@ class Cluster:
         return {"swarm_manager_token": tokens.manager, "swarm_worker_token": tokens.worker,
                 "swarm_manager_ip": next(m.private_ip for m in managers if m.ssh_host == via)}
 
-    def _swarm(self, managers: list[NodeRef]) -> Swarm:
+    def swarm(self, managers: list[NodeRef]) -> Swarm:
         assert self._profile is not None
         return Swarm(SSH(self._profile), [m.ssh_host for m in managers])
 
-    def _answering_manager(self, swarm: Swarm) -> str:
+    def answering_manager(self, swarm: Swarm) -> str:
         try:
             return swarm.active_manager()
         except SwarmError as exc:
@@ -349,6 +352,11 @@ def manager_slots(known: list[int], count: int) -> list[int]:
 def twin_slot(slot: int) -> int:
     """The slot a manager's replacement takes: same position, the other of the pair."""
     return (slot + SLOT_POSITIONS) % (2 * SLOT_POSITIONS)
+
+
+def address_of(resource_type: str, role: str, index: int) -> str:
+    """The Terraform address of a node, e.g. ``null_resource.swarm_worker[1]``."""
+    return f"{resource_type}.swarm_{role}[{index}]"
 
 
 def role_of(address: str) -> str:

@@ -55,6 +55,14 @@ def exclusive(cluster_dir: Path, cluster: str, what: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def unfinished(cluster: str, record: dict[str, Any]) -> UnfinishedError:
+    """The refusal to start while the journalled operation ``record`` is half done."""
+    return UnfinishedError(
+        f"cluster {cluster!r} has an unfinished {record['operation']} "
+        f"({record.get('summary', '')}, started {record.get('started', '?')}); "
+        f"finish it first: {record['resume']}")
+
+
 class Journal:
     """The record of one multi-step operation: what it is and which steps are done."""
 
@@ -87,10 +95,7 @@ class Journal:
         """For operations that must not start while another one is half done."""
         record = self.load()
         if record:
-            raise UnfinishedError(
-                f"cluster {cluster!r} has an unfinished {record['operation']} "
-                f"({record.get('summary', '')}, started {record.get('started', '?')}); "
-                f"finish it first: {record['resume']}")
+            raise unfinished(cluster, record)
 
     def _write(self, record: dict[str, Any]) -> None:
         temporary = self.path.with_suffix(".tmp")

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmforge.cluster import Cluster
-from swarmforge.errors import SwarmError
-from swarmforge.operation import Journal, UnfinishedError, exclusive
+from swarmforge.operation import Journal, exclusive, unfinished
 from swarmforge.replacement import Replacement, check_replaceable, find_node
 
 OPERATION = "replace-node"
@@ -36,9 +35,7 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         if record is None:
             record = _new_record(cluster, query)
         elif not _names_same_node(record, query):
-            raise UnfinishedError(
-                f"cluster {settings.cluster!r} has an unfinished {record['operation']} "
-                f"({record.get('summary', '')}); finish it first: {record['resume']}")
+            raise unfinished(settings.cluster, record)
         replacement = Replacement(cluster, record, journal.update, drain_timeout=drain_timeout,
                                   resume=record["resume"])
         outcome = Outcome(replacement.describe(), acted=act, resumed=resumed)
@@ -50,20 +47,15 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
             replacement.record = record
         replacement.run()
         if rotate:
-            managers, _ = cluster.nodes_in_state()
-            cluster.rotate_tokens(cluster.swarm(managers))
+            cluster.rotate_tokens()
         journal.finish()
         return outcome
 
 
 def _new_record(cluster: Cluster, query: str) -> dict[str, Any]:
     """Find the node, refuse if replacing it now is unsafe, and describe the operation."""
-    managers, workers = cluster.nodes_in_state()
-    if not managers:
-        raise SwarmError(f"cluster {cluster.settings.cluster!r} has no nodes; "
-                         "run `invoke apply` to create it")
-    swarm = cluster.swarm(managers)
-    nodes = swarm.nodes(cluster.answering_manager(swarm))
+    managers, workers = cluster.existing_nodes()
+    nodes = cluster.members(managers)
     pick = find_node(query, cluster.target.resource_type, managers, workers, nodes)
     check_replaceable([pick], nodes, len(managers), len(workers))
     s = cluster.settings

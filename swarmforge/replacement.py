@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmforge.cluster import Cluster, NodeRef, index_of, role_of, twin_slot
+from swarmforge.cluster import Cluster, NodeRef, address_of, index_of, role_of, twin_slot
 from swarmforge.errors import ConfigError, QuorumError, SwarmError, SwarmforgeError, UnhealthyError
 from swarmforge.ssh import SSH
 from swarmforge.swarm import RECHECK, Node, Swarm, assess, is_sound, member_at
@@ -72,7 +72,7 @@ def find_node(query: str, resource_type: str, managers: Sequence[NodeRef],
               workers: Sequence[NodeRef], nodes: Sequence[Node]) -> Pick:
     """The node ``query`` names: a hostname, a node ID (or unique prefix), an address
     such as ``swarm_worker[1]`` (with or without the resource type), or an IP."""
-    picks = [Pick(f"{resource_type}.swarm_{ref.role}[{i}]", ref, member_at(nodes, ref.private_ip))
+    picks = [Pick(address_of(resource_type, ref.role, i), ref, member_at(nodes, ref.private_ip))
              for refs in (managers, workers) for i, ref in enumerate(refs)]
     exact = [p for p in picks if query in _names(p)]
     by_id = [p for p in picks if p.member and len(query) >= 4 and p.member.id.startswith(query)]
@@ -324,7 +324,7 @@ class Replacement:
         return self.cluster.variables(managers=r["managers"], workers=r["workers"], slots=slots)
 
     def _address(self, index: int) -> str:
-        return f"{self.cluster.target.resource_type}.swarm_manager[{index}]"
+        return address_of(self.cluster.target.resource_type, "manager", index)
 
 
 class StepFailed(SwarmforgeError):

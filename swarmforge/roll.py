@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmforge.cluster import Cluster, NodeRef
-from swarmforge.errors import SwarmError, UnhealthyError
-from swarmforge.operation import Journal, UnfinishedError, exclusive
+from swarmforge.cluster import Cluster, NodeRef, address_of
+from swarmforge.errors import UnhealthyError
+from swarmforge.operation import Journal, exclusive, unfinished
 from swarmforge.replacement import Pick, Replacement, check_replaceable, find_node
 from swarmforge.swarm import Node, assess
 
@@ -40,9 +40,7 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
         journal = Journal(settings.cluster_dir)
         record = journal.load()
         if record is not None and record.get("operation") != OPERATION:
-            raise UnfinishedError(
-                f"cluster {settings.cluster!r} has an unfinished {record['operation']} "
-                f"({record.get('summary', '')}); finish it first: {record['resume']}")
+            raise unfinished(settings.cluster, record)
         if record is None:
             record = _new_record(cluster, everything, max_unavailable)
         plan = _plan(record)
@@ -53,19 +51,14 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
             record = journal.begin(record)
         replaced = _roll(cluster, record, journal, drain_timeout)
         if rotate:
-            managers, _ = cluster.nodes_in_state()
-            cluster.rotate_tokens(cluster.swarm(managers))
+            cluster.rotate_tokens()
         journal.finish()
         return RollOutcome(plan, acted=True, replaced=replaced)
 
 
 def _new_record(cluster: Cluster, everything: bool, max_unavailable: int) -> dict[str, Any]:
-    managers, workers = cluster.nodes_in_state()
-    if not managers:
-        raise SwarmError(f"cluster {cluster.settings.cluster!r} has no nodes; "
-                         "run `invoke apply` to create it")
-    swarm = cluster.swarm(managers)
-    nodes = swarm.nodes(cluster.answering_manager(swarm))
+    managers, workers = cluster.existing_nodes()
+    nodes = cluster.members(managers)
     health = assess(nodes, len(managers), len(workers))
     if not health.healthy:
         raise UnhealthyError("refusing to roll an unhealthy swarm: " + "; ".join(health.problems)
@@ -136,8 +129,7 @@ def _roll(cluster: Cluster, record: dict[str, Any], journal: Journal,
 def _next_batch(cluster: Cluster, record: dict[str, Any]) -> dict[str, Any]:
     """The next worker batch, else a follower manager, else the leader."""
     managers, workers = cluster.nodes_in_state()
-    swarm = cluster.swarm(managers)
-    nodes = swarm.nodes(cluster.answering_manager(swarm))
+    nodes = cluster.members(managers)
     picks = [find_node(a, cluster.target.resource_type, managers, workers, nodes)
              for a in record["pending"]]
     batch = _batch(picks, record["max_unavailable"])
@@ -160,7 +152,7 @@ def _is_leader(pick: Pick) -> bool:
 def _address(cluster: Cluster, ref: NodeRef, managers: list[NodeRef],
              workers: list[NodeRef]) -> str:
     refs = managers if ref.role == "manager" else workers
-    return f"{cluster.target.resource_type}.swarm_{ref.role}[{refs.index(ref)}]"
+    return address_of(cluster.target.resource_type, ref.role, refs.index(ref))
 
 
 def _short(address: str) -> str:
