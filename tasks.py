@@ -36,18 +36,18 @@ def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_
                       ami_id=ami), rotate=not no_rotate)
 
 
-@task(help={**COMMON_HELP,
+@task(help={"cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
             "managers": "Managers the swarm should have (default: as many as Terraform manages).",
             "workers": "Workers the swarm should have (default: as many as Terraform manages).",
             "json": "Print an object with `nodes` and `healthy` instead of a table."})
-def status(c, cluster=None, target=None, managers=None, workers=None, json=False, yes=False):
+def status(c, cluster=None, target=None, managers=None, workers=None, json=False):
     """Show the swarm's nodes and whether it is healthy (exit 3 when it is not)."""
-    cli.status(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers),
-               as_json=json)
+    cli.status(*_flags(c, cluster=cluster, target=target), as_json=json, managers=managers,
+               workers=workers)
 
 
-@task(help=COMMON_HELP)
-def destroy(c, cluster=None, target=None, managers=None, workers=None, yes=False):
+@task(help={k: COMMON_HELP[k] for k in ("cluster", "target", "yes")})
+def destroy(c, cluster=None, target=None, yes=False):
     """Destroy every node of a cluster (asks first); on local, also its sandbox hosts and bridge."""
     cli.destroy(*_flags(c, cluster=cluster, target=target), yes=yes)
 

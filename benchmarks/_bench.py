@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/x.py` from a checkout
     sys.path.insert(0, str(REPO))
 
-from swarmforge.local.sandbox import Sandbox  # noqa: E402
-from swarmforge.local.trust import ensure_trust  # noqa: E402
 from swarmforge.ssh import SshProfile  # noqa: E402
+from swarmforge.targets.local.host import remove_sandbox  # noqa: E402
+from swarmforge.targets.local.sandbox import Sandbox  # noqa: E402
+from swarmforge.targets.local.trust import ensure_trust  # noqa: E402
 
 STEP_START = re.compile(r"^==> (.*)$")
 STEP_END = re.compile(r"^    \((\d+\.\d)s\)$")
@@ -343,7 +344,7 @@ class FloorCluster:
             for address in self.hosts.values():
                 subprocess.run(["ssh", "-F", str(self.profile.config), "-O", "exit", address],
                                capture_output=True, check=False)
-        self.sandbox.teardown()
+        remove_sandbox(self.sandbox)
         if self.profile:
             shutil.rmtree(self.profile.control_dir, ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)

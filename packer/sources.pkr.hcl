@@ -6,6 +6,8 @@ locals {
 
   # The same tags on the AMI and on its snapshots, so pruning finds both.
   # {{ .SourceAMI }} and friends are filled in by the amazon builder at tag time.
+  # Never {{ build ... }} or build.*: in a builder they are evaluated after the
+  # AMI is registered, too late, and their failure deregisters the finished AMI.
   image_tags = {
     Name                    = local.ami_name
     "swarmforge:cluster"    = var.cluster
@@ -14,7 +16,7 @@ locals {
     "swarmforge:built-at"   = local.build_time
     "swarmforge:base-ami"   = "{{ .SourceAMI }}"
     "swarmforge:base-name"  = "{{ .SourceAMIName }}"
-    "swarmforge:packer-run" = "{{ build `PackerRunUUID` }}"
+    "swarmforge:run-id"     = var.swarmforge_run_id
   }
 }
 
@@ -24,6 +26,10 @@ source "amazon-ebs" "ubuntu_docker" {
   instance_type = var.instance_type
   ssh_username  = var.ssh_username
   ami_name      = local.ami_name
+
+  # SSH into the build instance from this machine's public address only, not the
+  # whole internet (the amazon plugin asks checkip.amazonaws.com for it).
+  temporary_security_group_source_public_ip = true
 
   source_ami_filter {
     filters = {

@@ -62,6 +62,20 @@ variable "git_commit" {
   description = "Commit of swarmforge the AMI was baked from."
 }
 
+# Ours, not Packer's PackerRunUUID: that one exists only for provisioners and
+# post-processors. Read in a builder's tags, it is evaluated after the AMI is
+# registered, and an error there makes Packer deregister the finished image.
+variable "swarmforge_run_id" {
+  type        = string
+  description = "This bake's id (a random UUID swarmforge makes): tags the image and comes back in the manifest."
+
+  validation {
+    # regex_replace, not regex: Packer 1.6 has no regex().
+    condition     = regex_replace(var.swarmforge_run_id, "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", "uuid4") == "uuid4"
+    error_message = "The swarmforge_run_id must be a lowercase random UUID (uuid4), e.g. 0b6f3e52-5a4e-4d2b-9c61-2f0a8d3b7e19."
+  }
+}
+
 # The Docker daemon settings every node image gets, the AMI (install-docker.sh)
 # and the local image (provision-sandbox-node.sh) alike: json-file logs, rotated.
 variable "docker_log_max_size" {

@@ -20,6 +20,9 @@ readonly SOURCES_LIST="/etc/apt/sources.list.d/docker.list"
 readonly DAEMON_JSON="/etc/docker/daemon.json"
 readonly VERSION_PATTERN='^[0-9]+(\.[0-9]+){0,2}$'
 readonly DEFAULT_DAEMON_SETTINGS='{"log-driver":"json-file","log-opts":{"max-file":"5","max-size":"10m"}}'
+# Seconds to wait for Ubuntu's own apt jobs, then for each apt lock: a fresh
+# instance's first unattended upgrade may hold them for minutes.
+readonly APT_WAIT_SECONDS=600
 
 fail() {
   echo "install-docker: $*" >&2
@@ -43,6 +46,36 @@ id -u "${SSH_USER}" >/dev/null 2>&1 || fail "SSH_USER '${SSH_USER}' does not exi
 [[ "${EUID}" -eq 0 ]] || fail "must run as root (sudo)"
 
 export DEBIAN_FRONTEND=noninteractive
+
+# apt-get waits for dpkg's locks instead of failing on them (apt-mark below too).
+apt_get() {
+  apt-get -o DPkg::Lock::Timeout="${APT_WAIT_SECONDS}" "$@"
+}
+
+# On first boot apt-daily.service (apt-get update) and apt-daily-upgrade.service
+# (unattended-upgrade) start on their own; wait, bounded, until neither runs.
+# Not unattended-upgrades.service: that is the shutdown hook, active all the time.
+# They are oneshot units, "activating" while they run, which `systemctl is-active`
+# does not count as active: so the states are read, not the exit status.
+wait_for_apt_daily() {
+  if [[ ! -d /run/systemd/system ]]; then
+    return 0 # no systemd (a sandbox host): no apt timers either
+  fi
+  local deadline=$((SECONDS + APT_WAIT_SECONDS)) states announced=false
+  while true; do
+    states="$(systemctl is-active apt-daily.service apt-daily-upgrade.service || true)"
+    grep -qxE 'active|activating|deactivating|reloading|refreshing' <<<"${states}" || return 0
+    if [[ "${announced}" == false ]]; then
+      echo "==> Waiting for Ubuntu's own apt jobs (apt-daily, unattended upgrades) to finish"
+      announced=true
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "    still running after ${APT_WAIT_SECONDS}s; going on, apt-get waits for the locks"
+      return 0
+    fi
+    sleep 5
+  done
+}
 
 # Prints the newest apt version of docker-ce (e.g. 5:27.3.1-1~ubuntu.24.04~noble)
 # whose upstream part (27.3.1) is in the DOCKER_VERSION series and not below
@@ -78,9 +111,11 @@ write_if_changed() {
   printf '%s\n' "${wanted}" >"${target}"
 }
 
+wait_for_apt_daily
+
 echo "==> Installing apt prerequisites"
-apt-get update -q
-apt-get install -y -q ca-certificates curl gnupg
+apt_get update -q
+apt_get install -y -q ca-certificates curl gnupg
 
 echo "==> Installing Docker's apt signing key"
 install -m 0755 -d "$(dirname "${KEYRING}")"
@@ -100,7 +135,7 @@ arch="$(dpkg --print-architecture)"
 write_if_changed "${SOURCES_LIST}" <<EOF || true
 deb [arch=${arch} signed-by=${KEYRING}] https://download.docker.com/linux/ubuntu ${codename} stable
 EOF
-apt-get update -q
+apt_get update -q
 
 echo "==> Choosing Docker Engine ${DOCKER_VERSION}.x${DOCKER_VERSION_MIN:+ (>= ${DOCKER_VERSION_MIN})}"
 apt_version="$(pick_docker_version)" \
@@ -108,11 +143,11 @@ apt_version="$(pick_docker_version)" \
 echo "    picked docker-ce ${apt_version}"
 
 echo "==> Installing Docker Engine, containerd and the compose plugin"
-apt-get install -y -q --allow-change-held-packages \
+apt_get install -y -q --allow-change-held-packages \
   "docker-ce=${apt_version}" "docker-ce-cli=${apt_version}" \
   containerd.io docker-buildx-plugin docker-compose-plugin
 # Unattended upgrades must not move the engine off the version this AMI promises.
-apt-mark hold docker-ce docker-ce-cli >/dev/null
+apt-mark -o DPkg::Lock::Timeout="${APT_WAIT_SECONDS}" hold docker-ce docker-ce-cli >/dev/null
 
 echo "==> Adding ${SSH_USER} to the docker group"
 if id -nG "${SSH_USER}" | tr ' ' '\n' | grep -qx docker; then
@@ -134,5 +169,5 @@ fi
 docker version --format 'Docker Engine {{.Server.Version}} is installed'
 
 echo "==> Cleaning apt caches"
-apt-get clean
+apt_get clean
 rm -rf /var/lib/apt/lists/*

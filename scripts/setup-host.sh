@@ -81,5 +81,10 @@ if [[ ! -x "${mirror}/terraform-provider-null_v${null_version}_x4" ]]; then
   rm -rf "$tmp"
 fi
 
+# tests/test_unprivileged.py runs the aws target as a user that is not root: that
+# user (sfuser) and a venv it can read, as root's python is closed to others.
+echo "==> unprivileged test user and its venv (.tools/unpriv-venv)"
+(cd "$repo" && "${repo}/.venv/bin/python" -m tests.unprivileged)
+
 echo "==> terraform on PATH: $(command -v terraform || echo none); offline build: $("${tools}/terraform/terraform" version -json | head -2 | tail -1 | tr -d ' ,')"
 echo "==> ready: .venv/bin/invoke --list"

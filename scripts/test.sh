@@ -21,6 +21,8 @@ echo "==> ruff"
 .venv/bin/ruff check swarmforge tests tasks.py benchmarks
 echo "==> mypy"
 .venv/bin/mypy swarmforge
+echo "==> vulture"
+.venv/bin/vulture swarmforge --min-confidence 80
 echo "==> shellcheck"
 .venv/bin/shellcheck scripts/*.sh .ci/run
 echo "==> yamllint and actionlint: .github/workflows"

@@ -15,24 +15,20 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit
 
-from swarmforge.aws import client
-from swarmforge.aws.amis import ClusterAmis, ami_table, parameter_name, plan_table
-from swarmforge.aws.state_bucket import ensure_lock_table, ensure_state_bucket
-from swarmforge.aws.target import caller_account
-from swarmforge.bake import DEFAULT_DOCKER_VERSION, BakeOptions
+from swarmforge import images
 from swarmforge.bake import bake as run_bake
+from swarmforge.catalog import image_table, plan_table
 from swarmforge.cluster import Cluster
 from swarmforge.errors import ConfigError, SwarmforgeError
-from swarmforge.local.image_store import LocalImages
-from swarmforge.local_bake import LocalBakeOptions, LocalBakeReport, bake_local
-from swarmforge.packer import ValidationLevel
 from swarmforge.rebuild import RebuildOptions, report_path, summary
 from swarmforge.rebuild import rebuild as run_rebuild
 from swarmforge.replace_node import Outcome as ReplaceOutcome
 from swarmforge.replace_node import replace_node as run_replace_node
 from swarmforge.roll import roll as run_roll
 from swarmforge.settings import Settings, load_settings
+from swarmforge.state_bootstrap import state_bootstrap as run_state_bootstrap
 from swarmforge.swarm import node_table
+from swarmforge.targets.base import Baked, BakeRequest
 
 T = TypeVar("T")
 
@@ -48,6 +44,9 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
             raise Exit(f"swarmforge: {exc}", code=exc.exit_code) from exc
         except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions
             raise Exit(f"swarmforge: AWS: {exc}", code=1) from exc
+        except PermissionError as exc:  # not root: a dir of root's, such as a state dir it made
+            denied = exc.filename if exc.filename is not None else exc
+            raise Exit(f"swarmforge: permission denied: {denied}", code=1) from exc
 
     return wrapper
 
@@ -64,22 +63,38 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = Tr
 
 
 @clean_exit
-def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool) -> None:
+def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool,
+           managers: object = None, workers: object = None) -> None:
+    """``managers``/``workers``: the counts to judge the swarm against; by default,
+    as many as Terraform manages."""
     settings = load_settings(config, flags)
-    counts_given = "managers" in flags or "workers" in flags
+    expected = _count("managers", managers), _count("workers", workers)
     cluster = Cluster(settings)
-    health = cluster.status((settings.managers, settings.workers) if counts_given else None)
+    health = cluster.status(*expected)
     if as_json:
-        images = cluster.node_images()
+        node_images = cluster.node_images()
         print(json.dumps({"cluster": settings.cluster, "target": settings.target,
                           "healthy": health.healthy, "problems": list(health.problems),
-                          "nodes": [{**n.as_dict(), "image": images.get(n.address)}
+                          "nodes": [{**n.as_dict(), "image": node_images.get(n.address)}
                                     for n in health.nodes]}, indent=2))
         return
     print(node_table(health.nodes))
     print("\nhealthy" if health.healthy else "\nNOT healthy: " + "; ".join(health.problems))
     if not health.healthy:
         raise Exit(code=3)
+
+
+def _count(name: str, value: object) -> int | None:
+    """A count given on the command line, or None; ConfigError for anything else."""
+    if value is None:
+        return None
+    try:
+        count = int(str(value))
+    except ValueError:
+        raise ConfigError([f"{name}: {value!r} is not a whole number"]) from None
+    if count < 0:
+        raise ConfigError([f"{name}: {count} is negative; use 0 or more"])
+    return count
 
 
 @clean_exit
@@ -121,7 +136,7 @@ def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
                        show=lambda plan: print(f"roll of cluster {settings.cluster!r}:\n"
                                                + "\n".join(plan), flush=True))
     if not outcome.acted:
-        if outcome.plan[-1].endswith("up to date"):
+        if outcome.up_to_date:
             return
         print("\npreview only: nothing changed; run again with --yes to do it")
         return
@@ -144,76 +159,54 @@ def _confirmed(settings: Settings, ask: Callable[[str], str]) -> bool:
 def bake(config: Mapping[str, Any], flags: Mapping[str, Any], docker_version: str | None,
          ami_regions: str | None, dry_run: bool) -> None:
     settings = load_settings(config, flags)
-    regions = tuple(r.strip() for r in (ami_regions or "").split(",") if r.strip())
-    if settings.target == "local":
-        if regions:
-            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
-                               "this machine)"])
-        _show_local_bake(bake_local(settings, LocalBakeOptions(docker_version, dry_run)))
-        return
-    report = run_bake(settings, BakeOptions(docker_version or DEFAULT_DOCKER_VERSION, regions,
-                                            dry_run))
-    if report.record is None:
-        print(f"packer/ is valid with {report.var_file}; nothing built (--dry-run)")
-        if report.validation is ValidationLevel.LEGACY:
-            print(f"Packer {report.packer_version} has no plugins: the amazon plugin's own "
-                  "settings were checked for syntax only")
-        return
-    for region, ami_id in report.record.amis.items():
-        print(f"{region}  {ami_id}")
-    print(f"\nrecorded in {report.record_path} and in SSM {parameter_name(settings.cluster)}; "
-          f"Packer's log: {report.record.log}")
+    baked = run_bake(settings, BakeRequest(docker_version, _regions(ami_regions), dry_run))
+    print("\n".join(_bake_lines(baked)))
 
 
-def _show_local_bake(report: LocalBakeReport) -> None:
-    if report.image is None:
-        print(f"packer/local/ is valid with {report.var_file}; nothing built (--dry-run)")
-        return
-    print(f"local  {report.image.id}")
-    print(f"\nsince {report.previous or 'no image'}: " + "\n  ".join(report.changes))
-    print(f"\nrecorded in {report.record_path}; the image is in {report.image.path}; "
-          f"Packer's log: {report.log}")
+def _bake_lines(baked: Baked) -> list[str]:
+    if not baked.images:
+        lines = [f"{baked.template} is valid with {baked.var_file}; nothing built (--dry-run)"]
+        if baked.syntax_only:
+            lines.append(f"Packer {baked.packer_version} has no plugins: the amazon plugin's own "
+                         "settings were checked for syntax only")
+        return lines
+    lines = [f"{where}  {image}" for where, image in baked.images.items()]
+    if baked.changes:
+        lines.append(f"\nsince {baked.previous or 'no image'}: " + "\n  ".join(baked.changes))
+    lines.append(f"\nrecorded in {baked.recorded}; Packer's log: {baked.log}")
+    return lines
 
 
 @clean_exit
 def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
     settings = load_settings(config, flags)
-    cluster_amis, kind, where = _images_of(settings)
-    listed = cluster_amis.inventory()
-    if not listed:
-        what = "local images" if isinstance(cluster_amis, LocalImages) else "AMIs"
-        print(f"cluster {settings.cluster!r} has no {what} {where}")
+    listing = images.list_images(settings)
+    if not listing.images:
+        what = "AMIs" if listing.catalog.kind == "AMI" else "local images"
+        print(f"cluster {settings.cluster!r} has no {what} {listing.catalog.where}")
         return
-    print(ami_table(listed, cluster_amis.current(), kind))
-
-
-def _images_of(settings: Settings) -> tuple[ClusterAmis | LocalImages, str, str]:
-    """The cluster's images on its target: (them, what they are called, where they are)."""
-    if settings.target == "local":
-        return LocalImages(settings), "IMAGE", "on this machine"
-    return ClusterAmis.of(settings), "AMI", f"in {settings.region}"
+    print(image_table(listing.images, listing.current, listing.catalog.kind))
 
 
 @clean_exit
 def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, dry_run: bool,
                yes: bool) -> None:
     settings = load_settings(config, flags)
-    cluster_amis, kind, where = _images_of(settings)
-    plan = cluster_amis.prune_plan(keep)
+    catalog, plan = images.prune_plan(settings, keep)
     if plan.keep or plan.delete:
-        print(plan_table(plan, kind) + "\n")
+        print(plan_table(plan, catalog.kind) + "\n")
     if not plan.delete:
-        print(f"cluster {settings.cluster!r}: nothing to prune {where}")
+        print(f"cluster {settings.cluster!r}: nothing to prune {catalog.where}")
         return
-    local = isinstance(cluster_amis, LocalImages)
+    amis = catalog.kind == "AMI"
     if dry_run or not yes:
-        done = "image(s) would be removed" if local else \
-            "AMI(s) would be deregistered and their snapshots deleted"
+        done = ("AMI(s) would be deregistered and their snapshots deleted" if amis
+                else "image(s) would be removed")
         print(f"preview: {len(plan.delete)} {done}; pass --yes to do it")
         return
-    deleted = cluster_amis.prune(plan)
-    print(f"removed {', '.join(deleted)}" if local
-          else f"deregistered {', '.join(deleted)} and deleted their snapshots")
+    deleted = images.prune(catalog, plan)
+    print(f"deregistered {', '.join(deleted)} and deleted their snapshots" if amis
+          else f"removed {', '.join(deleted)}")
 
 
 @clean_exit
@@ -243,17 +236,14 @@ def _regions(listed: str | None) -> tuple[str, ...]:
 @clean_exit
 def state_bootstrap(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
     settings = load_settings(config, flags)
-    bucket, region = settings.state_bucket, settings.state_region or settings.region
-    if not bucket:
-        raise ConfigError(["state_bucket: name the bucket: --bucket NAME (or swarmforge.state_bucket)"])
-    account = caller_account(settings)
-    report = ensure_state_bucket(client("s3", region, settings.state_endpoint), bucket, region)
-    done = ("created: " + ", ".join(report.changed) if report.created
+    done = run_state_bootstrap(settings)
+    report = done.report
+    what = ("created: " + ", ".join(report.changed) if report.created
             else "found; put back: " + ", ".join(report.changed) if report.changed
             else "found, every setting in place: nothing changed")
-    print(f"state bucket {bucket!r} in {region} (account {account}): {done}")
-    if settings.state_lock_table:
-        table = ensure_lock_table(client("dynamodb", region, settings.state_endpoint),
-                                  settings.state_lock_table, region)
-        print(f"lock table {table.table!r}: " + ("created" if table.created else "found: nothing changed"))
-    print(f"cluster {settings.cluster!r} keeps its Terraform state at s3://{bucket}/{settings.state_key}")
+    print(f"state bucket {done.bucket!r} in {done.region} (account {done.account}): {what}")
+    if done.table:
+        print(f"lock table {done.table.table!r}: "
+              + ("created" if done.table.created else "found: nothing changed"))
+    print(f"cluster {settings.cluster!r} keeps its Terraform state at "
+          f"s3://{done.bucket}/{settings.state_key}")

@@ -9,59 +9,38 @@ A re-run finds the swarm, skips phase 1 and completes whatever is missing.
 
 from __future__ import annotations
 
-import re
 import shutil
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from packaging.version import Version
 
 from swarmforge.backend import S3Backend, render_backend, render_backend_settings
 from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.nodes import (
+    NodeRef,
+    address_of,
+    is_node,
+    join_step_of,
+    manager_slots,
+    refs_from_output,
+)
 from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
-from swarmforge.swarm import Health, Node, Swarm, is_sound, member_at
-from swarmforge.targets import Target, target_for
+from swarmforge.swarm import Health, Node, Swarm, member_at
+from swarmforge.targets import target_for
+from swarmforge.targets.base import Target
 from swarmforge.terraform import Plan, Terraform, required_version
 from swarmforge.tools import cli_config, find_terraform
 from swarmforge.workspace import render_workspace
 
-NODE_NAME = re.compile(r"-(manager|worker)-(\d+)$")
-SLOT_POSITIONS = 8  # managers are at most 7; slot s and s+8 share a position (AZ, role)
-
 
 @dataclass(frozen=True)
-class NodeRef:
-    """A node as Terraform knows it (from the ``managers``/``workers`` outputs)."""
-
-    name: str
-    private_ip: str
-    ssh_host: str
-
-    @property
-    def role(self) -> str:
-        return self._name_parts()[0]
-
-    @property
-    def slot(self) -> int:
-        """A manager's slot (its index for a worker): the number its name ends with."""
-        return self._name_parts()[1]
-
-    def _name_parts(self) -> tuple[str, int]:
-        match = NODE_NAME.search(self.name)
-        if not match:
-            raise SwarmError(f"Terraform names a node {self.name!r}: not <cluster>-<role>-<n>")
-        return match.group(1), int(match.group(2))
-
-
-@dataclass
 class ApplyReport:
-    bootstrapped: bool = False
-    changed: bool = False
-    health: Health | None = None
-    notes: list[str] = field(default_factory=list)
+    bootstrapped: bool  # phase 1 ran: the swarm was created
+    changed: bool  # Terraform changed something
+    health: Health
 
 
 class Cluster:
@@ -76,34 +55,34 @@ class Cluster:
         self._profile: SshProfile | None = None
         self._slots: list[int] = []  # the managers' slots, as the state last showed them
         self._refs: list[NodeRef] | None = None  # the nodes, as the state last showed them
+        self._joined: list[str] = []  # the nodes whose swarm step exists, as the state showed
 
     # -- apply --------------------------------------------------------------
 
     def apply(self, rotate: bool = True) -> ApplyReport:
+        """Create the swarm, or converge it on the settings: the steps an operator would take."""
         with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke apply"):
             Journal(self.settings.cluster_dir).refuse_if_unfinished(self.settings.cluster)
-            return self._apply(rotate)
-
-    def _apply(self, rotate: bool) -> ApplyReport:
-        report = ApplyReport()
-        tf = self._prepare()
-        managers, workers = self._nodes_in_state(tf)
-        if self._needs_bootstrap(managers, workers):
-            self._phase_one(tf)
-            report.bootstrapped = True
+            tf = self._prepare()
             managers, workers = self._nodes_in_state(tf)
-        self._refuse_scale_down(managers, workers)
-        swarm = self.swarm(managers)
-        via = self.answering_manager(swarm)
-        report.changed = self._phase_two(tf, swarm, via, self.secrets(swarm, via, managers),
-                                         managers + workers) or report.bootstrapped
+            self._refuse_scale_down(managers, workers)
+            bootstrapped = self._needs_bootstrap(managers, self._joined)
+            if bootstrapped:
+                self._phase_one(tf)
+                managers, workers = self._nodes_in_state(tf)
+            swarm = self.swarm(managers)
+            via = self.answering_manager(swarm)
+            changed = self._phase_two(tf, swarm, via, managers, workers)
+            health = self._wait_healthy(swarm)
+            if rotate:
+                self.rotate_tokens(swarm)
+            return ApplyReport(bootstrapped, changed or bootstrapped, health)
+
+    def _wait_healthy(self, swarm: Swarm) -> Health:
         with self.progress.step("waiting for the swarm to be healthy"):
-            report.health = swarm.wait_healthy(
+            return swarm.wait_healthy(
                 self.settings.managers, self.settings.workers, self.settings.health_timeout,
                 on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
-        if rotate:
-            self.rotate_tokens(swarm)
-        return report
 
     def rotate_tokens(self, swarm: Swarm | None = None) -> None:
         """New join tokens, so that the ones that travelled (env, nodes) are worth nothing.
@@ -114,75 +93,68 @@ class Cluster:
         with self.progress.step("rotating the join tokens"):
             swarm.rotate_tokens(self.answering_manager(swarm))
 
-    def _needs_bootstrap(self, managers: list[NodeRef], workers: list[NodeRef]) -> bool:
-        """No swarm yet: no manager at all, or only a manager 0 whose bootstrap failed."""
+    def _needs_bootstrap(self, managers: list[NodeRef], joined: list[str]) -> bool:
+        """No swarm yet: no node at all, or nodes of which only the first manager's swarm
+        step exists, and that manager is not in a swarm (its init failed or never ran).
+
+        Once any other node's step exists, the swarm was formed: phase 1 never runs
+        again, so an unreachable swarm can never lead to a second `swarm init`.
+        """
         if not managers:
             return True
-        if len(managers) > 1 or workers:
+        if any(name != managers[0].name for name in joined):
             return False
-        # A lone manager 0 that is not in a swarm failed phase 1 (Terraform tainted
-        # it); phase 1 again replaces it. A healthy one is left as it is.
-        swarm = self.swarm(managers)
         try:
-            return swarm.member_state(managers[0].ssh_host).get("LocalNodeState") != "active"
+            state = self.swarm(managers).member_state(managers[0].ssh_host)
         except CommandError:
-            # Unreachable: phase 1 replaces it if tainted, else changes nothing
-            # and the search for an answering manager says what is wrong.
-            return True
+            return True  # phase 1 says what is wrong with manager 0 (or makes it anew)
+        return state.get("LocalNodeState") != "active"
 
     def _phase_one(self, tf: Terraform) -> None:
-        with self.progress.step("phase 1: bootstrap manager (docker swarm init)"):
-            tf.apply(self._variables(swarm_init=True, managers=1, workers=0), {},
-                     targets=[address_of(self.target.resource_type, "manager", 0)],
-                     parallelism=self.settings.parallelism)
+        s = self.settings
+        with self.progress.step(f"phase 1: {s.managers} manager(s) and {s.workers} worker(s); "
+                                "the first manager runs docker swarm init"):
+            tf.apply(self._variables(swarm_init=True, managers=s.managers, workers=s.workers), {},
+                     parallelism=s.parallelism)
 
-    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, secrets: dict[str, str],
-                   refs: list[NodeRef]) -> bool:
+    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, managers: list[NodeRef],
+                   workers: list[NodeRef]) -> bool:
         variables = self._variables(swarm_init=False, managers=self.settings.managers,
                                     workers=self.settings.workers)
-        with self.progress.step("phase 2: planning the other managers and the workers"):
+        secrets = self.secrets(swarm, via, managers)
+        with self.progress.step("phase 2: planning the nodes' swarm steps"):
             plan = tf.plan(variables, secrets)
-            kept = self._settle_tainted(tf, plan, swarm, via, refs)
-            if kept:
-                plan = tf.plan(variables, secrets)
-            self._refuse_removals(plan)
+            remake = self._nodes_to_remake(plan, swarm, via, managers, workers)
+            if remake:
+                plan = tf.plan(variables, secrets, replace=remake)
+            self._refuse_removals(plan, remake)
         if plan.empty:
-            self.progress.detail("nothing to change: every node Terraform manages exists")
-            return kept
-        with self.progress.step(f"phase 2: {len(plan.changes)} node(s) to create, "
-                                f"joining through {secrets['swarm_manager_ip']}"):
-            tf.apply(variables, secrets, parallelism=self.settings.parallelism)
+            self.progress.detail("nothing to change: every node exists and has joined")
+            return False
+        with self.progress.step(f"phase 2: {len(plan.changes)} change(s), joining through "
+                                f"{secrets['swarm_manager_ip']}"):
+            tf.apply(variables, secrets, replace=remake, parallelism=self.settings.parallelism)
         return True
 
-    def _settle_tainted(self, tf: Terraform, plan: Plan, swarm: Swarm, via: str,
-                        refs: list[NodeRef]) -> bool:
-        """Before Terraform replaces nodes whose provisioning failed, look at them in the swarm.
-
-        A node that joined and is sound is kept (untainted): replacing it would
-        only churn the swarm. One that joined but is not sound leaves the swarm
-        first (demoted if a manager), so replacing several managers at once can
-        never take the raft majority down with them. Returns True if it untainted.
-        """
-        tainted = [c for c in plan.removals() if c.reason == "tainted"]
-        if not tainted:
-            return False
-        nodes = swarm.nodes(via)
-        kept = False
-        for change in tainted:
-            ref = _ref_for(change.address, refs)
-            member = member_at(nodes, ref.private_ip) if ref else None
-            if member is None:
-                continue
-            if is_sound(member) and role_of(change.address) == member.role:
-                self.progress.detail(f"{member.hostname} is in the swarm and sound although its "
-                                     "provisioning failed: keeping it")
-                tf.untaint(change.address)
-                kept = True
-            else:
-                self.progress.detail(f"{member.hostname} is {member.status}: taking it out of the "
-                                     "swarm before Terraform replaces it")
-                swarm.remove(member, via)
-        return kept
+    def _nodes_to_remake(self, plan: Plan, swarm: Swarm, via: str, managers: list[NodeRef],
+                         workers: list[NodeRef]) -> list[str]:
+        """Nodes whose swarm step failed and that SSH cannot reach any more: made anew, as a
+        failed launch is. Never a swarm member: replacing one of those is replace-node's job."""
+        failed = [name for c in plan.removals() if c.reason == "tainted"
+                  and (name := join_step_of(c.address))]
+        if not failed:
+            return []
+        members = swarm.nodes(via)
+        remake = []
+        for role, refs in (("manager", managers), ("worker", workers)):
+            for index, ref in enumerate(refs):
+                if ref.name not in failed or member_at(members, ref.private_ip):
+                    continue
+                if not swarm.answers(ref.ssh_host):
+                    self.progress.detail(f"{ref.name} never joined and does not answer over SSH: "
+                                         "making it anew")
+                    remake.append(address_of(self.target.resource_type, role, index))
+        return remake
 
     def _refuse_scale_down(self, managers: list[NodeRef], workers: list[NodeRef]) -> None:
         s = self.settings
@@ -192,10 +164,13 @@ class Cluster:
                 f"to {s.managers} + {s.workers}: Terraform would destroy nodes without draining or "
                 "demoting them first. Keep --managers/--workers at least at the current counts.")
 
-    def _refuse_removals(self, plan: Plan) -> None:
-        # Replacing a node whose provisioning failed (tainted) is how a failed
-        # run resumes; any other removal would destroy a running node unasked.
-        unsafe = [c for c in plan.removals() if c.reason != "tainted"]
+    def _refuse_removals(self, plan: Plan, remade: list[str]) -> None:
+        # Replacing a node whose creation failed (tainted), or one that never joined
+        # and is gone (remade), is how a failed run resumes; any other node removal
+        # would destroy a running node unasked. Swarm steps may be redone: joining
+        # is idempotent on the node.
+        unsafe = [c for c in plan.removals()
+                  if c.reason != "tainted" and is_node(c.address) and c.address not in remade]
         if unsafe:
             listed = ", ".join(f"{c.address} ({c.action})" for c in unsafe)
             raise QuorumError(f"refusing to apply: Terraform would remove running nodes: {listed}. "
@@ -203,12 +178,13 @@ class Cluster:
 
     # -- status and destroy -------------------------------------------------
 
-    def status(self, expect: tuple[int, int] | None = None) -> Health:
-        """The swarm's nodes and health, judged against ``expect`` (managers, workers)
-        or, by default, against the nodes Terraform manages."""
-        managers, workers = self.existing_nodes()
-        wanted = expect or (len(managers), len(workers))
-        return self.swarm(managers).health(*wanted)
+    def status(self, managers: int | None = None, workers: int | None = None) -> Health:
+        """The swarm's nodes and health, judged against the counts given or, for a count
+        not given, against the nodes Terraform manages."""
+        in_state, workers_in_state = self.existing_nodes()
+        wanted = (len(in_state) if managers is None else managers,
+                  len(workers_in_state) if workers is None else workers)
+        return self.swarm(in_state).health(*wanted)
 
     def destroy(self) -> bool:
         """Destroy every node and what the target made; False if there was nothing."""
@@ -242,7 +218,8 @@ class Cluster:
             binary, version = find_terraform(self.settings.terraform_bin, needed,
                                              f"terraform/{self.target.name}")
             tf = Terraform(binary, cluster_dir / "terraform",
-                           env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc"))},
+                           env={"TF_CLI_CONFIG_FILE": str(cli_config(
+                               cluster_dir / "terraformrc", self.target.mirrored_providers))},
                            progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
             backend_tf, backend_settings = self._backend(version)
             render_workspace(self.target.config_dir, tf.workdir, backend_tf)
@@ -274,9 +251,11 @@ class Cluster:
 
     def _nodes_in_state(self, tf: Terraform) -> tuple[list[NodeRef], list[NodeRef]]:
         outputs = tf.outputs()
-        managers, workers = _refs(outputs.get("managers")), _refs(outputs.get("workers"))
+        managers = refs_from_output(outputs.get("managers"))
+        workers = refs_from_output(outputs.get("workers"))
         self._slots = [m.slot for m in managers]
         self._refs = managers + workers
+        self._joined = list(outputs.get("joined") or [])
         return managers, workers
 
     # -- for the other use cases (replace-node, roll) -------------------------
@@ -332,47 +311,3 @@ class Cluster:
                 f"{exc}. The swarm may have lost its managers (after a reboot of the sandbox "
                 f"machine, say); `invoke destroy --cluster {self.settings.cluster}` then "
                 "`invoke apply` builds it anew.") from exc
-
-
-def manager_slots(known: list[int], count: int) -> list[int]:
-    """The slots of ``count`` managers: the known ones, then free positions for new ones.
-
-    A slot's position (slot % 8) stays put across replacements (s and s+8 are
-    twins), so a new manager takes the lowest position no manager holds.
-    """
-    slots = list(known[:count])
-    for position in range(SLOT_POSITIONS):
-        if len(slots) >= count:
-            break
-        if all(s % SLOT_POSITIONS != position for s in slots):
-            slots.append(position)
-    return slots
-
-
-def twin_slot(slot: int) -> int:
-    """The slot a manager's replacement takes: same position, the other of the pair."""
-    return (slot + SLOT_POSITIONS) % (2 * SLOT_POSITIONS)
-
-
-def address_of(resource_type: str, role: str, index: int) -> str:
-    """The Terraform address of a node, e.g. ``null_resource.swarm_worker[1]``."""
-    return f"{resource_type}.swarm_{role}[{index}]"
-
-
-def role_of(address: str) -> str:
-    return "manager" if ".swarm_manager[" in address else "worker"
-
-
-def index_of(address: str) -> int:
-    return int(address.rsplit("[", 1)[1].rstrip("]"))
-
-
-def _ref_for(address: str, refs: list[NodeRef]) -> NodeRef | None:
-    """The node behind a Terraform address such as ``null_resource.swarm_worker[1]``."""
-    role, index = role_of(address), index_of(address)
-    mine = [r for r in refs if r.role == role]
-    return mine[index] if index < len(mine) else None
-
-
-def _refs(items: Any) -> list[NodeRef]:
-    return [NodeRef(i["name"], i["private_ip"], i["ssh_host"]) for i in items or []]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from swarmforge import process
 from swarmforge.settings import REPO_ROOT
 
 #: The trees a bake is made from, relative to the repository root.
@@ -46,7 +48,7 @@ class ImageStore(Protocol):
         """The base image a bake would start from now; None if the target builds on none."""
 
     def bake_docker_spec(self, current: ImageFacts | None) -> str:
-        """The Docker spec a bake would pin when none is asked for ("": the bake's default)."""
+        """The Docker spec a bake would pin when none is asked for."""
 
     def stamp(self, images: Mapping[str, str], digest: str) -> None:
         """Record ``digest`` on freshly baked ``images`` ({where: image id})."""
@@ -87,3 +89,13 @@ def _entry(root: Path, path: Path) -> bytes:
     # Lengths first: no two different trees can feed the hash the same bytes.
     header = f"{len(relative)}:{relative}:{kind}:{len(content)}:"
     return header.encode() + content
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The commit an image is baked from, with ``-dirty`` when the work tree has changes."""
+    if shutil.which("git") is None:
+        return "unknown"
+    # --exclude='*': always the full hash, never a tag-relative name.
+    described = process.run(["git", "-C", str(repo), "describe", "--always", "--dirty",
+                             "--abbrev=40", "--exclude=*"])
+    return described.stdout.strip() if described.ok and described.stdout.strip() else "unknown"

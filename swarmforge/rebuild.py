@@ -34,19 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from swarmforge import packer
-from swarmforge.aws.ami_provenance import AmiStore
-from swarmforge.aws.amis import bake_dir
-from swarmforge.bake import DEFAULT_DOCKER_VERSION, BakeOptions
 from swarmforge.bake import bake as run_bake
 from swarmforge.cluster import Cluster
-from swarmforge.errors import ConfigError, UnhealthyError
-from swarmforge.local.image_provenance import LocalImageProvenance
-from swarmforge.local_bake import LocalBakeOptions, bake_local
+from swarmforge.errors import UnhealthyError
 from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageFacts, ImageStore, inputs_digest
 from swarmforge.roll import roll
 from swarmforge.settings import Settings
+from swarmforge.targets import target_for
+from swarmforge.targets.base import BakeRequest, Target
 
 #: Exit codes: 0 and 10 are success; anything else is the failure's own code (1, 2, 4).
 EXIT_NOTHING_TO_DO = 0
@@ -110,7 +107,7 @@ class RebuildReport:
 
 
 def report_path(settings: Settings, options: RebuildOptions) -> Path:
-    return options.report_path or bake_dir(settings) / REPORT_FILE
+    return options.report_path or settings.build_dir / REPORT_FILE
 
 
 def rebuild(settings: Settings, options: RebuildOptions,
@@ -132,19 +129,20 @@ def rebuild(settings: Settings, options: RebuildOptions,
 
 def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
              report: RebuildReport) -> None:
-    store = store_for(settings, options.ami_regions)
-    with exclusive(bake_dir(settings), settings.cluster, "invoke rebuild"):
+    target = target_for(settings)
+    store = target.image_store(options.ami_regions)
+    with exclusive(settings.build_dir, settings.cluster, "invoke rebuild"):
         live = _preflight(settings, progress)
         current = store.current()
         report.previous_image = current.id if current else None
-        spec = options.docker_version or store.bake_docker_spec(current) or DEFAULT_DOCKER_VERSION
+        spec = options.docker_version or store.bake_docker_spec(current)
         packer.docker_pin(spec)  # a bad spec stops here, before anything is built
         with progress.step("comparing the current image with what a bake would use now"):
             report.checks = decide(current, store.newest_base(), spec, inputs_digest(), options)
             for check in report.checks:
                 progress.detail(f"{check.name}: {check.detail}")
         if report.reasons:
-            report.baked = _bake(settings, options, spec, store, progress)
+            report.baked = _bake(settings, target, options, spec, store, progress)
             if report.previous_image in report.baked.values():  # content-addressed local images
                 report.notes.append(f"the bake made {report.previous_image} again (the same "
                                     "content): only its inputs digest changed")
@@ -158,20 +156,6 @@ def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
                 report.pruned = store.prune(options.keep)
     report.result = "rebuilt" if report.baked else "rolled" if report.rolled else "nothing-to-do"
     report.exit_code = EXIT_REBUILT if report.baked or report.rolled else EXIT_NOTHING_TO_DO
-
-
-def store_for(settings: Settings, regions: tuple[str, ...] = ()) -> ImageStore:
-    """The target's images, behind the interface rebuild compares and prunes through;
-    ConfigError for settings that would keep a roll from reaching the new image."""
-    if settings.target == "local":
-        if regions:
-            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
-                               "this machine)"])
-        return LocalImageProvenance(settings)
-    if settings.ami_id:
-        raise ConfigError([f"ami_id: {settings.ami_id} is pinned (--ami or swarmforge.ami_id), so a "
-                           "roll would never move onto the AMI rebuild bakes: unset it"])
-    return AmiStore(settings, regions)
 
 
 def _preflight(settings: Settings, progress: Progress) -> bool:
@@ -253,18 +237,12 @@ def _age_check(current: ImageFacts, max_age_days: float, now: datetime) -> Check
     return Check("age", False, f"{current.id} is {age:.0f} days old (max {max_age_days:g})")
 
 
-def _bake(settings: Settings, options: RebuildOptions, spec: str, store: ImageStore,
-          progress: Progress) -> dict[str, str]:
-    """Bake with the target's own bake use case; returns {where: image id}, stamped."""
+def _bake(settings: Settings, target: Target, options: RebuildOptions, spec: str,
+          store: ImageStore, progress: Progress) -> dict[str, str]:
+    """Bake with the bake use case; returns {where: image id}, stamped."""
     digest = inputs_digest()  # again: the trees as they are when the bake reads them
-    if settings.target == "local":
-        local = bake_local(settings, LocalBakeOptions(spec), progress)
-        assert local.image is not None, "a bake that is not a dry run records its image"
-        images = {"local": local.image.id}
-    else:
-        result = run_bake(settings, BakeOptions(spec, options.ami_regions), progress)
-        assert result.record is not None, "a bake that is not a dry run records its AMIs"
-        images = dict(result.record.amis)
+    baked = run_bake(settings, BakeRequest(spec, options.ami_regions), progress, target)
+    images = dict(baked.images)
     with progress.step("stamping the digest of packer/ and scripts/ on the new image"):
         store.stamp(images, digest)
     return images

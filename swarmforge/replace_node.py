@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from swarmforge.cluster import Cluster
-from swarmforge.operation import Journal, exclusive, unfinished
-from swarmforge.replacement import Replacement, check_replaceable, find_node
+from swarmforge.nodes import short_address
+from swarmforge.operation import Journal, ReplaceNodeRecord, exclusive, unfinished
+from swarmforge.picks import check_replaceable, find_node
+from swarmforge.replacement import Replacement
 
 OPERATION = "replace-node"
 
@@ -30,21 +31,22 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
     settings = cluster.settings
     with exclusive(settings.cluster_dir, settings.cluster, f"invoke {OPERATION} {query}"):
         journal = Journal(settings.cluster_dir)
-        record = journal.load()
-        resumed = record is not None
-        if record is None:
+        found = journal.load()
+        resumed = found is not None
+        if found is None:
             record = _new_record(cluster, query)
-        elif not _names_same_node(record, query):
-            raise unfinished(settings.cluster, record)
-        replacement = Replacement(cluster, record, journal.update, drain_timeout=drain_timeout,
-                                  resume=record["resume"])
+        elif isinstance(found, ReplaceNodeRecord) and _names_same_node(found, query):
+            record = found
+        else:
+            raise unfinished(settings.cluster, found)
+        replacement = Replacement(cluster, record.replacement, lambda: journal.save(record),
+                                  drain_timeout=drain_timeout, resume=record.resume)
         outcome = Outcome(replacement.describe(), acted=act, resumed=resumed)
         show(outcome)
         if not act:
             return outcome
         if not resumed:
-            record = journal.begin(record)
-            replacement.record = record
+            journal.begin(record)
         replacement.run()
         if rotate:
             cluster.rotate_tokens()
@@ -52,26 +54,21 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         return outcome
 
 
-def _new_record(cluster: Cluster, query: str) -> dict[str, Any]:
+def _new_record(cluster: Cluster, query: str) -> ReplaceNodeRecord:
     """Find the node, refuse if replacing it now is unsafe, and describe the operation."""
     managers, workers = cluster.existing_nodes()
     nodes = cluster.members(managers)
     pick = find_node(query, cluster.target.resource_type, managers, workers, nodes)
     check_replaceable([pick], nodes, len(managers), len(workers))
     s = cluster.settings
-    return {
-        "operation": OPERATION,
-        "summary": f"replace {pick.role} {pick.label}",
-        "query": query,
-        "resume": f"invoke {OPERATION} {query} --cluster {s.cluster} --target {s.target} --yes",
-        **Replacement.record_for([pick], managers, workers),
-    }
+    return ReplaceNodeRecord(
+        summary=f"replace {pick.role} {pick.label}", query=query,
+        resume=f"invoke {OPERATION} {query} --cluster {s.cluster} --target {s.target} --yes",
+        replacement=Replacement.record_for([pick], managers, workers))
 
 
-def _names_same_node(record: dict[str, Any], query: str) -> bool:
-    if record.get("operation") != OPERATION:
-        return False
-    node = record["nodes"][0]
-    names = {record["query"], node["address"], node["address"].split(".", 1)[1], node["name"],
-             node["hostname"], node["ip"], node.get("node_id")}
+def _names_same_node(record: ReplaceNodeRecord, query: str) -> bool:
+    node = record.replacement.nodes[0]
+    names = {record.query, node.address, short_address(node.address), node.name,
+             node.hostname, node.ip, node.node_id}
     return query in names

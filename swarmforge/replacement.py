@@ -9,7 +9,7 @@ A manager surges: its replacement joins first, as one manager more, in the
 twin slot; only then is the old one drained, demoted (leadership moves if it
 led), made to leave and removed, and Terraform destroys it and gives the new
 one its index. The issue that asked for this named the other order (demote
-first); SANDBOX.md measured both: demote-first leaves a 3-manager swarm at 2 of
+first); docs/swarm.md has the measurements: demote-first leaves a 3-manager swarm at 2 of
 2 managers, tolerating no failure for the whole swap, while surge keeps 3 of 4
 and still tolerates one. The safer order wins.
 
@@ -21,175 +21,87 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from swarmforge.cluster import Cluster, NodeRef, address_of, index_of, role_of, twin_slot
-from swarmforge.errors import ConfigError, QuorumError, SwarmError, SwarmforgeError, UnhealthyError
+from swarmforge.cluster import Cluster
+from swarmforge.errors import SwarmError, SwarmforgeError
+from swarmforge.nodes import NodeRef, address_of, index_of, is_node, twin_slot
+from swarmforge.operation import ReplacementRecord
+from swarmforge.picks import Pick
 from swarmforge.ssh import SSH
-from swarmforge.swarm import RECHECK, Node, Swarm, assess, is_sound, member_at
-
-WORKER_STEPS = (
-    ("drain", "drain {names}; wait until their tasks run on other nodes"),
-    ("leave", "{names}: leave the swarm; remove the entry"),
-    ("replace", "terraform apply -replace {addresses}: fresh host(s) join as worker(s)"),
-    ("settle", "wait until the new node(s) are ready and the swarm is healthy"),
-)
-MANAGER_STEPS = (
-    ("surge", "terraform apply: a new manager {new} joins beside {names}"),
-    ("drain", "drain {names}: its tasks move to other nodes"),
-    ("demote", "demote {names} (leadership moves if it leads)"),
-    ("leave", "{names} leaves the swarm; its entry is removed"),
-    ("destroy", "terraform destroys the old host {address}"),
-    ("move", "the new manager takes index {index} in the Terraform state"),
-    ("settle", "check Terraform plans no change and the swarm is healthy"),
-)
-
-
-@dataclass(frozen=True)
-class Pick:
-    """A node chosen for replacement, as Terraform and the swarm know it."""
-
-    address: str  # e.g. null_resource.swarm_worker[1]
-    ref: NodeRef
-    member: Node | None  # None: it never joined, or its entry is already gone
-
-    @property
-    def role(self) -> str:
-        return role_of(self.address)
-
-    @property
-    def label(self) -> str:
-        return self.member.hostname if self.member else self.ref.name
-
-    def as_record(self) -> dict[str, Any]:
-        return {"address": self.address, "name": self.ref.name, "ip": self.ref.private_ip,
-                "ssh_host": self.ref.ssh_host, "node_id": self.member.id if self.member else None,
-                "hostname": self.label}
-
-
-def find_node(query: str, resource_type: str, managers: Sequence[NodeRef],
-              workers: Sequence[NodeRef], nodes: Sequence[Node]) -> Pick:
-    """The node ``query`` names: a hostname, a node ID (or unique prefix), an address
-    such as ``swarm_worker[1]`` (with or without the resource type), or an IP."""
-    picks = [Pick(address_of(resource_type, ref.role, i), ref, member_at(nodes, ref.private_ip))
-             for refs in (managers, workers) for i, ref in enumerate(refs)]
-    exact = [p for p in picks if query in _names(p)]
-    by_id = [p for p in picks if p.member and len(query) >= 4 and p.member.id.startswith(query)]
-    found = exact or by_id
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        known = ", ".join(p.label for p in picks)
-        raise ConfigError([f"node {query!r} is not in this cluster; its nodes are: {known}"])
-    raise ConfigError([f"node {query!r} is ambiguous: it matches "
-                       + ", ".join(p.label for p in found)])
-
-
-def _names(pick: Pick) -> set[str]:
-    short = pick.address.split(".", 1)[1]
-    names = {pick.address, short, pick.ref.name, pick.ref.private_ip, pick.ref.ssh_host}
-    if pick.member:
-        names |= {pick.member.hostname, pick.member.id}
-    return names
-
-
-def check_replaceable(picks: Sequence[Pick], nodes: Sequence[Node], managers: int,
-                      workers: int) -> None:
-    """Refuse (QuorumError / UnhealthyError) unless replacing ``picks`` is safe now.
-
-    A swarm that is unhealthy only because of the nodes being replaced is fine:
-    a dead node is the common reason to replace one.
-    """
-    leaving = frozenset(p.member.id for p in picks if p.member)
-    quitting_managers = sum(p.role == "manager" for p in picks)
-    if quitting_managers:
-        _check_quorum(picks[0], nodes, [n for n in nodes if n.id not in leaving])
-    health = assess(nodes, managers - quitting_managers, workers - (len(picks) - quitting_managers),
-                    ignore=leaving)
-    problems = health.problems
-    if problems:
-        names = ", ".join(p.label for p in picks)
-        raise UnhealthyError(f"refusing to replace {names}: the swarm is not healthy apart from it: "
-                             f"{'; '.join(problems)}. Fix or replace those nodes first.")
-
-
-def _check_quorum(pick: Pick, nodes: Sequence[Node], others: Sequence[Node]) -> None:
-    members = [n for n in nodes if n.role == "manager"]
-    if len(members) <= 1:
-        raise QuorumError(f"refusing to replace {pick.label}: it is the swarm's only manager, and "
-                          "the swarm (its raft state) would go with it. Add managers first: "
-                          "`invoke apply --managers 3`.")
-    sound = [n for n in others if n.role == "manager" and is_sound(n)]
-    if len(sound) <= len(members) // 2:
-        raise QuorumError(
-            f"refusing to replace manager {pick.label}: of {len(members)} managers only "
-            f"{len(sound)} other(s) are reachable, not a majority, so the swarm would lose quorum "
-            "during the swap. Bring the unreachable manager(s) back (or replace them first), "
-            "then retry.")
+from swarmforge.swarm import RECHECK, Node, Swarm, is_sound, member_at
 
 
 class Replacement:
     """One replacement (a manager, or a batch of workers), step by journalled step."""
 
-    def __init__(self, cluster: Cluster, record: dict[str, Any],
-                 save: Callable[[dict[str, Any]], None], *, drain_timeout: float,
-                 resume: str) -> None:
+    def __init__(self, cluster: Cluster, record: ReplacementRecord,
+                 save: Callable[[], None], *, drain_timeout: float, resume: str) -> None:
         self.cluster = cluster
         self.record = record
-        self.save = save
+        self.save = save  # writes the journal that holds ``record``
         self.drain_timeout = drain_timeout
         self.resume = resume  # the command that carries on after a failure
         self.progress = cluster.progress
 
     @classmethod
     def record_for(cls, picks: Sequence[Pick], managers: Sequence[NodeRef],
-                   workers: Sequence[NodeRef]) -> dict[str, Any]:
+                   workers: Sequence[NodeRef]) -> ReplacementRecord:
         """What a replacement must remember to resume: the nodes and the cluster's shape."""
-        record: dict[str, Any] = {
-            "role": picks[0].role, "nodes": [p.as_record() for p in picks],
-            "managers": len(managers), "workers": len(workers),
-            "slots": [m.slot for m in managers], "done": []}
-        if picks[0].role == "manager":
-            record["new_slot"] = twin_slot(picks[0].ref.slot)
-        return record
+        role = picks[0].role
+        return ReplacementRecord(
+            role=role, nodes=[p.as_entry() for p in picks], managers=len(managers),
+            workers=len(workers), slots=[m.slot for m in managers],
+            new_slot=twin_slot(picks[0].ref.slot) if role == "manager" else None)
 
     # -- plan ---------------------------------------------------------------
 
-    def steps(self) -> list[tuple[str, str]]:
+    def steps(self) -> list[tuple[str, str, Callable[[], None]]]:
+        """(name, what it does, the step) in order, for this record's role."""
         r = self.record
-        names = ", ".join(n["hostname"] for n in r["nodes"])
-        cluster = self.cluster.settings.cluster
-        template = MANAGER_STEPS if r["role"] == "manager" else WORKER_STEPS
-        addresses = " ".join(n["address"] for n in r["nodes"])
-        return [(name, text.format(names=names, address=r["nodes"][0]["address"],
-                                   addresses=addresses,
-                                   index=index_of(r["nodes"][0]["address"]),
-                                   new=f"{cluster}-manager-{r.get('new_slot')}"))
-                for name, text in template]
+        first = r.nodes[0]
+        if r.role == "manager":
+            return [
+                ("surge", f"terraform apply: a new manager {self._new_name()} joins beside "
+                          f"{r.names}", self._surge),
+                ("drain", f"drain {r.names}: its tasks move to other nodes", self._drain),
+                ("demote", f"demote {r.names} (leadership moves if it leads)", self._demote),
+                ("leave", f"{r.names} leaves the swarm; its entry is removed", self._leave),
+                ("destroy", f"terraform destroys the old host {first.address}", self._destroy),
+                ("move", f"the new manager takes index {index_of(first.address)} in the "
+                         "Terraform state", self._move),
+                ("settle", "check Terraform plans no change and the swarm is healthy", self._settle),
+            ]
+        addresses = " ".join(n.address for n in r.nodes)
+        return [
+            ("drain", f"drain {r.names}; wait until their tasks run on other nodes", self._drain),
+            ("leave", f"{r.names}: leave the swarm; remove the entry", self._leave),
+            ("replace", f"terraform apply -replace {addresses}: fresh host(s) join as worker(s)",
+             self._replace),
+            ("settle", "wait until the new node(s) are ready and the swarm is healthy", self._settle),
+        ]
 
     def describe(self) -> list[str]:
-        done = set(self.record.get("done", []))
+        done = set(self.record.done)
         return [f"{i}. {text}" + ("  (done)" if name in done else "")
-                for i, (name, text) in enumerate(self.steps(), 1)]
+                for i, (name, text, _) in enumerate(self.steps(), 1)]
 
     # -- run ----------------------------------------------------------------
 
     def run(self) -> None:
         steps = self.steps()
-        for number, (name, text) in enumerate(steps, 1):
-            if name in self.record["done"]:
+        for number, (name, text, step) in enumerate(steps, 1):
+            if name in self.record.done:
                 self.progress.detail(f"{text}: done in an earlier run")
                 continue
             try:
                 with self.progress.step(f"[{number}/{len(steps)}] {text}"):
-                    getattr(self, f"_{name}")()
+                    step()
             except SwarmforgeError as exc:
                 raise StepFailed(f"step {number}/{len(steps)} ({text}) failed: {exc}. "
                                  f"The journal keeps what was done; fix the cause and run "
                                  f"`{self.resume}` to carry on.", exc.exit_code) from exc
-            self.record["done"] = [*self.record["done"], name]
-            self.save(self.record)
+            self.record.done.append(name)
+            self.save()
 
     # -- the steps ----------------------------------------------------------
 
@@ -208,54 +120,55 @@ class Replacement:
 
     def _leave(self) -> None:
         swarm, via = self._swarm()
-        for entry in self.record["nodes"]:
-            problem = _leave(SSH(swarm.ssh.profile, attempts=1), entry["ssh_host"])
+        for entry in self.record.nodes:
+            problem = _leave(SSH(swarm.ssh.profile, attempts=1), entry.ssh_host)
             if problem:  # a dead node cannot leave; its entry is removed all the same
-                self.progress.detail(f"{entry['hostname']} could not leave by itself "
+                self.progress.detail(f"{entry.hostname} could not leave by itself "
                                      f"({problem}): removing its entry")
         for node in self._members(swarm, via):
             swarm.remove(node, via)
-        for entry in self.record["nodes"]:
-            swarm.ssh.forget(entry["ssh_host"])
+        for entry in self.record.nodes:
+            swarm.ssh.forget(entry.ssh_host)
 
     def _replace(self) -> None:
-        addresses = [n["address"] for n in self.record["nodes"]]
+        r = self.record
+        addresses = [n.address for n in r.nodes]
         managers, _ = self.cluster.nodes_in_state()
         swarm, via = self._swarm()
-        self._clear_strays(swarm, via, [n["ip"] for n in self.record["nodes"]])
-        self._apply(managers, addresses, replace=addresses, count=self.record["managers"],
-                    slots=self.record["slots"], swarm=swarm, via=via)
+        self._clear_strays(swarm, via, [n.ip for n in r.nodes])
+        self._apply(managers, addresses, replace=addresses, count=r.managers,
+                    slots=r.slots, swarm=swarm, via=via)
 
     def _surge(self) -> None:
         r = self.record
-        new_address = self._address(r["managers"])
+        new_address = self._address(r.managers)
         managers, _ = self.cluster.nodes_in_state()
         swarm, via = self._swarm()
-        if len(managers) > r["managers"]:  # an earlier run got as far as creating it
-            new = managers[r["managers"]]
+        if len(managers) > r.managers:  # an earlier run got as far as creating it
+            new = managers[r.managers]
             member = member_at(swarm.nodes(via), new.private_ip)
             if member and is_sound(member) and member.role == "manager":
                 self.progress.detail(f"{new.name} joined in an earlier run")
                 return
             self._clear_strays(swarm, via, [new.private_ip])
-        self._apply(managers, [new_address], replace=(), count=r["managers"] + 1,
-                    slots=[*r["slots"], r["new_slot"]], swarm=swarm, via=via)
-        self._wait_healthy(r["managers"] + 1)
+        self._apply(managers, [new_address], replace=(), count=r.managers + 1,
+                    slots=self._surged_slots(), swarm=swarm, via=via)
+        self._wait_healthy(r.managers + 1)
 
     def _destroy(self) -> None:
         r = self.record
-        address = r["nodes"][0]["address"]
+        address = r.nodes[0].address
         tf = self.cluster.terraform()
         if address not in tf.addresses():
             return
-        tf.apply(self.cluster.variables(managers=r["managers"] + 1, workers=r["workers"],
-                                        slots=[*r["slots"], r["new_slot"]]),
+        tf.apply(self.cluster.variables(managers=r.managers + 1, workers=r.workers,
+                                        slots=self._surged_slots()),
                  {}, destroy=True, targets=[address])
 
     def _move(self) -> None:
         r = self.record
         tf = self.cluster.terraform()
-        source, destination = self._address(r["managers"]), r["nodes"][0]["address"]
+        source, destination = self._address(r.managers), r.nodes[0].address
         present = tf.addresses()
         if source in present and destination not in present:
             tf.move(source, destination)
@@ -264,12 +177,12 @@ class Replacement:
 
     def _settle(self) -> None:
         r = self.record
-        if r["role"] == "manager":
+        if r.role == "manager":
             plan = self.cluster.terraform().plan(self._final_variables(), {})
             if not plan.empty:
                 listed = ", ".join(f"{c.address} ({c.action})" for c in plan.changes)
                 raise SwarmError(f"after the swap Terraform still plans changes: {listed}")
-        self._wait_healthy(r["managers"])
+        self._wait_healthy(r.managers)
 
     # -- helpers ------------------------------------------------------------
 
@@ -277,26 +190,28 @@ class Replacement:
                count: int, slots: list[int], swarm: Swarm, via: str) -> None:
         r = self.record
         tf = self.cluster.terraform()
-        variables = self.cluster.variables(managers=count, workers=r["workers"], slots=slots)
+        variables = self.cluster.variables(managers=count, workers=r.workers, slots=slots)
         secrets = self.cluster.secrets(swarm, via, managers)
-        plan = tf.plan(variables, secrets, targets=addresses, replace=replace)
-        unexpected = [c for c in plan.removals() if c.address not in addresses]
+        # No -target: the whole configuration is applied, so nothing the new node
+        # needs (its swarm step, a rule) is left out; any other node removal stops it.
+        plan = tf.plan(variables, secrets, replace=replace)
+        unexpected = [c for c in plan.removals() if is_node(c.address) and c.address not in addresses]
         if unexpected:
             raise SwarmError("refusing to apply: Terraform would also remove "
                              + ", ".join(c.address for c in unexpected))
-        tf.apply(variables, secrets, targets=addresses, replace=replace,
+        tf.apply(variables, secrets, replace=replace,
                  parallelism=self.cluster.settings.parallelism)
 
     def _swarm(self) -> tuple[Swarm, str]:
         """The swarm through a manager that is not being replaced, and that manager."""
         managers, _ = self.cluster.nodes_in_state()
-        leaving = {n["ssh_host"] for n in self.record["nodes"]}
+        leaving = {n.ssh_host for n in self.record.nodes}
         swarm = self.cluster.swarm([m for m in managers if m.ssh_host not in leaving])
         return swarm, self.cluster.answering_manager(swarm)
 
     def _members(self, swarm: Swarm, via: str) -> list[Node]:
         """The swarm entries of the nodes being replaced that are still there."""
-        ids = {n["node_id"] for n in self.record["nodes"]}
+        ids = {n.node_id for n in self.record.nodes}
         return [n for n in swarm.nodes(via) if n.id in ids]
 
     def _clear_strays(self, swarm: Swarm, via: str, ips: Sequence[str]) -> None:
@@ -311,17 +226,26 @@ class Replacement:
         """Wait for the swarm to be healthy, the nodes on their way out left aside."""
         swarm, via = self._swarm()
         leaving = frozenset(n.id for n in self._members(swarm, via))
-        swarm.wait_healthy(managers - len(leaving) if self.record["role"] == "manager" else managers,
-                           self.record["workers"], self.cluster.settings.health_timeout,
+        swarm.wait_healthy(managers - len(leaving) if self.record.role == "manager" else managers,
+                           self.record.workers, self.cluster.settings.health_timeout,
                            ignore=leaving,
                            on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+
+    def _surged_slots(self) -> list[int]:
+        """The managers' slots while the replacement runs beside the old manager."""
+        assert self.record.new_slot is not None, "a manager's replacement has a twin slot"
+        return [*self.record.slots, self.record.new_slot]
 
     def _final_variables(self) -> dict[str, str]:
         """The cluster's variables once a manager's replacement took its index."""
         r = self.record
-        index = index_of(r["nodes"][0]["address"])
-        slots = [r["new_slot"] if i == index else s for i, s in enumerate(r["slots"])]
-        return self.cluster.variables(managers=r["managers"], workers=r["workers"], slots=slots)
+        index = index_of(r.nodes[0].address)
+        slots = [r.new_slot if i == index and r.new_slot is not None else s
+                 for i, s in enumerate(r.slots)]
+        return self.cluster.variables(managers=r.managers, workers=r.workers, slots=slots)
+
+    def _new_name(self) -> str:
+        return f"{self.cluster.settings.cluster}-manager-{self.record.new_slot}"
 
     def _address(self, index: int) -> str:
         return address_of(self.cluster.target.resource_type, "manager", index)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from swarmforge.cluster import Cluster, NodeRef, address_of
+from swarmforge.cluster import Cluster
 from swarmforge.errors import UnhealthyError
-from swarmforge.operation import Journal, exclusive, unfinished
-from swarmforge.replacement import Pick, Replacement, check_replaceable, find_node
+from swarmforge.nodes import NodeRef, address_of, role_of, short_address
+from swarmforge.operation import Journal, ReplacementRecord, RollRecord, exclusive, unfinished
+from swarmforge.picks import Pick, check_replaceable, find_node
+from swarmforge.replacement import Replacement
 from swarmforge.swarm import Node, assess
 
 OPERATION = "roll"
@@ -26,6 +27,7 @@ class RollOutcome:
     plan: list[str]
     acted: bool
     replaced: list[str]
+    up_to_date: bool = False  # nothing was out of date: no plan to act on
 
 
 def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: bool,
@@ -38,17 +40,17 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
     settings = cluster.settings
     with exclusive(settings.cluster_dir, settings.cluster, f"invoke {OPERATION}"):
         journal = Journal(settings.cluster_dir)
-        record = journal.load()
-        if record is not None and record.get("operation") != OPERATION:
-            raise unfinished(settings.cluster, record)
-        if record is None:
-            record = _new_record(cluster, everything, max_unavailable)
+        found = journal.load()
+        if found is not None and not isinstance(found, RollRecord):
+            raise unfinished(settings.cluster, found)
+        record = found or _new_record(cluster, everything, max_unavailable)
         plan = _plan(record)
         show(plan)
-        if not act or (not record["pending"] and not record.get("current")):
-            return RollOutcome(plan, acted=False, replaced=[])
-        if "started" not in record:
-            record = journal.begin(record)
+        up_to_date = not (record.pending or record.current)
+        if not act or up_to_date:
+            return RollOutcome(plan, acted=False, replaced=[], up_to_date=up_to_date)
+        if record.started is None:
+            journal.begin(record)
         replaced = _roll(cluster, record, journal, drain_timeout)
         if rotate:
             cluster.rotate_tokens()
@@ -56,7 +58,7 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
         return RollOutcome(plan, acted=True, replaced=replaced)
 
 
-def _new_record(cluster: Cluster, everything: bool, max_unavailable: int) -> dict[str, Any]:
+def _new_record(cluster: Cluster, everything: bool, max_unavailable: int) -> RollRecord:
     managers, workers = cluster.existing_nodes()
     nodes = cluster.members(managers)
     health = assess(nodes, len(managers), len(workers))
@@ -66,15 +68,11 @@ def _new_record(cluster: Cluster, everything: bool, max_unavailable: int) -> dic
     stale = _out_of_date(cluster, managers, workers, everything)
     s = cluster.settings
     flags = " --all" if everything else ""
-    return {
-        "operation": OPERATION,
-        "summary": f"roll {len(stale)} node(s)",
-        "resume": f"invoke roll{flags} --cluster {s.cluster} --target {s.target} --yes",
-        "max_unavailable": max_unavailable,
-        "pending": [_address(cluster, r, managers, workers) for r in stale],
-        "replaced": [],
-        "current": None,
-    }
+    return RollRecord(
+        summary=f"roll {len(stale)} node(s)",
+        resume=f"invoke roll{flags} --cluster {s.cluster} --target {s.target} --yes",
+        max_unavailable=max_unavailable,
+        pending=[_address(cluster, r, managers, workers) for r in stale])
 
 
 def _out_of_date(cluster: Cluster, managers: list[NodeRef], workers: list[NodeRef],
@@ -88,51 +86,45 @@ def _out_of_date(cluster: Cluster, managers: list[NodeRef], workers: list[NodeRe
     return [r for r in [*workers, *managers] if images.get(r.name) != wanted]
 
 
-def _plan(record: dict[str, Any]) -> list[str]:
+def _plan(record: RollRecord) -> list[str]:
     lines = []
-    if record.get("current"):
-        names = ", ".join(n["hostname"] for n in record["current"]["nodes"])
-        lines.append(f"finish replacing {names} (interrupted)")
-    workers = [a for a in record["pending"] if ".swarm_worker[" in a]
-    managers = [a for a in record["pending"] if ".swarm_manager[" in a]
-    step = record["max_unavailable"]
+    if record.current:
+        lines.append(f"finish replacing {record.current.names} (interrupted)")
+    workers = [a for a in record.pending if role_of(a) == "worker"]
+    managers = [a for a in record.pending if role_of(a) == "manager"]
+    step = record.max_unavailable
     for i in range(0, len(workers), step):
-        lines.append("replace worker(s) " + ", ".join(_short(a) for a in workers[i:i + step]))
+        lines.append("replace worker(s) " + ", ".join(short_address(a) for a in workers[i:i + step]))
     for address in managers:
-        lines.append(f"replace manager {_short(address)} (the leader goes last)")
+        lines.append(f"replace manager {short_address(address)} (the leader goes last)")
     if not lines:
         lines.append("nothing to roll: every node is up to date")
     return [f"{i}. {line}" for i, line in enumerate(lines, 1)]
 
 
-def _roll(cluster: Cluster, record: dict[str, Any], journal: Journal,
-          drain_timeout: float) -> list[str]:
-    def save(current: dict[str, Any]) -> None:
-        record["current"] = current
-        journal.update(record)
-
-    while record.get("current") or record["pending"]:
-        if not record.get("current"):
-            record["current"] = _next_batch(cluster, record)
-            journal.update(record)
-        current = record["current"]
-        Replacement(cluster, current, save, drain_timeout=drain_timeout,
-                    resume=record["resume"]).run()
-        done = [n["address"] for n in current["nodes"]]
-        record["replaced"] += [n["hostname"] for n in current["nodes"]]
-        record["pending"] = [a for a in record["pending"] if a not in done]
-        record["current"] = None
-        journal.update(record)
-    return list(record["replaced"])
+def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout: float) -> list[str]:
+    while record.current or record.pending:
+        if not record.current:
+            record.current = _next_batch(cluster, record)
+            journal.save(record)
+        current = record.current
+        Replacement(cluster, current, lambda: journal.save(record), drain_timeout=drain_timeout,
+                    resume=record.resume).run()
+        done = [n.address for n in current.nodes]
+        record.replaced += [n.hostname for n in current.nodes]
+        record.pending = [a for a in record.pending if a not in done]
+        record.current = None
+        journal.save(record)
+    return list(record.replaced)
 
 
-def _next_batch(cluster: Cluster, record: dict[str, Any]) -> dict[str, Any]:
+def _next_batch(cluster: Cluster, record: RollRecord) -> ReplacementRecord:
     """The next worker batch, else a follower manager, else the leader."""
     managers, workers = cluster.nodes_in_state()
     nodes = cluster.members(managers)
     picks = [find_node(a, cluster.target.resource_type, managers, workers, nodes)
-             for a in record["pending"]]
-    batch = _batch(picks, record["max_unavailable"])
+             for a in record.pending]
+    batch = _batch(picks, record.max_unavailable)
     check_replaceable(batch, nodes, len(managers), len(workers))
     return Replacement.record_for(batch, managers, workers)
 
@@ -153,7 +145,3 @@ def _address(cluster: Cluster, ref: NodeRef, managers: list[NodeRef],
              workers: list[NodeRef]) -> str:
     refs = managers if ref.role == "manager" else workers
     return address_of(cluster.target.resource_type, ref.role, refs.index(ref))
-
-
-def _short(address: str) -> str:
-    return address.split(".", 1)[1]

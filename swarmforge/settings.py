@@ -19,13 +19,15 @@ from swarmforge.errors import ConfigError
 
 TARGETS = ("local", "aws")
 MAX_MANAGERS = 7
-MAX_LOCAL_WORKERS = 150
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 STATE_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")  # what Docker's json-file max-size takes
 REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = "_build"
+PACKER_DIR = REPO_ROOT / "packer"  # the Packer templates
+SCRIPTS_DIR = REPO_ROOT / "scripts"  # what runs on the nodes, baked in and uploaded
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,13 @@ class Settings:
         return f"swarmforge/{self.cluster}/terraform.tfstate"
 
     @property
-    def login_user(self) -> str:
-        return self.ssh_user or ("root" if self.target == "local" else "ubuntu")
+    def build_dir(self) -> Path:
+        """Where the cluster's bakes keep var files, Packer logs and the image record.
+
+        Under the state dir but outside the cluster's own dir: `invoke destroy`
+        removes that, and a bake outlives its clusters (no cluster name starts with "_").
+        """
+        return Path(self.state_dir) / BUILD_DIR / self.cluster
 
 
 def load_settings(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Settings:
@@ -144,8 +151,6 @@ def validate(s: Settings) -> list[str]:
     problems += _manager_problems(s)
     if s.workers < 0:
         problems.append(f"workers: {s.workers} is negative; use 0 or more")
-    elif s.target == "local" and s.workers > MAX_LOCAL_WORKERS:
-        problems.append(f"workers: the local sandbox holds at most {MAX_LOCAL_WORKERS} workers")
     if s.ami_id is not None and not AMI_ID.match(s.ami_id):
         problems.append(f"ami_id: {s.ami_id!r} is not an AMI id (ami- and 8 or 17 hex digits)")
     for name in ("region", "state_region"):

@@ -12,11 +12,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarmforge import runtime
 from swarmforge.errors import CommandError, SSHConnectionError
 from swarmforge.process import Completed, run
 
-CONTROL_ROOT = Path("/run/swarmforge/ssh")
 SSH_UNREACHABLE = 255  # ssh's own exit status when it could not connect or authenticate
+# Below the runtime dir: "/ssh-" and 8 hex digits (the profile), then ControlPath's
+# "/%C" (40 hex digits) and, while ssh binds it, a temporary ".XXXXXXXXXXXXXXXX".
+CONTROL_NAME = "ssh-{}"
+CONTROL_ROOM = len("/" + CONTROL_NAME.format("0" * 8)) + len("/") + 40 + len(".") + 16
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,24 @@ class SshProfile:
     known_hosts: Path
     config: Path
     accept_new_host_keys: bool = False  # aws: first contact with a fresh instance
+    # Where the runtime dir goes when $XDG_RUNTIME_DIR cannot take it (swarmforge.runtime);
+    # None: the dir of ``config``.
+    state_dir: Path | None = None
+
+    @property
+    def runtime_dir(self) -> Path:
+        """This user's private runtime dir, with room below for the connection sockets."""
+        return runtime.runtime_dir(self.state_dir or self.config.parent, room=CONTROL_ROOM)
 
     @property
     def control_dir(self) -> Path:
-        """Where shared connections live: short, as a socket path may not pass 108 bytes."""
-        return CONTROL_ROOT / hashlib.sha256(str(self.config).encode()).hexdigest()[:8]
+        """Where shared connections live: one dir per profile, in the user's runtime dir."""
+        digest = hashlib.sha256(str(self.config.absolute()).encode()).hexdigest()[:8]
+        return self.runtime_dir / CONTROL_NAME.format(digest)
 
     def write_config(self) -> None:
-        """(Re)write the ssh_config this profile stands for."""
-        control = self.control_dir
-        control.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """(Re)write the ssh_config this profile stands for; makes its control dir, 0700."""
+        control = runtime.private_dir(self.control_dir, root=self.runtime_dir)
         checking = "accept-new" if self.accept_new_host_keys else "yes"
         lines = [
             "Host *",

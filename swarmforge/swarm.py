@@ -140,6 +140,13 @@ class Swarm:
         state: dict[str, object] = json.loads(self.ssh.check(host, SWARM_STATE, "docker info"))
         return state
 
+    def answers(self, host: str) -> bool:
+        """Whether ``host`` can be reached over SSH at all (one try, a short deadline)."""
+        try:
+            return SSH(self.ssh.profile, attempts=1).run(host, "true", timeout=15).ok
+        except CommandError:  # unreachable: ssh's own failure (255), or the deadline
+            return False
+
     def active_manager(self) -> str:
         """The SSH address of a manager that is in the swarm and can answer for it."""
         tried = []

@@ -177,11 +177,6 @@ class Terraform:
             raise TerraformError("terraform state list", result.returncode, result.stderr)
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
-    def untaint(self, address: str) -> None:
-        """Keep ``address``: its provisioning failed only after the node was already good."""
-        argv = self._argv("untaint", address, lock_timeout="60s", no_color=IsFlagged)
-        self._stream(argv, {}, f"terraform untaint {address}", json_lines=False, quiet=True)
-
     def outputs(self) -> dict[str, Any]:
         result = run([self.binary, "output", "-json", "-no-color"], env=self.base_env,
                      cwd=str(self.workdir))

@@ -38,9 +38,13 @@ def find_terraform(configured: str | None, needed: SpecifierSet, config: str) ->
                     "run scripts/setup-host.sh")
 
 
-def cli_config(path: Path) -> Path:
-    """A Terraform CLI config that takes mirrored providers from disk and the rest from the registry."""
-    included = ", ".join(f'"{p}"' for p in MIRRORED)
+def cli_config(path: Path, mirrored: tuple[str, ...] = MIRRORED) -> Path:
+    """A Terraform CLI config that takes the ``mirrored`` providers from this machine's
+    mirror (``.tools/providers``, made by setup-host.sh) and the rest from the registry."""
+    if not mirrored:
+        path.write_text("provider_installation {\n  direct {}\n}\n")
+        return path
+    included = ", ".join(f'"{p}"' for p in mirrored)
     path.write_text(
         "provider_installation {\n"
         f'  filesystem_mirror {{\n    path    = "{PROVIDER_MIRROR}"\n    include = [{included}]\n  }}\n'

@@ -9,9 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from swarmforge.settings import REPO_ROOT
-
-SCRIPTS_DIR = REPO_ROOT / "scripts"
+from swarmforge.settings import SCRIPTS_DIR
 
 
 def render_workspace(config_dir: Path, dest: Path, backend_tf: str | None = None) -> Path:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from swarmforge.aws import client
-from swarmforge.aws.ami_choice import FROM_FLAG, FROM_NEWEST, FROM_RECORD, choose_ami
-from swarmforge.aws.amis import BakeRecord, ClusterAmis, record_path
 from swarmforge.errors import AmiError
 from swarmforge.settings import Settings, load_settings
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.ami_choice import FROM_FLAG, FROM_NEWEST, FROM_RECORD, choose_ami
+from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, record_path
 from tests.conftest import invoke, unique_cluster
 from tests.test_amis import Baker, launch, snapshot_exists
 

@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from swarmforge.aws import client
-from swarmforge.aws.amis import (
+from swarmforge.catalog import Image, plan_prune
+from swarmforge.errors import AmiError
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.amis import (
     CLUSTER_TAG,
     COMMIT_TAG,
     DOCKER_TAG,
-    Ami,
     ClusterAmis,
     parameter_name,
-    plan_prune,
 )
-from swarmforge.errors import AmiError
 
 REGION = "eu-west-1"
 BASE_AMI = "ami-03cf127a"  # one of the public AMIs moto ships
@@ -187,12 +186,12 @@ def test_recording_a_missing_ami_is_refused(amis: ClusterAmis) -> None:
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def fake_amis(count: int) -> list[Ami]:
+def fake_amis(count: int) -> list[Image]:
     """Oldest first: ami-0 ... ami-<count-1>."""
-    return [Ami(f"ami-{i}", f"bake-{i}", T0 + timedelta(days=i)) for i in range(count)]
+    return [Image(f"ami-{i}", f"bake-{i}", T0 + timedelta(days=i)) for i in range(count)]
 
 
-def deleted(plan_amis: list[Ami], **options: Any) -> list[str]:
+def deleted(plan_amis: list[Image], **options: Any) -> list[str]:
     return [ami.id for ami in plan_prune(plan_amis, **options).delete]
 
 
@@ -207,7 +206,7 @@ def test_plan_never_deletes_current_or_in_use() -> None:
 
 def test_plan_trusts_the_in_use_mark_of_a_listing() -> None:
     listed = fake_amis(2)
-    listed[0] = Ami("ami-0", "bake-0", T0, in_use=True)
+    listed[0] = Image("ami-0", "bake-0", T0, in_use=True)
     assert deleted(listed, keep=0, current_id=None, in_use=()) == ["ami-1"]
 
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from swarmforge.aws import client
-from swarmforge.aws.state_bucket import ensure_state_bucket
-from swarmforge.aws.target import AwsTarget
 from swarmforge.backend import S3Backend, render_backend_settings
 from swarmforge.cluster import NodeRef
 from swarmforge.settings import load_settings
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.state_bucket import ensure_state_bucket
+from swarmforge.targets.aws.target import AwsTarget
 from swarmforge.terraform import Terraform, TerraformError
 from swarmforge.tools import PROVIDER_MIRROR, cli_config, find_terraform
 from tests.conftest import invoke, unique_cluster
@@ -372,3 +372,11 @@ def _registry_reachable() -> bool:
     except OSError:
         return False
     return True
+
+
+def test_the_aws_target_takes_its_providers_from_the_registry(tmp_path: Path) -> None:
+    """An operator's machine has no offline mirror: nothing may be excluded from the registry
+    (terraform/aws needs hashicorp/null as well as hashicorp/aws)."""
+    rc = cli_config(tmp_path / "rc", AwsTarget.mirrored_providers).read_text()
+    assert "filesystem_mirror" not in rc and "exclude" not in rc
+    assert "direct {}" in rc

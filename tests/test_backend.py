@@ -17,8 +17,6 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from swarmforge.aws import client
-from swarmforge.aws.state_bucket import ensure_lock_table, ensure_state_bucket
 from swarmforge.backend import (
     LocalBackend,
     S3Backend,
@@ -27,6 +25,8 @@ from swarmforge.backend import (
     render_backend_settings,
 )
 from swarmforge.errors import ConfigError
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.state_bucket import ensure_lock_table, ensure_state_bucket
 from swarmforge.tools import find_terraform
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,10 +21,10 @@ import hcl2
 import pytest
 from botocore.exceptions import ClientError
 
-from swarmforge.aws import client
-from swarmforge.aws.ami_choice import FROM_RECORD, choose_ami
-from swarmforge.aws.amis import CLUSTER_TAG, COMMIT_TAG, DOCKER_TAG, ClusterAmis, parameter_name
 from swarmforge.settings import load_settings
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.ami_choice import FROM_RECORD, choose_ami
+from swarmforge.targets.aws.amis import CLUSTER_TAG, COMMIT_TAG, DOCKER_TAG, ClusterAmis, parameter_name
 from tests.conftest import REPO, invoke, unique_cluster
 
 DATA = REPO / "tests" / "data" / "packer"

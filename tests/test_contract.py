@@ -1,4 +1,4 @@
-"""terraform/local and terraform/aws keep one contract (DESIGN.md section 5).
+"""terraform/local and terraform/aws keep one contract (docs/architecture.md, "Two targets, one contract").
 
 The pipeline drives both targets with the same variables and reads the same
 outputs, so a variable, resource or output added to one config and not the
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
-import pytest
 
 TERRAFORM = Path(__file__).resolve().parent.parent / "terraform"
 
@@ -66,23 +65,58 @@ def test_every_variable_is_described_and_typed() -> None:
 def test_nodes_are_the_same_counted_resources() -> None:
     for target, node_type in NODE_TYPE.items():
         resources = _resources(target)
-        nodes = {name for (kind, name) in resources if kind == node_type}
-        assert nodes == NODE_RESOURCES, target
+        nodes = {name for (kind, name) in resources if kind == node_type} & (NODE_RESOURCES | {"swarm_join"})
+        assert nodes - {"swarm_join"} == NODE_RESOURCES, target
         assert resources[(node_type, "swarm_manager")]["count"] == "${var.swarm_managers}"
         assert resources[(node_type, "swarm_worker")]["count"] == "${var.swarm_workers}"
 
 
-@pytest.mark.parametrize("node", sorted(NODE_RESOURCES))
-def test_nodes_join_through_the_same_provisioning_steps(node: str) -> None:
-    """Upload the node script, write the join request, run the script: in that order."""
+def test_nodes_carry_no_ssh_step_of_their_own() -> None:
+    """A node is only made (sandbox host-up / EC2); what runs on it over SSH is the swarm step."""
     for target, node_type in NODE_TYPE.items():
-        steps = _provisioners(_resources(target)[(node_type, node)])
+        for node in NODE_RESOURCES:
+            steps = _provisioners(_resources(target)[(node_type, node)])
+            assert {kind for kind, _ in steps} <= {"local-exec"}, (target, node)
+            assert "connection" not in _resources(target)[(node_type, node)], (target, node)
+
+
+def test_every_node_joins_through_one_swarm_step() -> None:
+    """One join resource per target, over every node by name: init on the first manager
+    in phase 1 (swarm_init), join everywhere in phase 2."""
+    for target in NODE_TYPE:
+        resources = _resources(target)
+        steps_of = {name for (kind, name) in resources if kind == "null_resource"
+                    and name not in NODE_RESOURCES}
+        assert steps_of == {"swarm_join"}, target
+        join = resources[("null_resource", "swarm_join")]
+        assert join["for_each"] == "${local.join_steps}", target
+        assert _locals(target)["join_steps"] == (
+            "${var.swarm_init ? {(local.bootstrap) = local.nodes[local.bootstrap]} : local.nodes}"), target
+        assert _locals(target)["bootstrap"] == "${local.manager_names[0]}", target
+
+
+def test_the_swarm_step_runs_the_same_provisioning_steps() -> None:
+    """Upload the node script, write the join request, run the script: in that order."""
+    for target in NODE_TYPE:
+        steps = _provisioners(_resources(target)[("null_resource", "swarm_join")])
         creation = [kind for kind, body in steps if body.get("when") != "destroy"]
-        # Before these, each target prepares the host its own way (sandbox / mkdir).
-        assert creation[-3:] == ["file", "remote-exec", "remote-exec"], (target, node)
+        # Before these, aws makes the private provisioning dir (the sandbox's host has it).
+        assert creation[-3:] == ["file", "remote-exec", "remote-exec"], target
         join_request = _expanded(target, steps[-2][1])
-        assert "JoinToken" in join_request and "umask 077" in join_request, (target, node)
-        assert "swarm-node.sh join" in _expanded(target, steps[-1][1]), (target, node)
+        assert "JoinToken" in join_request and "umask 077" in join_request, target
+        assert "swarm_manager_token" in join_request and "swarm_worker_token" in join_request
+        run = _expanded(target, steps[-1][1])
+        assert "swarm-node.sh join" in run and "swarm-node.sh init" in run, target
+
+
+def test_the_swarm_step_follows_the_node_it_runs_on() -> None:
+    """Triggered by the node's id: a replaced node joins again, a running one never reruns."""
+    for target, node_type in NODE_TYPE.items():
+        triggers = _resources(target)[("null_resource", "swarm_join")]["triggers"]
+        ids = [value for value in triggers.values() if str(value).endswith(".id}")]
+        assert len(ids) == 1, (target, triggers)
+        assert f"{node_type}.swarm_manager[each.value.index].id" in ids[0], target
+        assert f"{node_type}.swarm_worker[each.value.index].id" in ids[0], target
 
 
 def test_tokens_are_never_uploaded_with_file_content() -> None:
@@ -103,7 +137,9 @@ def test_the_node_script_is_taken_from_next_to_the_config() -> None:
 def test_the_outputs_are_the_same() -> None:
     local, aws = _outputs("local"), _outputs("aws")
 
-    assert set(local) == set(aws) == {"managers", "workers", "ssh_user"}
+    assert set(local) == set(aws) == {"managers", "workers", "ssh_user", "joined"}
+    for target, outputs in (("local", local), ("aws", aws)):
+        assert outputs["joined"]["value"] == "${keys(null_resource.swarm_join)}", target
     for name in ("managers", "workers"):
         for target, outputs in (("local", local), ("aws", aws)):
             assert _object_fields(outputs[name]["value"]) == OUTPUT_FIELDS, (target, name)

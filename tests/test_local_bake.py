@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmforge.local.images import sample_image
+from swarmforge.targets.local.sample_image import sample_image
 from tests.conftest import REPO, invoke, unique_cluster
 from tests.sandbox_swarm import SANDBOX
 

@@ -16,16 +16,16 @@ import hcl2
 import pytest
 
 from swarmforge import packer, process
-from swarmforge.local.image_store import ImageRecord, LocalImages, LocalImageStore
-from swarmforge.local.images import sample_image
-from swarmforge.local.node_image import LocalImage, content_id, describe_changes
-from swarmforge.local_bake import (
+from swarmforge.settings import REPO_ROOT, Settings, load_settings
+from swarmforge.targets.local.bake import (
     LOCAL_TEMPLATE_DIR,
     VAR_FILE_TEMPLATE,
     SandboxBakeVariables,
     assemble_template,
 )
-from swarmforge.settings import REPO_ROOT, Settings, load_settings
+from swarmforge.targets.local.image_store import ImageRecord, LocalImages, LocalImageStore
+from swarmforge.targets.local.node_image import LocalImage, content_id, describe_changes
+from swarmforge.targets.local.sample_image import sample_image
 from tests.conftest import invoke, unique_cluster
 
 SCRIPTS = REPO_ROOT / "scripts"

@@ -467,3 +467,19 @@ def test_build_whose_manifest_disagrees_raises(fake: FakePacker) -> None:
 
     with pytest.raises(PackerOutputError, match="disagree"):
         fake.build()
+
+
+def test_old_packer_is_shown_the_template_without_the_plugins_ssh_source_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build instance takes SSH from this machine's address only, a setting the
+    builder built into Packer 1.6 does not know: without its PLUGIN_ONLY_SETTINGS entry,
+    legacy validation would fail."""
+    setting = "temporary_security_group_source_public_ip"
+    assert f"{setting} = true" in (TEMPLATE_DIR / "sources.pkr.hcl").read_text()
+    var_file = packer.render_var_file(bake_variables(), tmp_path / "bake.pkrvars.hcl")
+    kept = tuple(name for name in packer.PLUGIN_ONLY_SETTINGS if name != setting)
+    monkeypatch.setattr("swarmforge.packer.run.PLUGIN_ONLY_SETTINGS", kept)
+
+    with pytest.raises(CommandError, match=f'argument named "{setting}"'):
+        packer.validate(TEMPLATE_DIR, var_file, packer=REAL_PACKER)

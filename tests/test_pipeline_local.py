@@ -2,13 +2,15 @@
 
 One cluster is carried through its life (apply, re-apply, scale up, refused
 scale down, destroy); a second one runs beside it on the offline Terraform
-1.0.3 build and has its phase 2 broken half-way, then resumed.
+1.0.3 build and has its apply broken half-way (a host that never comes up),
+then resumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -93,13 +95,21 @@ def old_terraform_cluster(state_root: Path):
 
 class TestOneClusterLife:
     def test_apply_builds_a_healthy_swarm_and_leaks_no_token(self, cluster: str,
-                                                             state_root: Path) -> None:
+                                                             state_root: Path,
+                                                             tmp_path: Path) -> None:
         started = time.time()
+        terraform, calls = recording_terraform(tmp_path)
         with ArgvWatcher() as watcher:
             result = invoke("apply", "--target", "local", "--cluster", cluster,
-                            "--managers", "3", "--workers", "2", state_dir=state_root)
+                            "--managers", "3", "--workers", "2", state_dir=state_root,
+                            env={"INVOKE_SWARMFORGE_TERRAFORM_BIN": str(terraform)})
         assert result.returncode == 0, result.stderr
-        assert "phase 1: bootstrap manager" in result.stderr
+        # One host round: phase 1 makes every node, the first manager inits; no -target.
+        assert "phase 1: 3 manager(s) and 2 worker(s); the first manager runs docker swarm init" \
+            in result.stderr
+        applies = [argv for argv in calls.read_text().splitlines() if argv.startswith("apply")]
+        assert len(applies) == 2, applies
+        assert not [argv for argv in calls.read_text().splitlines() if "-target" in argv]
         assert f"cluster '{cluster}' created: 3 managers, 2 workers, healthy" in result.stdout
         data = status(cluster, state_root)
         assert data["healthy"] is True
@@ -154,14 +164,16 @@ class TestOneClusterLife:
         assert killer.killed, "the test never got to stop worker 1's sshd"
         assert broken.returncode == 1
         assert "terraform apply failed" in broken.stderr
-        assert "swarm_worker[1]" in broken.stderr
+        # Every host comes up in phase 1 now: worker 1's fails there, the rest carries on.
+        assert f"{other}-worker-1: sshd is not listening" in broken.stderr
 
         with ArgvWatcher() as watcher2:
             resumed = invoke("apply", "--cluster", other, "--managers", "1", "--workers", "2",
                              state_dir=state_root, env=env)
         assert resumed.returncode == 0, resumed.stderr
-        assert "phase 1" not in resumed.stderr
-        assert f"cluster '{other}' updated: 1 managers, 2 workers, healthy" in resumed.stdout
+        # The swarm did not exist yet: phase 1 again, which makes the broken host anew.
+        assert "null_resource.swarm_worker[1]: Destroying" in resumed.stderr
+        assert f"cluster '{other}' created: 1 managers, 2 workers, healthy" in resumed.stdout
         watcher.seen += watcher2.seen
         assert_no_leak(other, state_root,
                        [broken.stdout, broken.stderr, resumed.stdout, resumed.stderr],
@@ -173,6 +185,26 @@ class TestOneClusterLife:
         assert len(mine["nodes"]) == 8 and len(theirs["nodes"]) == 3
         assert not {n["address"] for n in mine["nodes"]} & {n["address"] for n in theirs["nodes"]}
         assert all(n["hostname"].startswith(other) for n in theirs["nodes"])
+
+    def test_a_join_broken_half_way_is_made_anew_on_the_next_apply(self, cluster: str,
+                                                                    state_root: Path) -> None:
+        # The host came up, its swarm step started, then it went dark: it never joined.
+        killer = SshdKiller(SANDBOX / cluster / "w3" / "sshd.pid",
+                            once=SANDBOX / cluster / "w3" / "provision" / "swarm-node.sh")
+        with killer:
+            broken = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "4",
+                            state_dir=state_root)
+        assert killer.killed, "the test never got to stop worker 3's sshd"
+        assert broken.returncode == 1
+        assert f'swarm_join["{cluster}-worker-3"]' in broken.stderr
+
+        resumed = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "4",
+                         state_dir=state_root)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"{cluster}-worker-3 never joined and does not answer over SSH: making it anew" \
+            in resumed.stderr
+        data = status(cluster, state_root)
+        assert data["healthy"] and sum(n["role"] == "worker" for n in data["nodes"]) == 4
 
     def test_destroy_asks_first_then_leaves_nothing(self, cluster: str, old_terraform_cluster: str,
                                                     state_root: Path) -> None:
@@ -196,6 +228,15 @@ class TestOneClusterLife:
         assert again.returncode == 0 and "nothing to destroy" in again.stdout
 
 
+def recording_terraform(folder: Path) -> tuple[Path, Path]:
+    """A `terraform` that writes each argv to a file, then runs the real one: (it, the file)."""
+    real = shutil.which("terraform") or str(OFFLINE_TERRAFORM)
+    calls, wrapper = folder / "terraform-calls", folder / "terraform"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, calls
+
+
 def kill_every_process_of(cluster: str) -> None:
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for netns in (line.split()[0] for line in namespaces.splitlines()):
@@ -207,14 +248,18 @@ def kill_every_process_of(cluster: str) -> None:
 
 
 class SshdKiller(Poller):
-    """Stops one host's sshd the moment it appears: phase 2 then fails half-way."""
+    """Stops one host's sshd the moment it appears (or once another file does): the
+    apply then fails half-way."""
 
-    def __init__(self, pidfile: Path) -> None:
+    def __init__(self, pidfile: Path, once: Path | None = None) -> None:
         super().__init__(interval=0.005)
         self.pidfile = pidfile
+        self.once = once  # wait for this file to appear first
         self.killed = False
 
     def poll(self) -> bool:
+        if self.once and not self.once.exists():
+            return False
         try:
             os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
         except (OSError, ValueError):

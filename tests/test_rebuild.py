@@ -28,8 +28,11 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 
-from swarmforge.aws import client
-from swarmforge.aws.ami_provenance import (
+from swarmforge.provenance import ImageFacts, inputs_digest
+from swarmforge.rebuild import EXIT_NOTHING_TO_DO, EXIT_REBUILT, RebuildOptions, decide
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.amis import DOCKER_TAG
+from swarmforge.targets.aws.provenance import (
     BASE_TAG,
     CANONICAL,
     INPUTS_TAG,
@@ -37,9 +40,6 @@ from swarmforge.aws.ami_provenance import (
     UBUNTU_RELEASE,
     base_filters,
 )
-from swarmforge.aws.amis import DOCKER_TAG
-from swarmforge.provenance import ImageFacts, inputs_digest
-from swarmforge.rebuild import EXIT_NOTHING_TO_DO, EXIT_REBUILT, RebuildOptions, decide
 from tests.conftest import REPO, invoke
 from tests.test_bake import EAST, Bake, packer_made_ami, var_file_values
 
@@ -238,7 +238,10 @@ def test_an_unfinished_operation_is_refused_before_anything(rebuild: Rebuild) ->
     journal = rebuild.bake.state_dir / rebuild.cluster / "journal.json"
     journal.parent.mkdir(parents=True)
     journal.write_text(json.dumps({"operation": "roll", "summary": "roll 2 node(s)",
-                                   "resume": "invoke roll --yes", "started": "2026-11-20"}))
+                                   "resume": "invoke roll --yes", "started": "2026-11-20",
+                                   "max_unavailable": 1, "pending": ["aws_instance.swarm_worker[0]",
+                                                                     "aws_instance.swarm_worker[1]"],
+                                   "replaced": [], "current": None}))
     rebuild.packer_will_make(publish_ubuntu(EAST))
 
     refused = rebuild.run()

@@ -9,6 +9,7 @@ from invoke import Config
 
 from swarmforge.errors import ConfigError
 from swarmforge.settings import Settings, config_defaults, load_settings
+from swarmforge.targets import target_for
 from tests.conftest import invoke
 
 
@@ -29,7 +30,6 @@ from tests.conftest import invoke
         ({"allowed_ssh_cidrs": "10.0.0.1/8"}, "is not a network"),
         ({"region": "mars"}, "region: 'mars' is not an AWS region name"),
         ({"parallelism": 0}, "parallelism: 0 must be from 1 to 100"),
-        ({"workers": 151}, "the local sandbox holds at most 150 workers"),
         ({"colour": "blue"}, "unknown setting swarmforge.colour"),
     ],
 )
@@ -80,3 +80,11 @@ def test_the_cli_refuses_bad_input_before_creating_anything(tmp_path: Path) -> N
     ]
     assert list(tmp_path.iterdir()) == []
     assert not Path("/run/swarmforge/refused").exists()
+
+
+def test_the_local_target_refuses_more_workers_than_its_network_holds() -> None:
+
+
+    with pytest.raises(ConfigError) as caught:
+        target_for(load_settings({}, {"workers": 151}))
+    assert str(caught.value) == "workers: the local sandbox holds at most 150 workers"

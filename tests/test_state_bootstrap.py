@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto.core.authorization import enable_iam_authentication
 
-from swarmforge.aws import client
-from swarmforge.aws.state_bucket import deny_insecure_transport_statement
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.state_bucket import deny_insecure_transport_statement
 from tests.conftest import invoke
 
 REGION = "eu-west-1"

@@ -11,16 +11,16 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core.authorization import enable_iam_authentication
 
-from swarmforge.aws import client
-from swarmforge.aws.state_bucket import (
-    deny_insecure_transport_statement,
-    ensure_lock_table,
-    ensure_state_bucket,
-)
 from swarmforge.errors import (
     StateBackendError,
     StateBucketForbiddenError,
     StateBucketRegionError,
+)
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.state_bucket import (
+    deny_insecure_transport_statement,
+    ensure_lock_table,
+    ensure_state_bucket,
 )
 
 REGION = "eu-west-1"  # not us-east-1, so that LocationConstraint matters

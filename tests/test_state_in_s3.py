@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmforge.aws import client
-from swarmforge.aws.state_bucket import ensure_state_bucket
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.state_bucket import ensure_state_bucket
 from tests.conftest import invoke, unique_cluster
 from tests.leaks import TOKEN
 

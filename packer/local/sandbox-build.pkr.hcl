@@ -29,6 +29,8 @@ build {
       cluster        = var.cluster
       git_commit     = var.git_commit
       docker_version = var.docker_version_spec
+      # Proves the manifest is this run's: swarmforge compares it with the one it passed.
+      swarmforge_run_id = var.swarmforge_run_id
     }
   }
 }

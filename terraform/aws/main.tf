@@ -37,6 +37,16 @@ locals {
   # A variable, not aws_instance.swarm_manager[0]: that reference would make
   # every worker wait for every manager to be created and joined.
   bastion_host = var.worker_public_ip ? null : var.ssh_bastion_host
+
+  # Every node joins through one step (null_resource.swarm_join), keyed by its
+  # name. Phase 1 (swarm_init) has the first manager's step only, which runs
+  # `docker swarm init`; phase 2 adds every other node's, which joins.
+  nodes = merge(
+    { for i, name in local.manager_names : name => { role = "manager", index = i } },
+    { for i, name in local.worker_names : name => { role = "worker", index = i } },
+  )
+  bootstrap  = local.manager_names[0]
+  join_steps = var.swarm_init ? { (local.bootstrap) = local.nodes[local.bootstrap] } : local.nodes
 }
 
 # A new AMI or a new token must never replace a running node behind the

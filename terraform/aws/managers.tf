@@ -1,6 +1,6 @@
-# Manager i: manager 0 runs `docker swarm init` in phase 1 (swarm_init = true);
-# every other manager joins through swarm_manager_ip with the manager token.
-# Same provisioning steps as terraform/local, over SSH to the public address.
+# Manager i, named and placed by its slot. It carries no provisioner: the
+# swarm step (join.tf) makes it the first manager or joins it, once it exists
+# and the security group lets SSH in.
 
 resource "aws_instance" "swarm_manager" {
   #checkov:skip=CKV_AWS_88:Managers need a public address for SSH provisioning (restricted to allowed_ssh_cidrs) and as the bastion for private workers.
@@ -43,53 +43,5 @@ resource "aws_instance" "swarm_manager" {
       condition     = length(local.subnet_ids) > 0
       error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
     }
-  }
-
-  connection {
-    type        = "ssh"
-    host        = self.public_ip
-    user        = var.ssh_user
-    private_key = local.private_key
-    timeout     = var.ssh_timeout
-    script_path = local.script_path
-  }
-
-  # No secret in this step: its script may use the default path in /tmp,
-  # since the private directory does not exist yet.
-  provisioner "remote-exec" {
-    inline = [local.make_dir]
-
-    connection {
-      type        = "ssh"
-      host        = self.public_ip
-      user        = var.ssh_user
-      private_key = local.private_key
-      timeout     = var.ssh_timeout
-    }
-  }
-
-  provisioner "file" {
-    source      = local.node_script
-    destination = "${local.provision_dir}/swarm-node.sh"
-  }
-
-  # The join request holds the token: written by a shell builtin (never in argv)
-  # into the 0700 provision dir, and removed by swarm-node.sh once used.
-  provisioner "remote-exec" {
-    inline = [
-      var.swarm_init && count.index == 0 ? "true" : join(" ", [
-        "umask 077; printf '%s'",
-        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_manager_token })}'",
-        "> ${local.join_file}",
-      ])
-    ]
-  }
-
-  provisioner "remote-exec" {
-    inline = [
-      var.swarm_init && count.index == 0
-      ? "${local.run_node} init ${self.private_ip}"
-      : "${local.run_node} join ${local.join_file}"
-    ]
   }
 }

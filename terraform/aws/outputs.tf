@@ -23,3 +23,8 @@ output "ssh_user" {
   description = "User to SSH to the nodes as."
   value       = var.ssh_user
 }
+
+output "joined" {
+  description = "Names of the nodes whose swarm step (init or join) exists in the state: once any but the first manager's does, the swarm was formed and phase 1 never runs again."
+  value       = keys(null_resource.swarm_join)
+}

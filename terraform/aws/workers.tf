@@ -1,6 +1,6 @@
-# Worker i joins through swarm_manager_ip with the worker token. Same
-# provisioning steps as terraform/local; private workers (worker_public_ip =
-# false) are reached through ssh_bastion_host, a manager.
+# Worker i. It carries no provisioner: the swarm step (join.tf) joins it
+# through swarm_manager_ip with the worker token; private workers
+# (worker_public_ip = false) are reached through ssh_bastion_host, a manager.
 
 resource "aws_instance" "swarm_worker" {
   #checkov:skip=CKV_AWS_88:Workers get a public address only when var.worker_public_ip is true (SSH limited to allowed_ssh_cidrs).
@@ -42,51 +42,5 @@ resource "aws_instance" "swarm_worker" {
       condition     = length(local.subnet_ids) > 0
       error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
     }
-  }
-
-  connection {
-    type                = "ssh"
-    host                = var.worker_public_ip ? self.public_ip : self.private_ip
-    user                = var.ssh_user
-    private_key         = local.private_key
-    timeout             = var.ssh_timeout
-    script_path         = local.script_path
-    bastion_host        = local.bastion_host
-    bastion_user        = var.ssh_user
-    bastion_private_key = local.private_key
-  }
-
-  # No secret in this step: its script may use the default path in /tmp,
-  # since the private directory does not exist yet.
-  provisioner "remote-exec" {
-    inline = [local.make_dir]
-
-    connection {
-      type                = "ssh"
-      host                = var.worker_public_ip ? self.public_ip : self.private_ip
-      user                = var.ssh_user
-      private_key         = local.private_key
-      timeout             = var.ssh_timeout
-      bastion_host        = local.bastion_host
-      bastion_user        = var.ssh_user
-      bastion_private_key = local.private_key
-    }
-  }
-
-  provisioner "file" {
-    source      = local.node_script
-    destination = "${local.provision_dir}/swarm-node.sh"
-  }
-
-  provisioner "remote-exec" {
-    inline = [join(" ", [
-      "umask 077; printf '%s'",
-      "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_worker_token })}'",
-      "> ${local.join_file}",
-    ])]
-  }
-
-  provisioner "remote-exec" {
-    inline = ["${local.run_node} join ${local.join_file}"]
   }
 }

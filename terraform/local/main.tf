@@ -14,6 +14,16 @@ locals {
   sandbox      = "${var.sandbox_dir}/sandbox"
   node_script  = "${path.module}/scripts/swarm-node.sh"
   join_address = var.swarm_manager_ip == "" ? [] : ["${var.swarm_manager_ip}:2377"]
+
+  # Every node joins through one step (null_resource.swarm_join), keyed by its
+  # name. Phase 1 (swarm_init) has the first manager's step only, which runs
+  # `docker swarm init`; phase 2 adds every other node's, which joins.
+  nodes = merge(
+    { for i, name in local.manager_names : name => { role = "manager", index = i } },
+    { for i, name in local.worker_names : name => { role = "worker", index = i } },
+  )
+  bootstrap  = local.manager_names[0]
+  join_steps = var.swarm_init ? { (local.bootstrap) = local.nodes[local.bootstrap] } : local.nodes
 }
 
 # On aws these are aws_instance resources; here the sandbox creates the host
@@ -23,16 +33,13 @@ locals {
 resource "null_resource" "swarm_manager" {
   count = var.swarm_managers
 
-  # Destroy-time provisioners and the connection may only read `self`, so the
-  # (non-secret) paths they need are kept here.
+  # Destroy-time provisioners may only read `self`, so the (non-secret) paths
+  # they need are kept here.
   triggers = {
     host      = local.manager_names[count.index]
     address   = local.manager_ips[count.index]
     sandbox   = local.sandbox
     provision = local.manager_provision[count.index]
-    ssh_user  = var.ssh_user
-    ssh_key   = var.ssh_private_key_path
-    host_ca   = var.ssh_host_ca_public_key_path
     image     = var.sandbox_image
   }
 
@@ -51,13 +58,58 @@ resource "null_resource" "swarm_manager" {
     on_failure = continue
     command    = "${self.triggers.sandbox} host-down ${self.triggers.host}"
   }
+}
+
+resource "null_resource" "swarm_worker" {
+  count = var.swarm_workers
+
+  # Destroy-time provisioners may only read `self`, so the (non-secret) paths
+  # they need are kept here.
+  triggers = {
+    host      = local.worker_names[count.index]
+    address   = local.worker_ips[count.index]
+    sandbox   = local.sandbox
+    provision = local.worker_provision[count.index]
+    image     = var.sandbox_image
+  }
+
+  # As aws_instance ignores a new AMI: a new image is what a host made from now on
+  # boots from (-replace included), never a reason to replace the hosts that run.
+  lifecycle {
+    ignore_changes = [triggers["image"]]
+  }
+
+  provisioner "local-exec" {
+    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}${self.triggers.image == "" ? "" : " --image ${self.triggers.image}"}"
+  }
+
+  provisioner "local-exec" {
+    when       = destroy
+    on_failure = continue
+    command    = "${self.triggers.sandbox} host-down ${self.triggers.host}"
+  }
+}
+
+# The one step that makes a node a swarm member: `docker swarm init` on the
+# first manager in phase 1, a join everywhere else in phase 2. Triggered by the
+# host's id, so a replaced host joins again, and a host that runs is never
+# touched again.
+resource "null_resource" "swarm_join" {
+  for_each = local.join_steps
+
+  triggers = {
+    host_id   = each.value.role == "manager" ? null_resource.swarm_manager[each.value.index].id : null_resource.swarm_worker[each.value.index].id
+    role      = each.value.role
+    address   = each.value.role == "manager" ? local.manager_ips[each.value.index] : local.worker_ips[each.value.index]
+    provision = each.value.role == "manager" ? local.manager_provision[each.value.index] : local.worker_provision[each.value.index]
+  }
 
   connection {
     type        = "ssh"
     host        = self.triggers.address
-    user        = self.triggers.ssh_user
-    private_key = file(self.triggers.ssh_key)
-    host_key    = file(self.triggers.host_ca)
+    user        = var.ssh_user
+    private_key = file(var.ssh_private_key_path)
+    host_key    = file(var.ssh_host_ca_public_key_path)
     timeout     = "1m"
     script_path = "${self.triggers.provision}/tf-%RAND%.sh"
   }
@@ -71,9 +123,9 @@ resource "null_resource" "swarm_manager" {
   # into the 0700 provision dir, and removed by swarm-node.sh once used.
   provisioner "remote-exec" {
     inline = [
-      var.swarm_init && count.index == 0 ? "true" : join(" ", [
+      var.swarm_init ? "true" : join(" ", [
         "umask 077; printf '%s'",
-        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_manager_token })}'",
+        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = self.triggers.role == "manager" ? var.swarm_manager_token : var.swarm_worker_token })}'",
         "> ${self.triggers.provision}/join.json",
       ])
     ]
@@ -81,69 +133,9 @@ resource "null_resource" "swarm_manager" {
 
   provisioner "remote-exec" {
     inline = [
-      var.swarm_init && count.index == 0
+      var.swarm_init
       ? "bash ${self.triggers.provision}/swarm-node.sh init ${self.triggers.address}"
       : "bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json"
     ]
-  }
-}
-
-resource "null_resource" "swarm_worker" {
-  count = var.swarm_workers
-
-  # Destroy-time provisioners and the connection may only read `self`, so the
-  # (non-secret) paths they need are kept here.
-  triggers = {
-    host      = local.worker_names[count.index]
-    address   = local.worker_ips[count.index]
-    sandbox   = local.sandbox
-    provision = local.worker_provision[count.index]
-    ssh_user  = var.ssh_user
-    ssh_key   = var.ssh_private_key_path
-    host_ca   = var.ssh_host_ca_public_key_path
-    image     = var.sandbox_image
-  }
-
-  # As aws_instance ignores a new AMI: a new image is what a host made from now on
-  # boots from (-replace included), never a reason to replace the hosts that run.
-  lifecycle {
-    ignore_changes = [triggers["image"]]
-  }
-
-  provisioner "local-exec" {
-    command = "${local.sandbox} host-up ${self.triggers.host} ${self.triggers.address}${self.triggers.image == "" ? "" : " --image ${self.triggers.image}"}"
-  }
-
-  provisioner "local-exec" {
-    when       = destroy
-    on_failure = continue
-    command    = "${self.triggers.sandbox} host-down ${self.triggers.host}"
-  }
-
-  connection {
-    type        = "ssh"
-    host        = self.triggers.address
-    user        = self.triggers.ssh_user
-    private_key = file(self.triggers.ssh_key)
-    host_key    = file(self.triggers.host_ca)
-    timeout     = "1m"
-    script_path = "${self.triggers.provision}/tf-%RAND%.sh"
-  }
-
-  provisioner "file" {
-    source      = local.node_script
-    destination = "${self.triggers.provision}/swarm-node.sh"
-  }
-
-  provisioner "remote-exec" {
-    inline = [join(" ", [
-      "umask 077; printf '%s'",
-      "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = var.swarm_worker_token })}'",
-      "> ${self.triggers.provision}/join.json",
-    ])]
-  }
-
-  provisioner "remote-exec" {
-    inline = ["bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json"]
   }
 }

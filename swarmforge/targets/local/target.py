@@ -1,56 +1,35 @@
-"""What differs between targets: who makes the machines and how we reach them.
-
-Everything else (two phases, tokens, health) is the same pipeline for both.
-"""
+"""The local target: the sandbox, where nodes are network namespaces on this machine."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
-from swarmforge.aws.target import AwsTarget
+from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
-from swarmforge.local.host import Host
-from swarmforge.local.image_store import (
+from swarmforge.nodes import NodeRef
+from swarmforge.progress import Progress
+from swarmforge.provenance import ImageStore
+from swarmforge.settings import REPO_ROOT, Settings
+from swarmforge.ssh import SshProfile
+from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.targets.local.bake import bake_local
+from swarmforge.targets.local.host import Host, remove_sandbox
+from swarmforge.targets.local.image_store import (
     ImageRecord,
+    LocalImages,
     LocalImageStore,
     image_record_path,
     recorded_image,
 )
-from swarmforge.local.node_image import HOST_IMAGE_FILE
-from swarmforge.local.sandbox import LAYOUT_FILE, SANDBOX_ROOT, Sandbox, SandboxLayout
-from swarmforge.local.trust import ensure_trust
-from swarmforge.settings import REPO_ROOT, Settings
-from swarmforge.ssh import SshProfile
+from swarmforge.targets.local.node_image import HOST_IMAGE_FILE
+from swarmforge.targets.local.provenance import LocalImageProvenance
+from swarmforge.targets.local.sandbox import LAYOUT_FILE, SANDBOX_ROOT, Sandbox, SandboxLayout
+from swarmforge.targets.local.trust import ensure_trust
 
-if TYPE_CHECKING:
-    from swarmforge.cluster import NodeRef
-
-
-class Target(Protocol):
-    name: str
-    config_dir: Path
-    resource_type: str  # of swarm_manager / swarm_worker in the config
-
-    def prepare(self) -> SshProfile:
-        """Make what must exist before Terraform runs; return how to reach the nodes."""
-
-    def variables(self) -> dict[str, str]:
-        """The target's own Terraform variables (never secrets)."""
-
-    def exists(self) -> bool:
-        """Whether anything of this cluster may exist on the target."""
-
-    def teardown(self) -> None:
-        """Remove what prepare() made, after Terraform destroyed the nodes."""
-
-    def desired_image(self) -> str | None:
-        """The image new nodes should boot from (an AMI id); None if the target has none."""
-
-    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
-        """The image each node (by name) booted from, where the target can tell."""
+#: More hosts than this would not fit the sandbox's address plan (a /24 per cluster).
+MAX_WORKERS = 150
 
 
 class LocalTarget:
@@ -59,12 +38,20 @@ class LocalTarget:
     name = "local"
     config_dir = REPO_ROOT / "terraform" / "local"
     resource_type = "null_resource"
+    # The sandbox runs where no registry may be reachable: setup-host.sh mirrors it.
+    mirrored_providers: tuple[str, ...] = ("registry.terraform.io/hashicorp/null",)
 
     def __init__(self, settings: Settings, sandbox_root: Path = SANDBOX_ROOT) -> None:
+        if settings.workers > MAX_WORKERS:
+            raise ConfigError([f"workers: the local sandbox holds at most {MAX_WORKERS} workers"])
         self.settings = settings
         self.sandbox = Sandbox(settings.cluster, settings.cluster_dir / "ssh", sandbox_root)
         self._layout: SandboxLayout | None = None
         self._profile: SshProfile | None = None
+
+    @property
+    def login_user(self) -> str:
+        return "root"  # the sandbox's sshd lets only root in, with the cluster's key
 
     def prepare(self) -> SshProfile:
         self._layout = self.sandbox.prepare()
@@ -120,12 +107,23 @@ class LocalTarget:
     def teardown(self) -> None:
         if self._profile:
             shutil.rmtree(self._profile.control_dir, ignore_errors=True)
-        self.sandbox.teardown()
+        remove_sandbox(self.sandbox)
 
+    def images(self) -> ImageCatalog:
+        return LocalImages(self.settings)
 
-def target_for(settings: Settings) -> Target:
-    if settings.target == "local":
-        return LocalTarget(settings)
-    if settings.target == "aws":
-        return AwsTarget(settings)
-    raise ConfigError([f"target: unknown target {settings.target!r}; choose local or aws"])
+    def image_store(self, regions: tuple[str, ...] = ()) -> ImageStore:
+        if regions:
+            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
+                               "this machine)"])
+        return LocalImageProvenance(self.settings)
+
+    def bake(self, request: BakeRequest, progress: Progress) -> Baked:
+        if request.regions:
+            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
+                               "this machine)"])
+        return bake_local(self.settings, request, progress, prepare=self._prepared_sandbox)
+
+    def _prepared_sandbox(self) -> tuple[SandboxLayout, Path]:
+        identity = self.prepare().identity
+        return self.layout, identity

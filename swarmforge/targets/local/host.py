@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from swarmforge.errors import SandboxError
-from swarmforge.local.node_image import HOST_IMAGE_FILE, LocalImage, write_json
-from swarmforge.local.sandbox import SandboxLayout
-from swarmforge.local.system import (
+from swarmforge.process import run
+from swarmforge.targets.local.node_image import HOST_IMAGE_FILE, LocalImage, write_json
+from swarmforge.targets.local.sandbox import (
+    LAYOUT_FILE,
+    Sandbox,
+    SandboxLayout,
+    remove_network,
+    require_root,
+)
+from swarmforge.targets.local.system import (
     alive,
     cmdline_mentions,
     pid_from_file,
@@ -31,7 +38,6 @@ from swarmforge.local.system import (
     succeeds,
     unmount_all,
 )
-from swarmforge.process import run
 
 HOSTNAME = re.compile(r"-(manager|worker|builder)-(\d+)$")
 READY_TIMEOUT = 30.0
@@ -297,3 +303,14 @@ def remove_cgroups(parent: str) -> None:
                     sub.rmdir()
         with contextlib.suppress(OSError):
             tree.rmdir()
+
+
+def remove_sandbox(sandbox: Sandbox) -> None:
+    """Remove every host of ``sandbox``, its bridge, its firewall rule and its dir."""
+    require_root()
+    if (sandbox.dir / LAYOUT_FILE).exists():
+        layout = SandboxLayout.load(sandbox.dir)
+        for host_dir in sandbox.host_dirs():
+            Host.from_dir(layout, host_dir).down()
+        remove_network(layout)
+    shutil.rmtree(sandbox.dir, ignore_errors=True)

@@ -15,11 +15,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from swarmforge.aws.ami_choice import choose_ami
-from swarmforge.aws.amis import DOCKER_TAG, ClusterAmis
 from swarmforge.errors import AmiError
 from swarmforge.provenance import ImageFacts
 from swarmforge.settings import Settings
+from swarmforge.targets.aws.ami_choice import choose_ami
+from swarmforge.targets.aws.amis import DOCKER_TAG, ClusterAmis
+from swarmforge.targets.aws.bake import DEFAULT_DOCKER_VERSION
 
 # Tag keys; packer/sources.pkr.hcl writes BASE_TAG, rebuild writes INPUTS_TAG after a bake.
 BASE_TAG = "swarmforge:base-ami"
@@ -75,7 +76,7 @@ class AmiStore:
 
     def bake_docker_spec(self, current: ImageFacts | None) -> str:
         # The pin stays what the current AMI was baked with: a rebuild is no upgrade of it.
-        return current.docker_spec if current else ""
+        return current.docker_spec if current and current.docker_spec else DEFAULT_DOCKER_VERSION
 
     def stamp(self, images: Mapping[str, str], digest: str) -> None:
         for region, ami_id in images.items():

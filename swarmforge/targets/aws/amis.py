@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +19,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from swarmforge.aws import client
+from swarmforge.catalog import Image, PrunePlan, newest_first, plan_prune
 from swarmforge.errors import AmiError
 from swarmforge.settings import Settings
+from swarmforge.targets.aws import client
 
 # Tag keys written by packer/sources.pkr.hcl; keep the two in step.
 CLUSTER_TAG = "swarmforge:cluster"
@@ -32,46 +33,18 @@ DOCKER_TAG = "swarmforge:docker"
 HOLDING_STATES = ("pending", "running", "stopping", "stopped")
 
 
-@dataclass(frozen=True)
-class Ami:
-    """One baked AMI as an operator sees it."""
-
-    id: str
-    name: str
-    created: datetime
-    docker_version: str = ""
-    git_commit: str = ""
-    snapshot_ids: tuple[str, ...] = ()
-    in_use: bool = False
-
-
-@dataclass(frozen=True)
-class PrunePlan:
-    """What pruning would delete, and why each other AMI stays."""
-
-    delete: tuple[Ami, ...]
-    keep: tuple[tuple[Ami, str], ...]
-
-
 def parameter_name(cluster: str) -> str:
     return f"/swarmforge/{cluster}/ami-id"
 
 
 # --- the local record of a bake ---------------------------------------------------------
 
-#: Under the state dir but outside every cluster's own dir: `invoke destroy` removes
-#: that, and a bake outlives its clusters. No cluster name can start with "_".
-BUILD_DIR = "_build"
 RECORD_FILE = "ami.json"
 
 
-def bake_dir(settings: Settings) -> Path:
-    """Where a cluster's bakes keep their var file, Packer logs, manifest and record."""
-    return Path(settings.state_dir) / BUILD_DIR / settings.cluster
-
-
 def record_path(settings: Settings) -> Path:
-    return bake_dir(settings) / RECORD_FILE
+    """This machine's record of the cluster's last bake, in its build dir."""
+    return settings.build_dir / RECORD_FILE
 
 
 @dataclass(frozen=True)
@@ -105,46 +78,15 @@ class BakeRecord:
                            "bake again or remove it") from None
 
 
-def plan_prune(
-    amis: Sequence[Ami], keep: int, current_id: str | None, in_use: Iterable[str]
-) -> PrunePlan:
-    """Choose the AMIs to delete: never the current one, one in use, or the newest ``keep``."""
-    if keep < 0:
-        raise AmiError(f"keep must be 0 or more, not {keep}")
-    busy = set(in_use)
-    newest = {ami.id for ami in newest_first(amis)[:keep]}
-    delete: list[Ami] = []
-    kept: list[tuple[Ami, str]] = []
-    for ami in newest_first(amis):
-        reason = _reason_to_keep(ami, current_id, busy, newest)
-        if reason:
-            kept.append((ami, reason))
-        else:
-            delete.append(ami)
-    return PrunePlan(tuple(delete), tuple(kept))
-
-
-def _reason_to_keep(ami: Ami, current_id: str | None, busy: set[str], newest: set[str]) -> str:
-    if ami.id == current_id:
-        return "current"
-    if ami.id in busy or ami.in_use:
-        return "in use"
-    if ami.id in newest:
-        return "among the newest"
-    return ""
-
-
-def newest_first(amis: Iterable[Ami]) -> list[Ami]:
-    # Names carry the bake's timestamp: they break ties between same-second AMIs.
-    return sorted(amis, key=lambda ami: (ami.created, ami.name), reverse=True)
-
-
 class ClusterAmis:
-    """The AMIs one cluster baked, in one region."""
+    """The AMIs one cluster baked, in one region: its ImageCatalog on aws."""
+
+    kind = "AMI"
 
     def __init__(self, cluster: str, region: str, endpoint_url: str | None = None) -> None:
         self.cluster = cluster
         self.region = region
+        self.where = f"in {region}"
         self.ec2 = client("ec2", region, endpoint_url)
         self.ssm = client("ssm", region, endpoint_url)
 
@@ -153,13 +95,13 @@ class ClusterAmis:
         """The settings' cluster in ``region`` (default: the cluster's own)."""
         return cls(settings.cluster, region or settings.region, settings.aws_endpoint)
 
-    def inventory(self) -> list[Ami]:
+    def inventory(self) -> list[Image]:
         """Every AMI tagged for the cluster, newest first, each marked in use or not."""
         images = self._images()
         busy = self.in_use(image["ImageId"] for image in images)
         return newest_first(_ami(image, image["ImageId"] in busy) for image in images)
 
-    def newest(self) -> Ami | None:
+    def newest(self) -> Image | None:
         """The most recently baked AMI of the cluster, or None before the first bake."""
         found = newest_first(_ami(image) for image in self._images())
         return found[0] if found else None
@@ -249,16 +191,16 @@ class ClusterAmis:
         image: dict[str, Any] = images[0]
         return image
 
-    def _delete(self, ami: Ami) -> None:
+    def _delete(self, ami: Image) -> None:
         # Deregister first: a snapshot still backing an AMI cannot be deleted.
         self.ec2.deregister_image(ImageId=ami.id)
         for snapshot_id in ami.snapshot_ids:
             self.ec2.delete_snapshot(SnapshotId=snapshot_id)
 
 
-def _ami(image: Mapping[str, Any], in_use: bool = False) -> Ami:
+def _ami(image: Mapping[str, Any], in_use: bool = False) -> Image:
     tags = {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])}
-    return Ami(
+    return Image(
         id=image["ImageId"],
         name=image.get("Name", ""),
         created=datetime.fromisoformat(image["CreationDate"].replace("Z", "+00:00")),
@@ -272,45 +214,3 @@ def _ami(image: Mapping[str, Any], in_use: bool = False) -> Ami:
 def _snapshot_ids(image: Mapping[str, Any]) -> list[str]:
     mappings = image.get("BlockDeviceMappings", [])
     return [m["Ebs"]["SnapshotId"] for m in mappings if m.get("Ebs", {}).get("SnapshotId")]
-
-
-# --- tables ------------------------------------------------------------------------------
-
-
-def ami_table(amis: Sequence[Ami], current_id: str | None, kind: str = "AMI") -> str:
-    """The AMIs (or local images: ``kind`` IMAGE) as an aligned text table, newest first."""
-    header = (kind, "CREATED (UTC)", "DOCKER", "COMMIT", "IN USE", "CURRENT")
-    rows = [(*_described(ami), _yes(ami.in_use), _yes(ami.id == current_id))
-            for ami in newest_first(amis)]
-    return _table(header, rows)
-
-
-def plan_table(plan: PrunePlan, kind: str = "AMI") -> str:
-    """A prune plan, newest first: what goes, and why each other AMI (or image) stays."""
-    header = (kind, "CREATED (UTC)", "DOCKER", "COMMIT", "ACTION")
-    actions = {ami.id: "delete" for ami in plan.delete}
-    actions.update({ami.id: f"keep ({why})" for ami, why in plan.keep})
-    everything = [*plan.delete, *(ami for ami, _ in plan.keep)]
-    return _table(header, [(*_described(ami), actions[ami.id]) for ami in newest_first(everything)])
-
-
-def _described(ami: Ami) -> tuple[str, str, str, str]:
-    created = ami.created.strftime("%Y-%m-%d %H:%M:%S")
-    return ami.id, created, ami.docker_version or "-", _short_commit(ami.git_commit) or "-"
-
-
-def _short_commit(commit: str) -> str:
-    # "<sha>-dirty" stays readable as "<12 chars>-dirty".
-    sha, dash, rest = commit.partition("-")
-    return sha[:12] + dash + rest
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    lines = [header, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)

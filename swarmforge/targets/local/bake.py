@@ -1,6 +1,6 @@
-"""The bake use case on the local target: a node image made by a real Packer run in the sandbox.
+"""The local target's bake: a node image made by a real Packer run in the sandbox.
 
-As on aws (bake.py): the inputs (Docker version spec, archives to preload) and
+As on aws: the inputs (Docker version spec, archives to preload) and
 Packer are checked before anything runs; the var file is rendered and ``packer
 validate`` runs; then a throwaway builder host comes up in the cluster's
 sandbox, ``packer build`` provisions it over SSH (packer/local/ with the shared
@@ -9,9 +9,7 @@ store and removed. Only then is the image recorded as the cluster's current
 one, so a failed bake leaves the previous record in place and nothing new in
 the store.
 
-Python callers (``invoke rebuild``): ``bake_local`` bakes and records;
-``swarmforge.local.image_store`` has ``recorded_image`` and ``LocalImages``
-(list, prune).
+``image_store`` has ``recorded_image`` and ``LocalImages`` (list, prune).
 """
 
 from __future__ import annotations
@@ -19,57 +17,40 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from packaging.version import Version
 
 from swarmforge import packer
-from swarmforge.aws.amis import bake_dir
-from swarmforge.bake import SCRIPTS_DIR, TEMPLATE_DIR, git_commit
 from swarmforge.errors import ConfigError, SandboxError
-from swarmforge.local.builder import Builder, Provenance, sandbox_docker_version
-from swarmforge.local.image_store import (
+from swarmforge.operation import exclusive
+from swarmforge.packer import DockerPin
+from swarmforge.progress import Progress
+from swarmforge.provenance import git_commit
+from swarmforge.settings import PACKER_DIR, REPO_ROOT, SCRIPTS_DIR, Settings
+from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.targets.local.builder import Builder, Provenance, sandbox_docker_version
+from swarmforge.targets.local.image_store import (
     ImageRecord,
     LocalImageStore,
     image_record_path,
     recorded_image,
 )
-from swarmforge.local.node_image import LocalImage, describe_changes
-from swarmforge.operation import exclusive
-from swarmforge.packer import DockerPin
-from swarmforge.progress import Progress
-from swarmforge.settings import REPO_ROOT, Settings
-from swarmforge.targets import LocalTarget
+from swarmforge.targets.local.node_image import LocalImage, describe_changes
+from swarmforge.targets.local.sandbox import SandboxLayout
 
-LOCAL_TEMPLATE_DIR = TEMPLATE_DIR / "local"
+#: Prepares the cluster's sandbox: its layout and the SSH identity that reaches its hosts.
+PrepareSandbox = Callable[[], tuple[SandboxLayout, Path]]
+
+LOCAL_TEMPLATE_DIR = PACKER_DIR / "local"
 #: Files of packer/ the local build shares with the AMI's.
 SHARED_FILES = ("variables.pkr.hcl",)
 VAR_FILE = "local.pkrvars.hcl"
 VAR_FILE_TEMPLATE = "local.pkrvars.hcl.j2"
-
-
-@dataclass(frozen=True)
-class LocalBakeOptions:
-    """What the operator asked of this bake, beyond the cluster's settings."""
-
-    docker_version: str | None = None  # None: exactly the Docker Engine the sandbox runs
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class LocalBakeReport:
-    """What a local bake did; ``image`` is None after a dry run."""
-
-    var_file: Path
-    packer_version: Version
-    image: LocalImage | None = None
-    new: bool = False  # content the store did not hold before
-    previous: str | None = None  # the image the cluster had recorded before
-    record_path: Path | None = None
-    log: str = ""  # Packer's full output
-    changes: tuple[str, ...] = ()  # what differs from the image the cluster had before
+TEMPLATE_LABEL = "packer/local/"
 
 
 @dataclass(frozen=True)
@@ -86,32 +67,30 @@ class SandboxBakeVariables:
     builder_dir: Path
     ssh_private_key_file: Path
     preload_images: tuple[str, ...]
+    run_id: str = field(default_factory=packer.new_run_id)  # Packer's manifest must carry it back
 
 
-def bake_local(settings: Settings, options: LocalBakeOptions | None = None,
-               progress: Progress | None = None) -> LocalBakeReport:
-    """Validate, and unless ``options.dry_run``, build, capture and record the local image."""
-    options = options or LocalBakeOptions()
-    progress = progress or Progress()
-    pin, extra_images = _checked_inputs(settings, options)
+def bake_local(settings: Settings, request: BakeRequest, progress: Progress,
+               prepare: PrepareSandbox) -> Baked:
+    """Validate, and unless ``request.dry_run``, build, capture and record the local image."""
+    pin, extra_images = _checked_inputs(settings, request)
     version = packer.require_version(packer.MINIMUM_VERSION)  # the null builder is built in
-    work_dir = bake_dir(settings)
+    work_dir = settings.build_dir
     # Its own lock, not the cluster's: a bake may run beside apply (or inside rebuild,
     # which holds the bake dir's), but two bakes would share one builder host.
     with exclusive(work_dir / "builder", settings.cluster, "invoke bake --target local"):
         with progress.step(f"preparing the sandbox of cluster {settings.cluster!r}"):
-            target = LocalTarget(settings)
-            identity = target.prepare().identity
-        builder = Builder(target.layout)
+            layout, identity = prepare()
+        builder = Builder(layout)
         variables = _variables(settings, builder, identity, pin, extra_images)
         var_file = packer.render_var_file(variables, work_dir / VAR_FILE, VAR_FILE_TEMPLATE)
         with tempfile.TemporaryDirectory(prefix="swarmforge-packer-") as scratch:
             template = assemble_template(Path(scratch) / "template")
-            with progress.step(f"validating {TEMPLATE_DIR.name}/{LOCAL_TEMPLATE_DIR.name}/ "
+            with progress.step(f"validating {PACKER_DIR.name}/{LOCAL_TEMPLATE_DIR.name}/ "
                                f"with Packer {version}"):
                 packer.validate(template, var_file, version=version)
-            if options.dry_run:
-                return LocalBakeReport(var_file, version)
+            if request.dry_run:
+                return Baked(TEMPLATE_LABEL, var_file, version)
             return _bake(settings, builder, template, var_file, variables, version, progress)
 
 
@@ -129,7 +108,7 @@ def _variables(settings: Settings, builder: Builder, identity: Path, pin: Docker
 def assemble_template(into: Path) -> Path:
     """The local build's template dir: packer/local/ and the files it shares from packer/."""
     into.mkdir(parents=True)
-    for source in [*(TEMPLATE_DIR / name for name in SHARED_FILES),
+    for source in [*(PACKER_DIR / name for name in SHARED_FILES),
                    *sorted(LOCAL_TEMPLATE_DIR.glob("*.pkr.hcl"))]:
         shutil.copyfile(source, into / source.name)
     return into
@@ -137,10 +116,10 @@ def assemble_template(into: Path) -> Path:
 
 def _bake(settings: Settings, builder: Builder, template: Path, var_file: Path,
           variables: SandboxBakeVariables, version: Version,
-          progress: Progress) -> LocalBakeReport:
+          progress: Progress) -> Baked:
     store = LocalImageStore.of(settings)
     previous = _previous(settings)
-    work_dir = bake_dir(settings)
+    work_dir = settings.build_dir
     try:
         with progress.step(f"starting the builder host {builder.host.hostname} at {builder.address}"):
             builder.up()
@@ -149,7 +128,7 @@ def _bake(settings: Settings, builder: Builder, template: Path, var_file: Path,
                                   version=version, init=False)
         with progress.step(f"capturing {builder.host.hostname} into {store.root}"):
             provenance = Provenance(result.run_uuid, variables.docker.spec, variables.git_commit)
-            image, new = builder.capture(store, provenance, previous)
+            image, _new = builder.capture(store, provenance, previous)
     finally:
         with progress.step(f"removing the builder host {builder.host.hostname}"):
             builder.down()
@@ -162,8 +141,10 @@ def _bake(settings: Settings, builder: Builder, template: Path, var_file: Path,
     with progress.step(f"recording {image.id} in {image_record_path(settings)}"):
         store.claim(image.id, settings.cluster)
         record.save(image_record_path(settings))
-    return LocalBakeReport(var_file, version, image, new, previous.id if previous else None,
-                           image_record_path(settings), result.log_path, record.changes)
+    return Baked(TEMPLATE_LABEL, var_file, version, images={"local": image.id},
+                 recorded=f"{image_record_path(settings)}; the image is in {image.path}",
+                 log=result.log_path, previous=previous.id if previous else None,
+                 changes=record.changes)
 
 
 def _previous(settings: Settings) -> LocalImage | None:
@@ -184,12 +165,10 @@ def _detail(progress: Progress) -> packer.ProgressSink:
     return show
 
 
-def _checked_inputs(settings: Settings, options: LocalBakeOptions) -> tuple[DockerPin, list[str]]:
+def _checked_inputs(settings: Settings, request: BakeRequest) -> tuple[DockerPin, list[str]]:
     """The Docker pin and the archives to preload, once all are known good; else every
     problem at once, before anything runs."""
     problems = []
-    if settings.target != "local":
-        problems.append(f"target: a local bake is for the local target, not {settings.target!r}")
     archives = [Path(p).expanduser().resolve() for p in settings.preload_images]
     problems += [problem for archive in archives if (problem := _archive_problem(archive))]
     # They land in one directory on the builder, beside the stock sample.tar.
@@ -197,7 +176,7 @@ def _checked_inputs(settings: Settings, options: LocalBakeOptions) -> tuple[Dock
     problems += [f"preload_images: more than one archive is named {name}; rename one"
                  for name in sorted(set(names)) if names.count(name) > 1]
     try:
-        pin = packer.docker_pin(options.docker_version or sandbox_docker_version())
+        pin = packer.docker_pin(request.docker_version or sandbox_docker_version())
     except ConfigError as error:
         problems = error.problems + problems
     if problems:

@@ -14,16 +14,15 @@ import hashlib
 import ipaddress
 import json
 import os
-import shutil
 import stat
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
-from swarmforge.local.images import sample_image
-from swarmforge.local.system import sh, succeeds
 from swarmforge.process import run
+from swarmforge.targets.local.sample_image import sample_image
+from swarmforge.targets.local.system import sh, succeeds
 
 SANDBOX_ROOT = Path("/run/swarmforge")
 NETWORK_POOL = ipaddress.IPv4Network("10.213.0.0/16")
@@ -143,7 +142,7 @@ class Sandbox:
         command.write_text(
             "#!/bin/sh\n"
             "# Written by swarmforge: Terraform creates and removes sandbox hosts through it.\n"
-            f'exec "{sys.executable}" -m swarmforge.local "{self.dir}" "$@"\n'
+            f'exec "{sys.executable}" -m swarmforge.targets.local "{self.dir}" "$@"\n'
         )
         command.chmod(stat.S_IRWXU)
 
@@ -153,18 +152,6 @@ class Sandbox:
         if not self.dir.is_dir():
             return []
         return sorted(p for p in self.dir.iterdir() if p.is_dir() and p.name[:1] in "mwb")
-
-    def teardown(self) -> None:
-        """Remove every host, the bridge, the firewall rule and the sandbox dir."""
-        from swarmforge.local.host import Host
-
-        require_root()
-        if (self.dir / LAYOUT_FILE).exists():
-            layout = SandboxLayout.load(self.dir)
-            for host_dir in self.host_dirs():
-                Host.from_dir(layout, host_dir).down()
-            remove_network(layout)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def require_root() -> None:

@@ -7,9 +7,9 @@ the newest AMI tagged for the cluster. Only AMIs of the cluster's own region cou
 
 from __future__ import annotations
 
-from swarmforge.aws.amis import BakeRecord, ClusterAmis, record_path
 from swarmforge.errors import AmiError
 from swarmforge.settings import Settings
+from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, record_path
 
 FROM_FLAG = "--ami"
 FROM_RECORD = "recorded bake"

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
-from swarmforge.local.host import DAEMON_SETTINGS_FILE, Host
-from swarmforge.local.image_store import LocalImageStore
-from swarmforge.local.node_image import ARCHIVE_FILE, LocalImage, content_id, describe_changes
-from swarmforge.local.sandbox import SandboxLayout
-from swarmforge.local.system import sh
+from swarmforge.targets.local.host import DAEMON_SETTINGS_FILE, Host
+from swarmforge.targets.local.image_store import LocalImageStore
+from swarmforge.targets.local.node_image import ARCHIVE_FILE, LocalImage, content_id, describe_changes
+from swarmforge.targets.local.sandbox import SandboxLayout
+from swarmforge.targets.local.system import sh
 
 #: The builder's address in the cluster's /24: clear of the gateway (.1), the
 #: managers (.10-.25) and the workers (.100-.249).

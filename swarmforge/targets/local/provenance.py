@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from swarmforge.local.builder import sandbox_docker_version
-from swarmforge.local.image_store import (
+from swarmforge.provenance import ImageFacts
+from swarmforge.settings import Settings
+from swarmforge.targets.local.builder import sandbox_docker_version
+from swarmforge.targets.local.image_store import (
     ImageRecord,
     LocalImages,
     LocalImageStore,
     image_record_path,
 )
-from swarmforge.provenance import ImageFacts
-from swarmforge.settings import Settings
 
 
 class LocalImageProvenance:

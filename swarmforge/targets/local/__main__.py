@@ -1,7 +1,7 @@
 """The ``sandbox`` command that Terraform's local-exec provisioners run.
 
-    python -m swarmforge.local SANDBOX_DIR host-up HOSTNAME ADDRESS [--image DIR | --bare]
-    python -m swarmforge.local SANDBOX_DIR host-down HOSTNAME
+    python -m swarmforge.targets.local SANDBOX_DIR host-up HOSTNAME ADDRESS [--image DIR | --bare]
+    python -m swarmforge.targets.local SANDBOX_DIR host-down HOSTNAME
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from swarmforge.errors import SwarmforgeError
-from swarmforge.local.host import Host
-from swarmforge.local.sandbox import SandboxLayout
+from swarmforge.targets.local.host import Host
+from swarmforge.targets.local.sandbox import SandboxLayout
 
 
 def main(argv: list[str] | None = None) -> int:

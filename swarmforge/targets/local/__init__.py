@@ -4,7 +4,3 @@ Each host is a network namespace on a private bridge with its own hostname,
 ``dockerd`` and ``sshd``; Terraform creates and destroys hosts through the
 ``sandbox`` command (see ``__main__``), the way EC2 creates instances on aws.
 """
-
-from swarmforge.local.sandbox import Sandbox, SandboxLayout
-
-__all__ = ["Sandbox", "SandboxLayout"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarmforge.local.sandbox import SandboxLayout
-from swarmforge.local.system import sh
 from swarmforge.ssh import SshProfile
+from swarmforge.targets.local.sandbox import SandboxLayout
+from swarmforge.targets.local.system import sh
 
 
 def ensure_trust(layout: SandboxLayout) -> SshProfile:

@@ -25,11 +25,11 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from swarmforge.aws.amis import Ami, PrunePlan, bake_dir, plan_prune
+from swarmforge.catalog import Image, PrunePlan, plan_prune
 from swarmforge.errors import AmiError, SandboxError
-from swarmforge.local.node_image import HOST_IMAGE_FILE, ID_PREFIX, META_FILE, LocalImage, write_json
-from swarmforge.local.sandbox import SANDBOX_ROOT
 from swarmforge.settings import Settings
+from swarmforge.targets.local.node_image import HOST_IMAGE_FILE, ID_PREFIX, META_FILE, LocalImage, write_json
+from swarmforge.targets.local.sandbox import SANDBOX_ROOT
 
 STORE_DIR = "_images"  # under the state dir; no cluster name starts with "_"
 RECORD_FILE = "image.json"  # in the cluster's bake dir, beside the AMI's ami.json
@@ -155,7 +155,7 @@ class ImageRecord:
 
 
 def image_record_path(settings: Settings) -> Path:
-    return bake_dir(settings) / RECORD_FILE
+    return settings.build_dir / RECORD_FILE
 
 
 def recorded_image(settings: Settings) -> LocalImage | None:
@@ -186,7 +186,10 @@ def host_images(sandbox_root: Path = SANDBOX_ROOT) -> dict[Path, Path]:
 
 
 class LocalImages:
-    """One cluster's local images, listed and pruned with the AMIs' policy (aws/amis.py)."""
+    """One cluster's local images, listed and pruned with the AMIs' policy: its ImageCatalog."""
+
+    kind = "IMAGE"
+    where = "on this machine"
 
     def __init__(self, settings: Settings, sandbox_root: Path = SANDBOX_ROOT) -> None:
         self.settings = settings
@@ -198,12 +201,12 @@ class LocalImages:
         record = ImageRecord.load(image_record_path(self.settings))
         return record.image if record else None
 
-    def inventory(self) -> list[Ami]:
+    def inventory(self) -> list[Image]:
         """The cluster's images, newest first, each marked in use when a sandbox host
         (of any cluster) booted from it."""
         busy = self.store.in_use(self.sandbox_root)
-        return sorted((_as_ami(image, image.id in busy) for image in self._claimed()),
-                      key=lambda ami: (ami.created, ami.id), reverse=True)
+        return sorted((_as_image(image, image.id in busy) for image in self._claimed()),
+                      key=lambda image: (image.created, image.id), reverse=True)
 
     def prune_plan(self, keep: int) -> PrunePlan:
         """What pruning down to the newest ``keep`` would remove; images that another
@@ -213,7 +216,7 @@ class LocalImages:
     def prune(self, plan: PrunePlan) -> list[str]:
         """Drop the cluster's claim on the plan's images (an image goes with its last
         claim); returns their ids. Checks again first, as ClusterAmis.prune does."""
-        ids = [ami.id for ami in plan.delete]
+        ids = [image.id for image in plan.delete]
         busy = (self.store.in_use(self.sandbox_root) | self._current_elsewhere()
                 | {self.current()}) & set(ids)
         if busy:
@@ -229,13 +232,13 @@ class LocalImages:
 
     def _current_elsewhere(self) -> set[str]:
         current = set()
-        for path in bake_dir(self.settings).parent.glob(f"*/{RECORD_FILE}"):
+        for path in self.settings.build_dir.parent.glob(f"*/{RECORD_FILE}"):
             record = ImageRecord.load(path)
             if record and record.cluster != self.settings.cluster:
                 current.add(record.image)
         return current
 
 
-def _as_ami(image: LocalImage, in_use: bool) -> Ami:
-    return Ami(id=image.id, name=image.id, created=image.created_at,
+def _as_image(image: LocalImage, in_use: bool) -> Image:
+    return Image(id=image.id, name=image.id, created=image.created_at,
                docker_version=image.docker_version, git_commit=image.git_commit, in_use=in_use)

@@ -1,0 +1,218 @@
+"""The aws target: EC2 instances made by terraform/aws, reached over SSH with the operator's key.
+
+Before anything runs, ``prepare()`` checks what would otherwise fail in the middle
+of a Terraform run: the credentials (STS), the region (it exists and is enabled
+for the account), the state bucket and the EC2 key pair. Credentials come from
+the standard boto3 chain; ``aws_endpoint`` and ``state_endpoint`` exist only for
+tests against moto's server.
+
+Private workers (``worker_public_ip: false``) have no public address: our SSH
+and Terraform's provisioners reach them through a running manager (ProxyJump,
+``ssh_bastion_host``), found by the tags terraform/aws puts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from swarmforge.catalog import ImageCatalog
+from swarmforge.errors import ConfigError
+from swarmforge.nodes import NodeRef
+from swarmforge.progress import Progress
+from swarmforge.provenance import ImageStore
+from swarmforge.runtime import private_dir
+from swarmforge.settings import REPO_ROOT, Settings
+from swarmforge.ssh import SshProfile
+from swarmforge.targets.aws import client
+from swarmforge.targets.aws.ami_choice import choose_ami
+from swarmforge.targets.aws.amis import HOLDING_STATES, ClusterAmis
+from swarmforge.targets.aws.bake import bake_ami
+from swarmforge.targets.aws.preflight import (
+    caller_account,
+    error_code,
+    key_path,
+    require_key_pair,
+    require_region,
+    require_state_bucket,
+    settings_problems,
+)
+from swarmforge.targets.aws.provenance import AmiStore
+from swarmforge.targets.base import Baked, BakeRequest
+
+# ssh_config patterns for private (RFC 1918) addresses: private workers' ssh_host.
+PRIVATE_HOSTS = ("10.*", *(f"172.{n}.*" for n in range(16, 32)), "192.168.*")
+
+
+@dataclass(frozen=True)
+class AwsSshProfile(SshProfile):
+    """An SshProfile that reaches private addresses through ``bastion`` (a manager)."""
+
+    bastion: str | None = None
+
+    def write_config(self) -> None:
+        super().write_config()
+        if self.bastion:
+            with self.config.open("a") as config:
+                config.write(f"Host {' '.join(PRIVATE_HOSTS)}\n  ProxyJump {self.bastion}\n")
+
+
+class AwsTarget:
+    """EC2 instances in one region; Terraform state in an S3 bucket."""
+
+    name = "aws"
+    config_dir = REPO_ROOT / "terraform" / "aws"
+    resource_type = "aws_instance"
+    mirrored_providers: tuple[str, ...] = ()  # the operator's Terraform takes them from the registry
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ssh_dir = settings.cluster_dir / "ssh"
+        self._profile = self._ssh_profile(bastion=None)
+        self._ami: str | None = None
+        self.ami_source: str | None = None  # where the AMI came from, once variables() chose it
+
+    @property
+    def login_user(self) -> str:
+        return self.settings.ssh_user or "ubuntu"  # Canonical's Ubuntu AMIs
+
+    def prepare(self) -> SshProfile:
+        self._require_cluster_settings()
+        s = self.settings
+        account = caller_account(s)
+        require_region(s, account)
+        require_state_bucket(s)
+        require_key_pair(s)
+        private_dir(self.ssh_dir)
+        self._profile = self._ssh_profile(self._bastion())
+        self._profile.write_config()
+        return self._profile
+
+    def variables(self) -> dict[str, str]:
+        s = self.settings
+        variables = {
+            "cluster_name": s.cluster,
+            "region": s.region,
+            "swarm_ami_id": self._ami_id(),
+            "swarm_instance_type": s.instance_type,
+            "key_name": str(s.key_name),
+            # A list in HCL syntax (JSON is valid HCL), as `-var` takes it.
+            "allowed_ssh_cidrs": json.dumps(list(s.allowed_ssh_cidrs)),
+            "ssh_user": self._profile.user,
+            "ssh_private_key_path": str(self._profile.identity),
+            "worker_public_ip": str(s.worker_public_ip).lower(),
+        }
+        bastion = self._refresh_bastion()
+        if bastion:
+            variables["ssh_bastion_host"] = bastion
+        return variables
+
+    def exists(self) -> bool:
+        self._require_cluster_settings()
+        return self.settings.cluster_dir.exists() or stored_resources(self.settings)
+
+    def desired_image(self) -> str | None:
+        return self._ami_id()
+
+    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
+        """The AMI each node (by name) was launched from, as EC2 tells."""
+        names = [ref.name for ref in refs]
+        if not names:
+            return {}
+        ec2 = client("ec2", self.settings.region, self.settings.aws_endpoint)
+        return {_tag(i, "Name") or "": i["ImageId"]
+                for i in cluster_instances(ec2, self.settings.cluster, {
+                    "tag:Name": names, "instance-state-name": list(HOLDING_STATES)})}
+
+    def images(self) -> ImageCatalog:
+        return ClusterAmis.of(self.settings)
+
+    def image_store(self, regions: tuple[str, ...] = ()) -> ImageStore:
+        if self.settings.ami_id:
+            raise ConfigError([f"ami_id: {self.settings.ami_id} is pinned (--ami or "
+                               "swarmforge.ami_id), so a roll would never move onto the AMI "
+                               "rebuild bakes: unset it"])
+        return AmiStore(self.settings, regions)
+
+    def bake(self, request: BakeRequest, progress: Progress) -> Baked:
+        return bake_ami(self.settings, request, progress)
+
+    def teardown(self) -> None:
+        """Forget the nodes' host keys and connections; Terraform's destroy removed the rest."""
+        shutil.rmtree(self._profile.control_dir, ignore_errors=True)
+        for stale in (self._profile.known_hosts, self._profile.config):
+            stale.unlink(missing_ok=True)
+
+    def _require_cluster_settings(self) -> None:
+        """What a cluster needs that listing or baking images does not, checked first."""
+        problems = settings_problems(self.settings)
+        if problems:
+            raise ConfigError(problems)
+
+    def _ssh_profile(self, bastion: str | None) -> AwsSshProfile:
+        # accept-new: EC2 does not hand out host keys before the first contact.
+        return AwsSshProfile(name=self.settings.cluster, user=self.login_user,
+                             identity=key_path(self.settings), known_hosts=self.ssh_dir / "known_hosts",
+                             config=self.ssh_dir / "config", accept_new_host_keys=True,
+                             state_dir=Path(self.settings.state_dir), bastion=bastion)
+
+    def _bastion(self) -> str | None:
+        if self.settings.worker_public_ip:
+            return None
+        return manager_address(client("ec2", self.settings.region, self.settings.aws_endpoint),
+                               self.settings.cluster)
+
+    def _refresh_bastion(self) -> str | None:
+        """Looked up again at every run: phase 1 has just made the first manager."""
+        bastion = self._bastion()
+        if bastion != self._profile.bastion:
+            self._profile = replace(self._profile, bastion=bastion)
+            self._profile.write_config()
+        return bastion
+
+    def _ami_id(self) -> str:
+        if self._ami is None:
+            self._ami, self.ami_source = choose_ami(self.settings)
+        return self._ami
+
+
+# --- what exists ------------------------------------------------------------------------
+
+
+def manager_address(ec2: Any, cluster: str) -> str | None:
+    """The public address of a running manager of ``cluster`` (the lowest slot), if any."""
+    running = cluster_instances(ec2, cluster, {"tag:Role": ["manager"],
+                                               "instance-state-name": ["running"]})
+    managers = [i for i in running if i.get("PublicIpAddress")]
+    managers.sort(key=lambda i: int(_tag(i, "Slot") or 0))
+    return str(managers[0]["PublicIpAddress"]) if managers else None
+
+
+def cluster_instances(ec2: Any, cluster: str, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The instances terraform/aws tagged for ``cluster`` that also match ``filters``."""
+    wanted = [{"Name": name, "Values": values}
+              for name, values in {"tag:Cluster": [cluster], **filters}.items()]
+    pages = ec2.get_paginator("describe_instances").paginate(Filters=wanted)
+    return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+
+def stored_resources(s: Settings) -> bool:
+    """Whether the cluster's state in the bucket holds any resource."""
+    s3 = client("s3", s.state_region or s.region, s.state_endpoint)
+    try:
+        body = s3.get_object(Bucket=s.state_bucket, Key=s.state_key)["Body"].read()
+    except ClientError as error:
+        if error_code(error) in ("NoSuchKey", "404"):
+            return False
+        raise
+    return bool(json.loads(body or b"{}").get("resources"))
+
+
+def _tag(instance: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)

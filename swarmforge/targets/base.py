@@ -1,0 +1,87 @@
+"""The seam between the pipeline and where nodes run: what a target must provide.
+
+Everything else (two phases, tokens, health, replacement, rolls) is the same
+pipeline for every target. ``docs/architecture.md`` lists these members with
+what each must do; ``targets/local`` and ``targets/aws`` are the two
+implementations, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from packaging.version import Version
+
+from swarmforge.catalog import ImageCatalog
+from swarmforge.nodes import NodeRef
+from swarmforge.progress import Progress
+from swarmforge.provenance import ImageStore
+from swarmforge.ssh import SshProfile
+
+
+@dataclass(frozen=True)
+class BakeRequest:
+    """What the operator asked of a bake, beyond the cluster's settings."""
+
+    docker_version: str | None = None  # None: the target's default spec
+    regions: tuple[str, ...] = ()  # aws: other regions to copy the image to
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Baked:
+    """What a target's bake did; ``images`` is empty after a dry run."""
+
+    template: str  # the template dir, as the operator knows it: packer/ or packer/local/
+    var_file: Path
+    packer_version: Version
+    syntax_only: bool = False  # an old Packer could check the plugin's settings for syntax only
+    images: Mapping[str, str] = field(default_factory=dict)  # {where: image id}
+    recorded: str = ""  # where the new image is recorded, as a phrase
+    log: str = ""  # Packer's full output
+    previous: str | None = None  # the image the cluster had before
+    changes: tuple[str, ...] = ()  # what differs from it, where the target can tell
+
+
+class Target(Protocol):
+    """Who makes the machines, how we reach them, and what they boot from."""
+
+    name: str
+    config_dir: Path  # the Terraform configuration, terraform/<name>
+    resource_type: str  # of swarm_manager / swarm_worker in that configuration
+    mirrored_providers: tuple[str, ...]  # taken from this machine's offline mirror, not the registry
+
+    @property
+    def login_user(self) -> str:
+        """The user SSH logs in as on the nodes."""
+
+    def prepare(self) -> SshProfile:
+        """Make what must exist before Terraform runs; return how to reach the nodes."""
+
+    def variables(self) -> dict[str, str]:
+        """The target's own Terraform variables (never secrets)."""
+
+    def exists(self) -> bool:
+        """Whether anything of this cluster may exist on the target."""
+
+    def teardown(self) -> None:
+        """Remove what prepare() made, after Terraform destroyed the nodes."""
+
+    def desired_image(self) -> str | None:
+        """The image new nodes should boot from; None if the target has none yet."""
+
+    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
+        """The image each node (by name) booted from, where the target can tell."""
+
+    def images(self) -> ImageCatalog:
+        """The cluster's baked images, to list and prune."""
+
+    def image_store(self, regions: tuple[str, ...] = ()) -> ImageStore:
+        """The cluster's images with their provenance, as ``invoke rebuild`` compares them;
+        ConfigError for settings that would keep a roll from reaching a new image."""
+
+    def bake(self, request: BakeRequest, progress: Progress) -> Baked:
+        """Validate the template and, unless a dry run, build and record a new image."""
