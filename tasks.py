@@ -26,14 +26,14 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
             "allow_even_managers": "Accept an even manager count (it adds no failure tolerance).",
             "parallelism": "How many nodes Terraform creates at once (default 10).",
             "no_rotate": "Keep the join tokens (by default both are rotated once the swarm is healthy).",
-            "ami": "AMI to launch nodes from on aws (default: the recorded bake, else the newest "
-                   "AMI tagged for the cluster)."})
+            "ami": "AMI to launch nodes from on aws, overriding the AMI of record (default: SSM "
+                   "/swarmforge/<cluster>/ami-id, else the newest AMI tagged for the cluster)."})
 def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_managers=False,
           parallelism=None, ami=None, no_rotate=False, yes=False):
-    """Create or converge a swarm: bootstrap one manager, then join the rest; prints the nodes."""
+    """Create or converge a swarm (shows the plan, asks at a terminal); prints the nodes."""
     cli.apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
                       allow_even_managers=allow_even_managers or None, parallelism=parallelism,
-                      ami_id=ami), rotate=not no_rotate)
+                      ami_id=ami), rotate=not no_rotate, yes=yes)
 
 
 @task(help={"cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],

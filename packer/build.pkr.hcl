@@ -25,6 +25,16 @@ build {
     inline          = ["bash /tmp/install-docker.sh", "rm -f /tmp/install-docker.sh"]
   }
 
+  # Last, so that nothing after it leaves a trace: the AMI's instances must each
+  # make their own host keys, machine id and Docker engine id, run cloud-init as
+  # a first boot (which prints the new host keys to the console), and hold no key
+  # of Packer's, apt lists or build files (scripts/clean-image.sh).
+  provisioner "shell" {
+    environment_vars = ["ROOT=/"]
+    execute_command  = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    script           = "${var.scripts_dir}/clean-image.sh"
+  }
+
   # A second, structured record of what was built; swarmforge cross-checks it
   # against the machine-readable output.
   post-processor "manifest" {

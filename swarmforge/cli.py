@@ -19,7 +19,7 @@ from swarmforge import images
 from swarmforge.bake import bake as run_bake
 from swarmforge.catalog import image_table, plan_table
 from swarmforge.cluster import Cluster
-from swarmforge.errors import ConfigError, SwarmforgeError
+from swarmforge.errors import CommandTimeout, ConfigError, SwarmforgeError
 from swarmforge.rebuild import RebuildOptions, report_path, summary
 from swarmforge.rebuild import rebuild as run_rebuild
 from swarmforge.replace_node import Outcome as ReplaceOutcome
@@ -41,6 +41,8 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except SwarmforgeError as exc:
+            if isinstance(exc, CommandTimeout) and not exc.resume:  # no caller knew better
+                exc.resume = "Run the same command again to carry on."
             raise Exit(f"swarmforge: {exc}", code=exc.exit_code) from exc
         except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions
             raise Exit(f"swarmforge: AWS: {exc}", code=1) from exc
@@ -52,10 +54,26 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 @clean_exit
-def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = True) -> None:
+def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = True,
+          yes: bool = False, ask: Callable[[str], str] = input) -> None:
+    """Shows the plan first; asks before acting when a person is at the terminal and
+    --yes was not given (scripts and CI, with no terminal, go ahead as before)."""
     settings = load_settings(config, flags)
-    report = Cluster(settings).apply(rotate=rotate)
-    assert report.health is not None
+
+    def confirm(plan: list[str]) -> bool:
+        # As progress (stderr): `==> ` the heading, its lines indented beneath it.
+        print("\n".join([f"==> {plan[0]}", *(f"  {line}" for line in plan[1:])]),
+              file=sys.stderr, flush=True)
+        if yes or not sys.stdin or not sys.stdin.isatty():
+            return True
+        try:
+            return ask("Apply? [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
+
+    report = Cluster(settings).apply(rotate=rotate, confirm=confirm)
+    if report is None:
+        raise Exit("swarmforge: nothing applied (answer y, or pass --yes)", code=1)
     print(node_table(report.health.nodes))
     verdict = "created" if report.bootstrapped else "updated" if report.changed else "unchanged"
     print(f"\ncluster {settings.cluster!r} {verdict}: {len(report.health.managers)} managers, "

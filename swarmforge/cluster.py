@@ -9,11 +9,14 @@ A re-run finds the swarm, skips phase 1 and completes whatever is missing.
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from packaging.version import Version
 
+from swarmforge.apply_plan import apply_plan
 from swarmforge.backend import S3Backend, render_backend, render_backend_settings
 from swarmforge.errors import CommandError, QuorumError, SwarmError
 from swarmforge.nodes import (
@@ -22,6 +25,7 @@ from swarmforge.nodes import (
     is_node,
     join_step_of,
     manager_slots,
+    ref_for,
     refs_from_output,
 )
 from swarmforge.operation import Journal, exclusive
@@ -56,19 +60,28 @@ class Cluster:
         self._slots: list[int] = []  # the managers' slots, as the state last showed them
         self._refs: list[NodeRef] | None = None  # the nodes, as the state last showed them
         self._joined: list[str] = []  # the nodes whose swarm step exists, as the state showed
+        self._pins: dict[str, str] = {}  # {node name: pinned host key}, for the swarm steps
+        self._unpinned: set[str] = set()  # nodes being made anew: their old pin is no use
 
     # -- apply --------------------------------------------------------------
 
-    def apply(self, rotate: bool = True) -> ApplyReport:
-        """Create the swarm, or converge it on the settings: the steps an operator would take."""
+    def apply(self, rotate: bool = True,
+              confirm: Callable[[list[str]], bool] = lambda plan: True) -> ApplyReport | None:
+        """Create the swarm, or converge it on the settings: the steps an operator would take.
+
+        ``confirm`` gets the plan once the target's checks passed, before Terraform runs;
+        None when it declines."""
         with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke apply"):
             Journal(self.settings.cluster_dir).refuse_if_unfinished(self.settings.cluster)
+            self._prepare_target()
+            if not confirm(apply_plan(self.settings, self.target)):
+                return None
             tf = self._prepare()
             managers, workers = self._nodes_in_state(tf)
             self._refuse_scale_down(managers, workers)
             bootstrapped = self._needs_bootstrap(managers, self._joined)
             if bootstrapped:
-                self._phase_one(tf)
+                self._phase_one()
                 managers, workers = self._nodes_in_state(tf)
             swarm = self.swarm(managers)
             via = self.answering_manager(swarm)
@@ -110,12 +123,12 @@ class Cluster:
             return True  # phase 1 says what is wrong with manager 0 (or makes it anew)
         return state.get("LocalNodeState") != "active"
 
-    def _phase_one(self, tf: Terraform) -> None:
+    def _phase_one(self) -> None:
         s = self.settings
         with self.progress.step(f"phase 1: {s.managers} manager(s) and {s.workers} worker(s); "
                                 "the first manager runs docker swarm init"):
-            tf.apply(self._variables(swarm_init=True, managers=s.managers, workers=s.workers), {},
-                     parallelism=s.parallelism)
+            self.apply_terraform(
+                lambda: self._variables(swarm_init=True, managers=s.managers, workers=s.workers), {})
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, managers: list[NodeRef],
                    workers: list[NodeRef]) -> bool:
@@ -133,7 +146,9 @@ class Cluster:
             return False
         with self.progress.step(f"phase 2: {len(plan.changes)} change(s), joining through "
                                 f"{secrets['swarm_manager_ip']}"):
-            tf.apply(variables, secrets, replace=remake, parallelism=self.settings.parallelism)
+            self.apply_terraform(lambda: self._variables(swarm_init=False, managers=self.settings.managers,
+                                                         workers=self.settings.workers),
+                                 secrets, replace=remake)
         return True
 
     def _nodes_to_remake(self, plan: Plan, swarm: Swarm, via: str, managers: list[NodeRef],
@@ -195,7 +210,7 @@ class Cluster:
 
     def _destroy(self) -> bool:
         tf = self._prepare()
-        managers, workers = self._nodes_in_state(tf)
+        managers, workers = self._nodes_in_state(tf, pin=False)  # nothing is reached over SSH
         with self.progress.step(f"destroying {len(managers)} manager(s) and {len(workers)} worker(s)"):
             tf.apply(self._variables(swarm_init=False, managers=len(managers), workers=len(workers)),
                      {}, destroy=True, parallelism=self.settings.parallelism)
@@ -206,6 +221,13 @@ class Cluster:
 
     # -- shared -------------------------------------------------------------
 
+    def _prepare_target(self) -> SshProfile:
+        """The target's own checks and preparation (once): before anything is planned."""
+        if self._profile is None:
+            self.settings.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._profile = self.target.prepare()
+        return self._profile
+
     def _prepare(self) -> Terraform:
         if self._terraform:
             return self._terraform
@@ -213,14 +235,16 @@ class Cluster:
         cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self.progress.step(f"preparing cluster {self.settings.cluster!r} "
                                 f"on the {self.target.name} target"):
-            self._profile = self.target.prepare()
+            self._prepare_target()
             needed = required_version(self.target.config_dir)
             binary, version = find_terraform(self.settings.terraform_bin, needed,
-                                             f"terraform/{self.target.name}")
+                                             f"terraform/{self.target.name}",
+                                             self.settings.terraform_timeout)
             tf = Terraform(binary, cluster_dir / "terraform",
                            env={"TF_CLI_CONFIG_FILE": str(cli_config(
                                cluster_dir / "terraformrc", self.target.mirrored_providers))},
-                           progress=self.progress.detail, log_file=cluster_dir / "terraform.log")
+                           progress=self.progress.detail, log_file=cluster_dir / "terraform.log",
+                           timeout=self.settings.terraform_timeout)
             backend_tf, backend_settings = self._backend(version)
             render_workspace(self.target.config_dir, tf.workdir, backend_tf)
             tf.init(backend_settings)
@@ -245,18 +269,46 @@ class Cluster:
     def _variables(self, *, swarm_init: bool, managers: int, workers: int,
                    slots: list[int] | None = None) -> dict[str, str]:
         slots = slots if slots is not None else manager_slots(self._slots, managers)
+        # A node about to be made anew has no pin yet: its step waits for the new key.
+        pins = {name: key for name, key in self._pins.items() if name not in self._unpinned}
         return {**self.target.variables(), "swarm_init": str(swarm_init).lower(),
                 "swarm_managers": str(managers), "swarm_workers": str(workers),
-                "swarm_manager_slots": "[" + ",".join(map(str, slots)) + "]"}
+                "swarm_manager_slots": "[" + ",".join(map(str, slots)) + "]",
+                # JSON is valid HCL, as `-var` takes a map.
+                "swarm_host_keys": json.dumps(pins, sort_keys=True)}
 
-    def _nodes_in_state(self, tf: Terraform) -> tuple[list[NodeRef], list[NodeRef]]:
+    def _nodes_in_state(self, tf: Terraform, *, pin: bool = True) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The nodes as Terraform's outputs show them; with ``pin``, each node's host key is
+        pinned (read where the target trusts it) before anything reaches it over SSH."""
         outputs = tf.outputs()
         managers = refs_from_output(outputs.get("managers"))
         workers = refs_from_output(outputs.get("workers"))
         self._slots = [m.slot for m in managers]
         self._refs = managers + workers
         self._joined = list(outputs.get("joined") or [])
+        if pin:
+            self._pins = self.target.pin_host_keys(self._refs, self.progress.detail)
         return managers, workers
+
+    def apply_terraform(self, variables: Callable[[], dict[str, str]], secrets: dict[str, str],
+                        *, replace: Sequence[str] = ()) -> None:
+        """``terraform apply``; then the host keys of the nodes it made are pinned and, where a
+        node's swarm step waited for its key, applied once more so that the step runs."""
+        tf = self._prepare()
+        before = set(self._pins)
+        self._unpinned = {ref.name for address in replace if (ref := ref_for(address, self._refs or []))}
+        try:
+            tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism)
+        finally:
+            self._unpinned = set()
+        self._nodes_in_state(tf)
+        if set(self._pins) - before:
+            waited = sorted(set(self._pins) - before - set(self._joined))
+            if waited:
+                with self.progress.step(f"host keys pinned for {', '.join(waited)}: running their "
+                                        "swarm steps"):
+                    tf.apply(variables(), secrets, parallelism=self.settings.parallelism)
+                self._nodes_in_state(tf)
 
     # -- for the other use cases (replace-node, roll) -------------------------
 
@@ -301,7 +353,8 @@ class Cluster:
 
     def swarm(self, managers: list[NodeRef]) -> Swarm:
         assert self._profile is not None
-        return Swarm(SSH(self._profile), [m.ssh_host for m in managers])
+        return Swarm(SSH(self._profile, timeout=self.settings.ssh_timeout),
+                     [m.ssh_host for m in managers])
 
     def answering_manager(self, swarm: Swarm) -> str:
         try:

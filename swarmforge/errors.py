@@ -50,6 +50,44 @@ class SSHConnectionError(CommandError):
     """ssh could not reach the host (exit 255): worth retrying, unlike a failed remote command."""
 
 
+class CommandTimeout(CommandError):
+    """An external command ran past its deadline and was stopped, with every process it started.
+
+    Its message is one line: what ran, for how long, the setting that sets the deadline,
+    then what became of the work (``detail``, from the adapter that ran it) and how to
+    carry on (``resume``, from the caller that knows the operation; the interface says
+    "run the same command again" when nobody did); ``log`` adds a "full log:" line.
+    """
+
+    def __init__(self, what: str, seconds: float, *, setting: str = "", returncode: int = -1,
+                 output: str = "", killed_after: float | None = None) -> None:
+        super().__init__(what, returncode, output)
+        self.seconds = seconds
+        self.setting = setting  # e.g. swarmforge.terraform_timeout; "" for a fixed deadline
+        self.killed_after = killed_after  # seconds it had to stop on SIGINT before SIGKILL
+        self.detail = ""
+        self.resume = ""
+        self.log = ""
+
+    def __str__(self) -> str:
+        setting = f" ({self.setting})" if self.setting else ""
+        stopped = ("it was stopped" if self.killed_after is None else
+                   f"it did not stop within {duration(self.killed_after)} of SIGINT and was killed")
+        sentences = [f"{self.what} did not finish within {duration(self.seconds)}{setting}; "
+                     f"{stopped}.", self.detail, self.resume]
+        line = " ".join(sentence for sentence in sentences if sentence)
+        return line + (f"\nfull log: {self.log}" if self.log else "")
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as people say it: 1 s, 90 s, 5 min, 2 h."""
+    if seconds >= 7200 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 class SwarmError(SwarmforgeError):
     """The swarm is not in the state an operation needs."""
 

@@ -29,6 +29,7 @@ class NodeRef:
     name: str
     private_ip: str
     ssh_host: str
+    id: str = ""  # the machine's id (an EC2 instance id): a replaced node has a new one
 
     @property
     def role(self) -> str:
@@ -48,7 +49,8 @@ class NodeRef:
 
 def refs_from_output(items: Iterable[Mapping[str, Any]] | None) -> list[NodeRef]:
     """The nodes of one ``managers``/``workers`` Terraform output, in index order."""
-    return [NodeRef(i["name"], i["private_ip"], i["ssh_host"]) for i in items or []]
+    return [NodeRef(i["name"], i["private_ip"], i["ssh_host"], i.get("id") or "")
+            for i in items or []]
 
 
 def manager_slots(known: Sequence[int], count: int) -> list[int]:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from swarmforge.cluster import Cluster
-from swarmforge.errors import SwarmError, SwarmforgeError
+from swarmforge.errors import CommandTimeout, SwarmError, SwarmforgeError
 from swarmforge.nodes import NodeRef, address_of, index_of, is_node, twin_slot
 from swarmforge.operation import ReplacementRecord
 from swarmforge.picks import Pick
@@ -66,9 +66,10 @@ class Replacement:
                 ("drain", f"drain {r.names}: its tasks move to other nodes", self._drain),
                 ("demote", f"demote {r.names} (leadership moves if it leads)", self._demote),
                 ("leave", f"{r.names} leaves the swarm; its entry is removed", self._leave),
-                ("destroy", f"terraform destroys the old host {first.address}", self._destroy),
-                ("move", f"the new manager takes index {index_of(first.address)} in the "
-                         "Terraform state", self._move),
+                ("swap", f"the new manager takes index {index_of(first.address)} in the "
+                         "Terraform state; the old one the last", self._swap),
+                ("retire", f"terraform apply: the old host {first.name} is destroyed",
+                 self._retire),
                 ("settle", "check Terraform plans no change and the swarm is healthy", self._settle),
             ]
         addresses = " ".join(n.address for n in r.nodes)
@@ -96,6 +97,10 @@ class Replacement:
             try:
                 with self.progress.step(f"[{number}/{len(steps)}] {text}"):
                     step()
+            except CommandTimeout as exc:  # one line, its "full log:" line last
+                exc.resume = (f"It was step {number}/{len(steps)} ({text}); the journal keeps "
+                              f"what was done: run `{self.resume}` to carry on.")
+                raise
             except SwarmforgeError as exc:
                 raise StepFailed(f"step {number}/{len(steps)} ({text}) failed: {exc}. "
                                  f"The journal keeps what was done; fix the cause and run "
@@ -155,25 +160,37 @@ class Replacement:
                     slots=self._surged_slots(), swarm=swarm, via=via)
         self._wait_healthy(r.managers + 1)
 
-    def _destroy(self) -> None:
+    def _swap(self) -> None:
+        """The new manager takes the old one's index, the old one the last index, where the
+        next step's smaller count removes it: a plain apply, so that its destroy-time steps
+        run and no other node's swarm step is touched (a -target destroy of one instance
+        also destroys every step that reads the resource: all of them). Idempotent: it
+        looks where the new manager's name is before moving anything."""
         r = self.record
-        address = r.nodes[0].address
         tf = self.cluster.terraform()
-        if address not in tf.addresses():
-            return
-        tf.apply(self.cluster.variables(managers=r.managers + 1, workers=r.workers,
-                                        slots=self._surged_slots()),
-                 {}, destroy=True, targets=[address])
+        old, last, parked = (r.nodes[0].address, self._address(r.managers),
+                             self._address(PARKED_INDEX))
+        new_name = self._new_name()
+        names = tf.node_names()
+        if names.get(old) != new_name:  # else an earlier run got this far
+            if old in names and parked not in names:
+                tf.move(old, parked)
+            if tf.node_names().get(last) == new_name:
+                tf.move(last, old)
+        if parked in tf.node_names():
+            tf.move(parked, last)
 
-    def _move(self) -> None:
+    def _retire(self) -> None:
+        """Apply the cluster as it is to be: the old manager, now last, goes with its step."""
         r = self.record
         tf = self.cluster.terraform()
-        source, destination = self._address(r.managers), r.nodes[0].address
-        present = tf.addresses()
-        if source in present and destination not in present:
-            tf.move(source, destination)
-        # `state mv` leaves the outputs as they were: a refresh-only apply recomputes them.
-        tf.apply(self._final_variables(), {}, refresh_only=True)
+        expected = {self._address(r.managers), f'null_resource.swarm_join["{r.nodes[0].name}"]'}
+        plan = tf.plan(self._final_variables(), {})
+        unexpected = [c.address for c in plan.removals() if c.address not in expected]
+        if unexpected:
+            raise SwarmError("refusing to apply: retiring the old manager would also remove "
+                             + ", ".join(unexpected))
+        self.cluster.apply_terraform(self._final_variables, {})
 
     def _settle(self) -> None:
         r = self.record
@@ -199,8 +216,9 @@ class Replacement:
         if unexpected:
             raise SwarmError("refusing to apply: Terraform would also remove "
                              + ", ".join(c.address for c in unexpected))
-        tf.apply(variables, secrets, replace=replace,
-                 parallelism=self.cluster.settings.parallelism)
+        self.cluster.apply_terraform(
+            lambda: self.cluster.variables(managers=count, workers=r.workers, slots=slots),
+            secrets, replace=replace)
 
     def _swarm(self) -> tuple[Swarm, str]:
         """The swarm through a manager that is not being replaced, and that manager."""
@@ -251,6 +269,10 @@ class Replacement:
         return address_of(self.cluster.target.resource_type, "manager", index)
 
 
+#: Where the old manager waits during the swap: beyond any count (managers are 8 at most).
+PARKED_INDEX = 99
+
+
 class StepFailed(SwarmforgeError):
     """A step of a replacement failed; the message says which and how to carry on."""
 
@@ -266,7 +288,10 @@ def _leave(ssh: SSH, host: str, attempts: int = 60) -> str | None:
     (every RECHECK seconds, 15 s in all).
     """
     for _ in range(attempts):
-        result = ssh.run(host, "docker swarm leave 2>&1 >/dev/null", timeout=60)
+        try:
+            result = ssh.run(host, "docker swarm leave 2>&1 >/dev/null", timeout=60)
+        except CommandTimeout:  # a hung node cannot leave either: its entry goes all the same
+            return "no answer within 60 s"
         if result.ok or "not part of a swarm" in result.stdout:
             return None
         if "manager" not in result.stdout:

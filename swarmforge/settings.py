@@ -8,12 +8,13 @@ defaults here. Every problem is reported, one line each, before anything runs.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from swarmforge.errors import ConfigError
 
@@ -28,6 +29,33 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = "_build"
 PACKER_DIR = REPO_ROOT / "packer"  # the Packer templates
 SCRIPTS_DIR = REPO_ROOT / "scripts"  # what runs on the nodes, baked in and uploaded
+TIMEOUTS = ("health_timeout", "terraform_timeout", "packer_timeout", "ssh_timeout")
+# AWS ids and names, as terraform/aws/variables.tf checks them too.
+AWS_IDS = {"vpc_id": "vpc", "subnet_ids": "subnet", "worker_subnet_ids": "subnet",
+           "private_route_table_id": "rtb"}
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+PORT_SPEC = re.compile(r"^(\d+)(?:/([A-Za-z0-9]+))?$")  # 80, 80/tcp, 53/udp
+# Ports the swarm uses between its own nodes, and SSH (allowed_ssh_cidrs): never published.
+RESERVED_PORTS = (22, 2377, 7946, 4789)
+# Tags terraform/aws sets itself (Cluster finds the nodes), and AWS's own prefix.
+RESERVED_TAGS = ("Name", "Cluster", "Role", "Index", "Slot")
+PORTS = "list of ports such as 80/tcp,443/tcp"
+TAGS = "list of tags such as team=infra,env=prod"
+Network = TypeVar("Network", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+@dataclass(frozen=True)
+class PublicPort:
+    """A port the swarm publishes to clients (the routing mesh answers on every node)."""
+
+    port: int
+    protocol: str = "tcp"
+    cidrs: tuple[str, ...] = ()  # empty: public_cidrs
+
+    def __str__(self) -> str:
+        return f"{self.port}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -47,10 +75,30 @@ class Settings:
     allowed_ssh_cidrs: tuple[str, ...] = ()
     key_name: str | None = None  # aws: the EC2 key pair the nodes get (ssh_key is its private half)
     worker_public_ip: bool = True  # aws: False keeps workers private, reached through a manager
+    # aws: what a real account sets (README, "Settings for a real account").
+    vpc_id: str | None = None  # None: the region's default VPC and its default subnets
+    subnet_ids: tuple[str, ...] = ()  # subnets of vpc_id (public: managers have public IPs)
+    worker_subnet_ids: tuple[str, ...] = ()  # empty: subnet_ids; private subnets for private workers
+    create_nat_gateway: bool = False  # one NAT gateway: private workers' way out
+    private_route_table_id: str | None = None  # with the NAT gateway: your table, not a new one
+    public_ports: tuple[PublicPort, ...] = ()  # published swarm services: "80/tcp,443/tcp"
+    public_cidrs: tuple[str, ...] = ()  # who reaches public_ports; empty: anyone (0.0.0.0/0)
+    iam_instance_profile: str | None = None  # None: the nodes get no AWS credentials
+    manager_instance_type: str | None = None  # None: instance_type
+    worker_instance_type: str | None = None  # None: instance_type
+    root_volume_size: int = 20  # GiB
+    root_volume_kms_key_id: str | None = None  # None: the account's default EBS key
+    tags: tuple[tuple[str, str], ...] = ()  # on everything terraform/aws makes: "team=infra,env=prod"
     parallelism: int = 10
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
     state_dir: str = str(REPO_ROOT / ".swarmforge")
     health_timeout: float = 180.0
+    # Deadlines, in seconds, of one external command each; past one, the command is stopped.
+    terraform_timeout: float = 3600.0  # one terraform init/plan/apply: 100 nodes on AWS take long
+    packer_timeout: float = 7200.0  # one packer build, copies of the AMI to other regions included
+    # One command over SSH; aws: also how long Terraform's provisioners wait for a new node's
+    # SSH to answer (terraform/aws's ssh_timeout, whose default it keeps: 5m).
+    ssh_timeout: float = 300.0
     state_bucket: str | None = None  # None: Terraform state stays in the cluster's dir
     state_region: str | None = None  # None: the cluster's region
     state_endpoint: str | None = None  # an S3-compatible endpoint (tests use moto's server)
@@ -114,9 +162,7 @@ def _coerce(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 def _as_type(name: str, value: Any) -> Any:
     kind = _type_word(name)
     if kind == "whole number":
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        return int(str(value).strip())
+        return _whole(value)
     if kind == "number":
         return float(value)
     if kind == "true/false":
@@ -128,16 +174,64 @@ def _as_type(name: str, value: Any) -> Any:
             return False
         raise ValueError(value)
     if kind == "list":
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(str(item).strip() for item in items if str(item).strip())
+        return tuple(str(item).strip() for item in _items(value))
+    if kind == PORTS:
+        return tuple(_as_port(item) for item in _items(value))
+    if kind == TAGS:
+        return _as_tags(value)
     return str(value)
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(str(value).strip())
+
+
+def _items(value: Any) -> list[Any]:
+    """A list's items: "a,b" from a flag or the environment, a list from YAML; no blanks."""
+    if isinstance(value, Mapping):
+        raise ValueError(value)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item for item in items if str(item).strip()]
+
+
+def _as_port(item: Any) -> PublicPort:
+    """``80``, ``"443/tcp"``, or in YAML ``{port: 53, protocol: udp, cidrs: [...]}``."""
+    if isinstance(item, Mapping):
+        if "port" not in item or set(item) - {"port", "protocol", "cidrs"}:
+            raise ValueError(item)
+        cidrs = tuple(str(cidr).strip() for cidr in _items(item.get("cidrs") or ()))
+        return PublicPort(_whole(item["port"]), str(item.get("protocol", "tcp")).strip().lower(),
+                          cidrs)
+    match = PORT_SPEC.match(str(item).strip()) if not isinstance(item, bool) else None
+    if not match:
+        raise ValueError(item)
+    return PublicPort(int(match[1]), (match[2] or "tcp").lower())
+
+
+def _as_tags(value: Any) -> tuple[tuple[str, str], ...]:
+    """A YAML mapping, or "key=value" items (``team=infra,env=prod``); the order kept."""
+    if isinstance(value, Mapping):
+        return tuple((str(key), "" if v is None else str(v)) for key, v in value.items())
+    pairs = []
+    for item in _items(value):
+        key, equals, tag_value = str(item).partition("=")
+        if not equals:
+            raise ValueError(item)
+        pairs.append((key.strip(), tag_value.strip()))
+    return tuple(pairs)
 
 
 def _type_word(name: str) -> str:
     return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
-            "health_timeout": "number", "allow_even_managers": "true/false",
+            "health_timeout": "number", "terraform_timeout": "number", "packer_timeout": "number",
+            "ssh_timeout": "number", "allow_even_managers": "true/false",
             "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list",
-            "docker_log_max_file": "whole number", "preload_images": "list"}.get(name, "text")
+            "docker_log_max_file": "whole number", "preload_images": "list",
+            "subnet_ids": "list", "worker_subnet_ids": "list", "create_nat_gateway": "true/false",
+            "public_ports": PORTS, "public_cidrs": "list", "root_volume_size": "whole number",
+            "tags": TAGS}.get(name, "text")
 
 
 def validate(s: Settings) -> list[str]:
@@ -160,14 +254,17 @@ def validate(s: Settings) -> list[str]:
     if s.state_bucket is not None and not STATE_BUCKET.match(s.state_bucket):
         problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
     problems += _cidr_problems(s.allowed_ssh_cidrs)
+    problems += _account_problems(s)
     if s.aws_endpoint is not None and not _is_http_url(s.aws_endpoint):
         problems.append(f"aws_endpoint: {s.aws_endpoint!r} is not an http(s) URL such as "
                         "http://127.0.0.1:5000")
     if not 1 <= s.parallelism <= 100:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")
     problems += _log_rotation_problems(s)
-    if s.health_timeout <= 0:
-        problems.append("health_timeout: must be more than 0 seconds")
+    for name in TIMEOUTS:
+        seconds = getattr(s, name)
+        if not (math.isfinite(seconds) and seconds > 0):  # nan compares false with anything
+            problems.append(f"{name}: {seconds} must be a number of seconds more than 0")
     return problems
 
 
@@ -195,7 +292,10 @@ def _log_rotation_problems(s: Settings) -> list[str]:
 
 
 def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
+    """SSH's networks: never the whole internet, neither as /0 nor in pieces (0.0.0.0/1 and
+    128.0.0.0/1, or 256 /8s); terraform/aws/variables.tf refuses the same."""
     problems = []
+    networks = []
     for cidr in cidrs:
         try:
             network = ipaddress.ip_network(cidr, strict=True)
@@ -205,6 +305,118 @@ def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
         if network.prefixlen == 0:
             problems.append(f"allowed_ssh_cidrs: {cidr} opens SSH to the whole internet; "
                             "name your own networks")
+        else:
+            networks.append(network)
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    for whole, pieces in ((_whole_internet(v4), v4), (_whole_internet(v6), v6)):
+        if whole:
+            shown = ", ".join(map(str, pieces[:4])) + (f" and {len(pieces) - 4} more"
+                                                       if len(pieces) > 4 else "")
+            problems.append(f"allowed_ssh_cidrs: together, {shown} open SSH to the whole "
+                            "internet; name your own networks")
+    return problems
+
+
+def _whole_internet(networks: Sequence[Network]) -> bool:
+    """Whether ``networks`` (one IP version) together cover every address of it."""
+    collapsed = list(ipaddress.collapse_addresses(networks))
+    return len(collapsed) == 1 and collapsed[0].prefixlen == 0
+
+
+def _ipv4_problems(name: str, cidrs: tuple[str, ...]) -> list[str]:
+    problems = []
+    for cidr in cidrs:
+        try:
+            ipaddress.IPv4Network(cidr, strict=True)
+        except ValueError:
+            problems.append(f"{name}: {cidr!r} is not an IPv4 network such as 198.51.100.0/24")
+    return problems
+
+
+def _account_problems(s: Settings) -> list[str]:
+    """The aws settings of a real account: network, published ports, machines, tags."""
+    return _network_problems(s) + _port_problems(s) + _machine_problems(s) + _tag_problems(s.tags)
+
+
+def _network_problems(s: Settings) -> list[str]:
+    problems = []
+    for name, prefix in AWS_IDS.items():
+        value = getattr(s, name)
+        for one in value if isinstance(value, tuple) else [value] if value is not None else []:
+            if not re.fullmatch(prefix + r"-[0-9a-f]{8}([0-9a-f]{9})?", one):
+                problems.append(f"{name}: {one!r} is not an id such as {prefix}-0123456789abcdef0")
+    if (s.vpc_id is None) != (not s.subnet_ids):
+        problems.append("vpc_id, subnet_ids: set both (your VPC and its subnets for the nodes), "
+                        "or neither for the region's default VPC")
+    if s.worker_subnet_ids and s.vpc_id is None:
+        problems.append("worker_subnet_ids: subnets of vpc_id: set vpc_id and subnet_ids too")
+    if s.create_nat_gateway:
+        if s.worker_public_ip:
+            problems.append("create_nat_gateway: only private workers need one: set "
+                            "worker_public_ip to false, or leave the NAT gateway out")
+        if not s.worker_subnet_ids:
+            problems.append("create_nat_gateway: name the private subnets the workers run in "
+                            "(worker_subnet_ids); the NAT gateway goes in the first of subnet_ids")
+        shared = sorted(set(s.worker_subnet_ids) & set(s.subnet_ids))
+        if shared:
+            problems.append(f"worker_subnet_ids: {', '.join(shared)} also in subnet_ids: private "
+                            "workers need subnets of their own, routed through the NAT gateway")
+    if s.private_route_table_id is not None and not s.create_nat_gateway:
+        problems.append("private_route_table_id: the NAT gateway's route goes there: set "
+                        "create_nat_gateway too")
+    return problems
+
+
+def _port_problems(s: Settings) -> list[str]:
+    problems = []
+    seen: set[str] = set()
+    for port in s.public_ports:
+        if not 1 <= port.port <= 65535:
+            problems.append(f"public_ports: {port.port} is not a port from 1 to 65535")
+        elif port.port in RESERVED_PORTS:
+            problems.append(f"public_ports: {port.port} is SSH's (allowed_ssh_cidrs) or the "
+                            "swarm's own (2377, 7946, 4789): never published")
+        if port.protocol not in ("tcp", "udp"):
+            problems.append(f"public_ports: {port}: the protocol must be tcp or udp")
+        if str(port) in seen:
+            problems.append(f"public_ports: {port} is listed twice")
+        seen.add(str(port))
+        problems += _ipv4_problems(f"public_ports ({port}) cidrs", port.cidrs)
+    return problems + _ipv4_problems("public_cidrs", s.public_cidrs)
+
+
+def _machine_problems(s: Settings) -> list[str]:
+    problems = []
+    for name in ("instance_type", "manager_instance_type", "worker_instance_type"):
+        value = getattr(s, name)
+        if value is not None and not INSTANCE_TYPE.match(value):
+            problems.append(f"{name}: {value!r} is not an EC2 instance type such as t3.small")
+    if s.iam_instance_profile is not None and not INSTANCE_PROFILE.match(s.iam_instance_profile):
+        problems.append(f"iam_instance_profile: {s.iam_instance_profile!r} is not an instance "
+                        "profile's name (up to 128 letters, digits and +=,.@_-; not its ARN)")
+    if not 8 <= s.root_volume_size <= 16384:
+        problems.append(f"root_volume_size: {s.root_volume_size} must be from 8 to 16384 (GiB)")
+    if s.root_volume_kms_key_id is not None and not KMS_KEY_ARN.match(s.root_volume_kms_key_id):
+        problems.append(f"root_volume_kms_key_id: {s.root_volume_kms_key_id!r} is not a KMS key "
+                        "ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>")
+    return problems
+
+
+def _tag_problems(tags: tuple[tuple[str, str], ...]) -> list[str]:
+    problems = []
+    keys = [key for key, _ in tags]
+    for key, value in tags:
+        if not 1 <= len(key) <= 128:
+            problems.append(f"tags: {key!r}: a key is 1 to 128 characters")
+        elif key in RESERVED_TAGS:
+            problems.append(f"tags: {key} is set by terraform/aws itself "
+                            f"({', '.join(RESERVED_TAGS)})")
+        elif key.lower().startswith("aws:"):
+            problems.append(f"tags: {key}: the aws: prefix is reserved for AWS")
+        if len(value) > 256:
+            problems.append(f"tags: {key}: a value is at most 256 characters")
+    problems += [f"tags: {key} is given twice" for key in sorted(set(keys)) if keys.count(key) > 1]
     return problems
 
 
@@ -229,4 +441,8 @@ def _plain(value: Any) -> Any:
     # as text and load_settings splits it.
     if isinstance(value, tuple):
         return list(value) or None
+    # Invoke makes any non-empty text True for a true/false default ("false" too):
+    # those default to None as well, and load_settings reads the text.
+    if isinstance(value, bool):
+        return None
     return value

@@ -15,8 +15,11 @@ from pathlib import Path
 from swarmforge import runtime
 from swarmforge.errors import CommandError, SSHConnectionError
 from swarmforge.process import Completed, run
+from swarmforge.settings import Settings
 
 SSH_UNREACHABLE = 255  # ssh's own exit status when it could not connect or authenticate
+TIMEOUT_SETTING = "swarmforge.ssh_timeout"
+DEFAULT_TIMEOUT = Settings.ssh_timeout
 # Below the runtime dir: "/ssh-" and 8 hex digits (the profile), then ControlPath's
 # "/%C" (40 hex digits) and, while ssh binds it, a temporary ".XXXXXXXXXXXXXXXX".
 CONTROL_NAME = "ssh-{}"
@@ -73,18 +76,30 @@ class SshProfile:
 
 
 class SSH:
-    """Runs shell commands on nodes; retries only when the connection itself failed."""
+    """Runs shell commands on nodes; retries only when the connection itself failed.
 
-    def __init__(self, profile: SshProfile, attempts: int = 5, first_backoff: float = 0.5) -> None:
+    Every command has a deadline: ``timeout`` (swarmforge.ssh_timeout) unless a call
+    names a shorter one of its own; past it, CommandTimeout (a CommandError)."""
+
+    def __init__(self, profile: SshProfile, attempts: int = 5, first_backoff: float = 0.5,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.profile = profile
         self.attempts = attempts
         self.first_backoff = first_backoff
+        self.timeout = timeout
 
-    def run(self, host: str, command: str, *, timeout: float = 120.0) -> Completed:
-        """Run ``command`` on ``host``; raises SSHConnectionError if it never got there."""
+    def run(self, host: str, command: str, *, timeout: float | None = None,
+            what: str | None = None) -> Completed:
+        """Run ``command`` on ``host``; raises SSHConnectionError if it never got there.
+
+        ``timeout``: a deadline of the call's own (then no setting is named), else the
+        profile's; ``what``: the command as a message names it."""
         backoff = self.first_backoff
+        setting = TIMEOUT_SETTING if timeout is None else ""
         for attempt in range(1, self.attempts + 1):
-            result = run(["ssh", "-F", str(self.profile.config), host, command], timeout=timeout)
+            result = run(["ssh", "-F", str(self.profile.config), host, command],
+                         timeout=self.timeout if timeout is None else timeout,
+                         what=f"{what} on {host}" if what else f"ssh to {host}", setting=setting)
             if result.returncode != SSH_UNREACHABLE:
                 return result
             if attempt < self.attempts:
@@ -98,9 +113,9 @@ class SSH:
         if self.profile.accept_new_host_keys and self.profile.known_hosts.exists():
             run(["ssh-keygen", "-R", host, "-f", str(self.profile.known_hosts)])
 
-    def check(self, host: str, command: str, what: str, *, timeout: float = 120.0) -> str:
+    def check(self, host: str, command: str, what: str, *, timeout: float | None = None) -> str:
         """Run ``command`` on ``host`` and return its stdout; raise if it failed."""
-        result = self.run(host, command, timeout=timeout)
+        result = self.run(host, command, timeout=timeout, what=what)
         if not result.ok:
             raise CommandError(f"{what} on {host}", result.returncode,
                                result.stdout + "\n" + result.stderr)

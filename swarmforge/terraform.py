@@ -14,6 +14,10 @@ wrong for the Terraform we run, so we use it only to build argv
 - ``output(name)`` cannot read the bare values printed since 0.12: we read
   ``output -json`` whole.
 - ``raise_on_error`` defaults to False: every non-zero exit here raises.
+
+Every command has a deadline (``timeout``: swarmforge.terraform_timeout); past it
+Terraform gets SIGINT and time to stop cleanly (swarmforge.process), and
+CommandTimeout says whether its state lock was released.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ from packaging.version import InvalidVersion, Version
 from python_terraform import IsFlagged
 from python_terraform import Terraform as _PythonTerraform
 
-from swarmforge.errors import CommandError, SwarmforgeError, ToolError
-from swarmforge.process import Completed, run, stream
+from swarmforge.errors import CommandError, CommandTimeout, SwarmforgeError, ToolError
+from swarmforge.process import DEFAULT_TIMEOUT, Completed, run, stream
 
 TOKEN_PREFIX = "SWMTKN-"
 BACKEND_CONFIG_FILE = "backend.tfbackend"  # in the workdir; bucket, key, region: no secret
 # What `terraform init` says when a provider cannot be had (offline, no mirror, no such version).
 PROVIDER_FAILURES = ("Failed to query available provider packages", "Failed to install provider")
 ProgressSink = Callable[[str], None]
+TIMEOUT_SETTING = "swarmforge.terraform_timeout"
 
 
 class TerraformError(CommandError):
@@ -97,19 +102,24 @@ class Terraform:
         env: Mapping[str, str] | None = None,
         progress: ProgressSink = lambda line: None,
         log_file: Path | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """``timeout``: seconds any one command may run (swarmforge.terraform_timeout);
+        None: the process module's fixed deadline."""
         self.binary = binary
         self.workdir = workdir
         self.base_env = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
                          **(env or {})}
         self.progress = progress
         self.log_file = log_file
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self._setting = "" if timeout is None else TIMEOUT_SETTING
         self._argv_builder = _PythonTerraform(working_dir=str(workdir), terraform_bin_path=binary)
 
     # -- version ------------------------------------------------------------
 
     def version(self) -> Version:
-        result = run([self.binary, "version", "-json"], env=self.base_env)
+        result = self._run([self.binary, "version", "-json"], "terraform version", in_workdir=False)
         try:
             return Version(json.loads(result.stdout)["terraform_version"])
         except (ValueError, KeyError, InvalidVersion) as exc:
@@ -172,14 +182,28 @@ class Terraform:
 
     def addresses(self) -> list[str]:
         """Every resource address in the state (``terraform state list``)."""
-        result = run([self.binary, "state", "list"], env=self.base_env, cwd=str(self.workdir))
+        result = self._run([self.binary, "state", "list"], "terraform state list")
         if not result.ok:
             raise TerraformError("terraform state list", result.returncode, result.stderr)
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
+    def node_names(self) -> dict[str, str]:
+        """{address: node name} of every node in the state (``terraform show -json``), from
+        what the configs name it by: an instance's Name tag, a sandbox host's triggers."""
+        result = self._run([self.binary, "show", "-json", "-no-color"], "terraform show")
+        if not result.ok:
+            raise TerraformError("terraform show", result.returncode, result.stderr)
+        module = (json.loads(result.stdout or "{}").get("values") or {}).get("root_module") or {}
+        names = {}
+        for resource in module.get("resources", []):
+            values = resource.get("values") or {}
+            name = (values.get("tags") or {}).get("Name") or (values.get("triggers") or {}).get("host")
+            if name:
+                names[resource["address"]] = str(name)
+        return names
+
     def outputs(self) -> dict[str, Any]:
-        result = run([self.binary, "output", "-json", "-no-color"], env=self.base_env,
-                     cwd=str(self.workdir))
+        result = self._run([self.binary, "output", "-json", "-no-color"], "terraform output")
         if not result.ok:
             raise TerraformError("terraform output", result.returncode, result.stderr)
         return {name: item.get("value") for name, item in json.loads(result.stdout or "{}").items()}
@@ -190,18 +214,42 @@ class Terraform:
         argv: list[str] = self._argv_builder.generate_cmd_string(command, *args, **options)
         return argv
 
+    def _run(self, argv: list[str], what: str, *, in_workdir: bool = True) -> Completed:
+        try:
+            return run(argv, env=self.base_env, cwd=str(self.workdir) if in_workdir else None,
+                       timeout=self.timeout, what=what, setting=self._setting)
+        except CommandTimeout as timeout:
+            raise (self._stopped(timeout) if in_workdir else timeout) from None
+
     def _stream(self, argv: list[str], secrets: Mapping[str, str], what: str, *,
                 json_lines: bool = True, quiet: bool = False) -> Completed:
         env = {**self.base_env, **_secret_env(secrets)}
         sink = self._json_progress if json_lines else self.progress
-        result = stream(argv, (lambda _line: None) if quiet else sink, env=env,
-                        cwd=str(self.workdir))
+        try:
+            result = stream(argv, (lambda _line: None) if quiet else sink, env=env,
+                            cwd=str(self.workdir), timeout=self.timeout, what=what,
+                            setting=self._setting)
+        except CommandTimeout as timeout:
+            self._keep_log(argv, Completed(tuple(argv), timeout.returncode, timeout.output, "",
+                                           timeout.seconds))
+            raise self._stopped(timeout) from None
         self._keep_log(argv, result)
         if not result.ok:
             detail = _diagnostics(result.stdout) if json_lines else result.stdout
             raise TerraformError(what, result.returncode, detail,
                                  hint=f"full log: {self.log_file}" if self.log_file else "")
         return result
+
+    def _stopped(self, timeout: CommandTimeout) -> CommandTimeout:
+        """``timeout``, saying what became of the state and its lock, and where the log is."""
+        if timeout.killed_after is None:  # it stopped on SIGINT: state written, lock released
+            timeout.detail = "Terraform stopped cleanly: its state is kept and its lock released."
+        else:
+            timeout.detail = ("Its state keeps what Terraform had written; if the next run says "
+                              f"the state is locked, run `{self.binary} force-unlock <ID>` in "
+                              f"{self.workdir} with the ID it shows.")
+        timeout.log = str(self.log_file or "")
+        return timeout
 
     def _json_progress(self, line: str) -> None:
         message = _progress_message(line)

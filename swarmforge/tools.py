@@ -23,15 +23,16 @@ PROVIDER_MIRROR = TOOLS_DIR / "providers"
 MIRRORED = ("registry.terraform.io/hashicorp/null",)
 
 
-def find_terraform(configured: str | None, needed: SpecifierSet, config: str) -> tuple[str, Version]:
+def find_terraform(configured: str | None, needed: SpecifierSet, config: str,
+                   timeout: float | None = None) -> tuple[str, Version]:
     """The Terraform binary to use and its version: the configured one, else PATH's if new
-    enough, else ours."""
+    enough, else ours. ``timeout``: swarmforge.terraform_timeout, for `terraform version`."""
     if configured:
-        return configured, Terraform(configured, Path(".")).require(needed, config)
+        return configured, Terraform(configured, Path("."), timeout=timeout).require(needed, config)
     candidates = [c for c in (shutil.which("terraform"), str(OFFLINE_TERRAFORM))
                   if c and Path(c).exists()]
     for candidate in candidates:
-        version = Terraform(candidate, Path(".")).version()
+        version = Terraform(candidate, Path("."), timeout=timeout).version()
         if needed.contains(version, prereleases=True):
             return candidate, version
     raise ToolError(f"no Terraform {needed} found (looked at: {', '.join(candidates) or 'none'}); "

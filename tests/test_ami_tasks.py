@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from swarmforge.errors import AmiError
+from swarmforge.errors import AmiError, ConfigError
 from swarmforge.settings import Settings, load_settings
 from swarmforge.targets.aws import client
-from swarmforge.targets.aws.ami_choice import FROM_FLAG, FROM_NEWEST, FROM_RECORD, choose_ami
-from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, record_path
+from swarmforge.targets.aws.ami_choice import FROM_FLAG, FROM_NEWEST, choose_ami, recorded_in
+from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, parameter_name, record_path
 from tests.conftest import invoke, unique_cluster
 from tests.test_amis import Baker, launch, snapshot_exists
 
@@ -43,7 +43,7 @@ def local_record(settings: Settings, amis: dict[str, str]) -> None:
                log="packer-build.log").save(record_path(settings))
 
 
-# --- choose_ami --------------------------------------------------------------------------
+# --- choose_ami: SSM is the one AMI of record --------------------------------------------
 
 
 def test_no_ami_anywhere_is_a_clear_error(settings: Settings) -> None:
@@ -51,18 +51,68 @@ def test_no_ami_anywhere_is_a_clear_error(settings: Settings) -> None:
         choose_ami(settings)
 
 
-def test_flag_beats_record_beats_newest_tag(settings: Settings, baker: Baker) -> None:
-    in_ssm, on_this_machine, newest = baker.bake(), baker.bake(), baker.bake()
+def test_flag_beats_ssm_beats_newest_tag(settings: Settings, baker: Baker) -> None:
+    in_ssm, newest = baker.bake(), baker.bake()
     assert choose_ami(settings) == (newest, FROM_NEWEST)
+    assert FROM_NEWEST == "newest AMI tagged for the cluster"
 
     ClusterAmis.of(settings).record_current(in_ssm)
-    assert choose_ami(settings) == (in_ssm, FROM_RECORD)
-
-    local_record(settings, {REGION: on_this_machine})
-    assert choose_ami(settings) == (on_this_machine, FROM_RECORD)
+    assert choose_ami(settings) == (in_ssm, f"SSM /swarmforge/{settings.cluster}/ami-id")
+    assert recorded_in(settings.cluster) == f"SSM {parameter_name(settings.cluster)}"
 
     given = "ami-0123456789abcdef0"
     assert choose_ami(dataclasses.replace(settings, ami_id=given)) == (given, FROM_FLAG)
+    assert FROM_FLAG == "--ami"
+
+
+def test_a_local_record_that_agrees_with_ssm_is_fine(settings: Settings, baker: Baker) -> None:
+    baked = baker.bake()
+    ClusterAmis.of(settings).record_current(baked)
+    local_record(settings, {REGION: baked, "us-east-1": "ami-0123456789abcdef0"})
+
+    assert choose_ami(settings) == (baked, recorded_in(settings.cluster))
+
+
+def test_a_stale_local_record_never_beats_ssm(settings: Settings, baker: Baker) -> None:
+    """Changed on purpose: the local ami.json used to win over SSM, so a laptop that baked
+    last month rolled the cluster back to that bake. Now it is refused, both ids shown."""
+    on_this_machine, rebuilt_by_ci = baker.bake(), baker.bake()
+    local_record(settings, {REGION: on_this_machine})
+    ClusterAmis.of(settings).record_current(rebuilt_by_ci)
+
+    with pytest.raises(ConfigError) as refused:
+        choose_ami(settings)
+
+    path, parameter = record_path(settings), parameter_name(settings.cluster)
+    assert str(refused.value) == (
+        f"{path} records {on_this_machine} for {REGION}, but the AMI of record, SSM {parameter} "
+        f"in {REGION}, is {rebuilt_by_ci} (written by a later bake or by hand): remove {path} "
+        f"to launch {rebuilt_by_ci}, or pass --ami {on_this_machine} to launch "
+        f"{on_this_machine} on purpose")
+    # Either way out works: the explicit override, or the local record gone.
+    flag = dataclasses.replace(settings, ami_id=on_this_machine)
+    assert choose_ami(flag) == (on_this_machine, FROM_FLAG)
+    path.unlink()
+    assert choose_ami(settings) == (rebuilt_by_ci, recorded_in(settings.cluster))
+
+
+def test_a_local_record_that_ssm_lacks_is_refused(settings: Settings, baker: Baker) -> None:
+    """Changed on purpose: a local record with nothing in SSM used to be launched; nobody
+    can tell now whether it is current, so it is refused rather than preferred to the
+    newest tagged AMI or used blindly."""
+    on_this_machine = baker.bake()
+    baker.bake()  # newer, tagged: would be FROM_NEWEST without the local record
+    local_record(settings, {REGION: on_this_machine})
+
+    with pytest.raises(ConfigError) as refused:
+        choose_ami(settings)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{record_path(settings)} records {on_this_machine} for {REGION}, "
+                              f"but SSM {parameter_name(settings.cluster)} in {REGION} holds no "
+                              "AMI of record: run `invoke bake --cluster")
+    assert f"pass --ami {on_this_machine}" in message
 
 
 def test_a_record_for_other_regions_only_is_passed_over(settings: Settings, baker: Baker) -> None:

@@ -10,6 +10,7 @@ variables we render, on terraform/aws/variables.tf alone (which needs no provide
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from swarmforge.cluster import NodeRef
 from swarmforge.settings import load_settings
 from swarmforge.targets.aws import client
 from swarmforge.targets.aws.state_bucket import ensure_state_bucket
-from swarmforge.targets.aws.target import AwsTarget
+from swarmforge.targets.aws.target import AwsTarget, account_variables
 from swarmforge.terraform import Terraform, TerraformError
 from swarmforge.tools import PROVIDER_MIRROR, cli_config, find_terraform
 from tests.conftest import invoke, unique_cluster
@@ -215,9 +216,20 @@ def test_apply_inits_the_s3_backend_on_moto_then_says_the_provider_is_missing(
     AwsTarget(load_settings(config, {})).teardown()  # the SSH control dir it left
 
     assert result.returncode == 1
-    assert one_line_error(result) == (
-        "swarmforge: terraform init cannot install provider hashicorp/aws: could not connect to "
-        f"registry.terraform.io; full log: {cluster_dir / 'terraform.log'}")
+    # Before Terraform needs the provider, the plan was said as an operator reads it.
+    plan = result.stderr.split("==> preparing cluster", 1)[0]
+    assert f"apply of cluster '{config['cluster']}' on the aws target:" in plan
+    assert "managers: 3 (3 to create)" in plan and "workers:  2 (2 to create)" in plan
+    assert f"phase 1:  every node is created; {config['cluster']}-manager-0 runs `docker swarm init`" \
+        in plan
+    assert f"image:    {AMI} (from --ami)" in plan
+    assert f"state:    s3://{bucket}/swarmforge/{config['cluster']}/terraform.tfstate ({REGION})" \
+        in plan
+    # terraform/aws needs hashicorp/aws and hashicorp/null; init names whichever failed first.
+    assert re.fullmatch(
+        r"swarmforge: terraform init cannot install provider hashicorp/(aws|null): could not "
+        r"connect to registry\.terraform\.io; full log: " + re.escape(str(cluster_dir / "terraform.log")),
+        one_line_error(result))
     # terraform/aws keeps its partial `backend "s3" {}`, filled by -backend-config.
     assert not (workdir / "backend.tf").exists()
     assert 'backend "s3" {}' in (workdir / "versions.tf").read_text()
@@ -259,14 +271,17 @@ def test_backend_settings_carry_the_state_to_the_clusters_key(
 # --- how we reach the nodes ---------------------------------------------------------------
 
 
-def test_prepare_writes_an_ssh_config_that_accepts_new_host_keys(target: AwsTarget, key: Path) -> None:
+def test_prepare_writes_an_ssh_config_that_checks_host_keys_strictly(target: AwsTarget,
+                                                                       key: Path) -> None:
+    """No trust on first use: known_hosts holds only keys pinned from each instance's
+    console (tests/test_host_keys.py), and ssh refuses any other."""
     profile = target.prepare()
 
-    assert profile.accept_new_host_keys
+    assert not profile.accept_new_host_keys
     assert (profile.user, profile.identity) == ("ubuntu", key.resolve())
     assert profile.known_hosts == target.settings.cluster_dir / "ssh" / "known_hosts"
     shown = ssh_effective(profile.config, "203.0.113.20")
-    assert shown["stricthostkeychecking"] == "accept-new"
+    assert shown["stricthostkeychecking"] == "true"  # ssh -G's word for "yes"
     assert shown["userknownhostsfile"] == str(profile.known_hosts)
     assert shown["identityfile"] == str(key.resolve())
     assert shown["user"] == "ubuntu"
@@ -330,9 +345,101 @@ def test_terraform_accepts_the_variables(config: dict[str, Any], key: Path, tmp_
         "swarm_instance_type": "t3.small", "key_name": config["key_name"],
         "allowed_ssh_cidrs": '["203.0.113.7/32", "198.51.100.0/24"]', "ssh_user": "ubuntu",
         "ssh_private_key_path": str(key.resolve()), "worker_public_ip": "true",
+        # The account's settings at their defaults; those that default to null are left out.
+        "swarm_manager_instance_type": "t3.small", "swarm_worker_instance_type": "t3.small",
+        "subnet_ids": "[]", "worker_subnet_ids": "[]", "create_nat_gateway": "false",
+        "public_ports": "[]", "root_volume_size": "20", "tags": "{}",
+        "ssh_timeout": "300s",
     }
     assert target.ami_source == "--ami"
     assert variables_only(tmp_path).plan({**variables, **SWARM_VARIABLES}, {}).empty
+
+
+# The README's "Settings for a real account" example, as invoke.yaml gives it.
+REAL_ACCOUNT: dict[str, Any] = {
+    "vpc_id": "vpc-0a1b2c3d4e5f60718",
+    "subnet_ids": ["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712"],
+    "worker_subnet_ids": ["subnet-0a1b2c3d4e5f60721", "subnet-0a1b2c3d4e5f60722"],
+    "worker_public_ip": False,
+    "create_nat_gateway": True,
+    "public_ports": ["80/tcp", "443/tcp", {"port": 8443, "cidrs": ["198.51.100.0/24"]}],
+    "public_cidrs": ["0.0.0.0/0"],
+    "iam_instance_profile": "swarm-nodes",
+    "instance_type": "t3.small",
+    "worker_instance_type": "m6i.large",
+    "root_volume_size": 50,
+    "root_volume_kms_key_id": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "tags": {"team": "platform", "cost-center": "4711"},
+}
+
+
+def test_a_real_accounts_settings_reach_terraform(config: dict[str, Any], tmp_path: Path) -> None:
+    target = AwsTarget(load_settings({**config, **REAL_ACCOUNT}, {}))
+    target.prepare()
+    try:
+        variables = target.variables()
+    finally:
+        target.teardown()
+
+    expected = {
+        "vpc_id": "vpc-0a1b2c3d4e5f60718",
+        "subnet_ids": '["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712"]',
+        "worker_subnet_ids": '["subnet-0a1b2c3d4e5f60721", "subnet-0a1b2c3d4e5f60722"]',
+        "worker_public_ip": "false", "create_nat_gateway": "true",
+        "public_ports": json.dumps([
+            {"port": 80, "protocol": "tcp", "cidr_blocks": ["0.0.0.0/0"]},
+            {"port": 443, "protocol": "tcp", "cidr_blocks": ["0.0.0.0/0"]},
+            {"port": 8443, "protocol": "tcp", "cidr_blocks": ["198.51.100.0/24"]}]),
+        "iam_instance_profile": "swarm-nodes",
+        "swarm_instance_type": "t3.small", "swarm_manager_instance_type": "t3.small",
+        "swarm_worker_instance_type": "m6i.large",
+        "root_volume_size": "50",
+        "root_volume_kms_key_id": REAL_ACCOUNT["root_volume_kms_key_id"],
+        "tags": '{"team": "platform", "cost-center": "4711"}',
+    }
+    assert {name: variables.get(name) for name in expected} == expected
+    assert "private_route_table_id" not in variables  # null in Terraform: a route table is made
+    # Terraform takes them, validations and all (phase 1: no workers yet, so no bastion).
+    phase_one = {**variables, **SWARM_VARIABLES, "swarm_managers": "1", "swarm_workers": "0"}
+    assert variables_only(tmp_path).plan(phase_one, {}).empty
+
+
+def test_the_real_account_settings_come_from_the_environment_too(
+        config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text forms of INVOKE_SWARMFORGE_*: lists and tags comma-separated, true/false."""
+    from invoke import Config
+
+    from swarmforge.settings import config_defaults
+
+    environment = {
+        "VPC_ID": "vpc-0a1b2c3d4e5f60718",
+        "SUBNET_IDS": "subnet-0a1b2c3d4e5f60711,subnet-0a1b2c3d4e5f60712",
+        "WORKER_SUBNET_IDS": "subnet-0a1b2c3d4e5f60721",
+        "WORKER_PUBLIC_IP": "false", "CREATE_NAT_GATEWAY": "true",
+        "PRIVATE_ROUTE_TABLE_ID": "rtb-0a1b2c3d4e5f60719",
+        "PUBLIC_PORTS": "80/tcp,443,53/udp", "PUBLIC_CIDRS": "198.51.100.0/24,203.0.113.0/24",
+        "MANAGER_INSTANCE_TYPE": "c6i.large", "ROOT_VOLUME_SIZE": "40",
+        "TAGS": "team=platform,env=prod",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(f"INVOKE_SWARMFORGE_{name}", value)
+    invoke_config = Config(defaults={"swarmforge": config_defaults()})
+    invoke_config.load_shell_env()
+
+    variables = account_variables(load_settings({**invoke_config["swarmforge"], **config}, {}))
+
+    cidrs = ["198.51.100.0/24", "203.0.113.0/24"]
+    assert json.loads(variables["public_ports"]) == [
+        {"port": 80, "protocol": "tcp", "cidr_blocks": cidrs},
+        {"port": 443, "protocol": "tcp", "cidr_blocks": cidrs},
+        {"port": 53, "protocol": "udp", "cidr_blocks": cidrs}]
+    assert (variables["create_nat_gateway"], variables["private_route_table_id"]) == (
+        "true", "rtb-0a1b2c3d4e5f60719")
+    assert (variables["swarm_manager_instance_type"], variables["swarm_worker_instance_type"]) == (
+        "c6i.large", "t3.small")
+    assert variables["root_volume_size"] == "40"
+    assert json.loads(variables["tags"]) == {"team": "platform", "env": "prod"}
+    assert json.loads(variables["worker_subnet_ids"]) == ["subnet-0a1b2c3d4e5f60721"]
 
 
 def test_private_workers_need_a_manager_to_exist_first(config: dict[str, Any], ec2: Any,

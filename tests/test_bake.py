@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from swarmforge.settings import load_settings
 from swarmforge.targets.aws import client
-from swarmforge.targets.aws.ami_choice import FROM_RECORD, choose_ami
+from swarmforge.targets.aws.ami_choice import choose_ami, recorded_in
 from swarmforge.targets.aws.amis import CLUSTER_TAG, COMMIT_TAG, DOCKER_TAG, ClusterAmis, parameter_name
 from tests.conftest import REPO, invoke, unique_cluster
 
@@ -198,7 +198,8 @@ def test_apply_finds_the_recorded_bake(bake: Bake, endpoint: str) -> None:
     settings = load_settings({}, {"cluster": bake.cluster, "region": EAST,
                                   "state_dir": str(bake.state_dir), "aws_endpoint": endpoint})
 
-    assert choose_ami(settings) == (baked, FROM_RECORD)
+    # SSM and this machine's ami.json, both written by the bake, agree.
+    assert choose_ami(settings) == (baked, recorded_in(bake.cluster))
     newest = ClusterAmis.of(settings).newest()
     assert newest is not None and newest.id == newer  # the record beat a newer tagged AMI
 

@@ -107,6 +107,31 @@ TERRAFORM_ACTIONS: dict[str, tuple[str, ...]] = {
         "ec2:ModifySecurityGroupRules", "ec2:RevokeSecurityGroupEgress", "ec2:CreateTags",
         "ec2:DeleteTags",
     ),
+    # Private workers' NAT gateway (create_nat_gateway). An EIP's state keeps the NAT
+    # gateway's association, so destroying it disassociates first; its read asks for the
+    # reverse DNS record (DescribeAddressesAttribute).
+    "resource aws_eip": (
+        "ec2:AllocateAddress", "ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute",
+        "ec2:DisassociateAddress", "ec2:ReleaseAddress", "ec2:CreateTags", "ec2:DeleteTags",
+    ),
+    "resource aws_nat_gateway": (
+        "ec2:CreateNatGateway", "ec2:DescribeNatGateways", "ec2:DeleteNatGateway",
+        "ec2:CreateTags", "ec2:DeleteTags",
+    ),
+    # reading routes looks up the network interfaces they lead to
+    "resource aws_route_table": (
+        "ec2:CreateRouteTable", "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteRouteTable", "ec2:CreateTags", "ec2:DeleteTags",
+    ),
+    "resource aws_route": (
+        "ec2:CreateRoute", "ec2:DescribeRouteTables", "ec2:ReplaceRoute", "ec2:DeleteRoute",
+    ),
+    "resource aws_route_table_association": (
+        "ec2:AssociateRouteTable", "ec2:DescribeRouteTables",
+        "ec2:ReplaceRouteTableAssociation", "ec2:DisassociateRouteTable",
+    ),
+    # hashicorp/null (the swarm step, join.tf) calls no AWS API
+    "resource null_resource": (),
     # the VPC's DNS attributes and its main route table are read too
     "data aws_vpc": ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeRouteTables"),
     "data aws_subnets": ("ec2:DescribeSubnets",),
@@ -126,6 +151,7 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "ec2:DescribeRegions": frozenset({"apply", "rebuild"}),
     "ec2:DescribeKeyPairs": frozenset({"apply", "rebuild"}),
     "ec2:DescribeInstances": frozenset({"apply", "rebuild"}),  # bastion, node images, AMIs in use
+    "ec2:GetConsoleOutput": frozenset({"apply", "rebuild"}),  # host keys, pinned before joins
     "ec2:DescribeImages": frozenset({"bake", "apply", "rebuild"}),
     "ec2:CreateTags": frozenset({"rebuild"}),  # stamps the inputs digest on a new AMI
     "ec2:DeregisterImage": frozenset({"rebuild"}),  # pruning (also `invoke prune-amis`)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from swarmforge.packer.machine_readable import parse_line, without_target
 from swarmforge.targets.local.sample_image import sample_image
 from tests.conftest import REPO, invoke, unique_cluster
 from tests.sandbox_swarm import SANDBOX
+from tests.test_clean_image import STEPS as CLEAN_STEPS
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
 
@@ -121,6 +123,43 @@ def test_a_bake_records_an_image_with_its_provenance(baker: Baker) -> None:
     listed = invoke("amis", "--target", "local", "--cluster", baker.cluster, state_dir=baker.state)
     assert listed.returncode == 0, listed.stderr
     assert re.search(rf"^{image_id} .* no +yes$", listed.stdout, re.MULTILINE), listed.stdout
+
+
+def provisioner_lines(log: Path) -> list[str]:
+    """What the build's scripts printed, in order, from Packer's machine-readable log."""
+    messages = (parse_line(line) for line in log.read_text().splitlines())
+    return [without_target(message.data[1].strip()) for message in messages
+            if message and message.type == "ui" and message.data[:1] == ("message",)]
+
+
+def test_the_build_ends_by_cleaning_the_builder(baker: Baker) -> None:
+    """The AMI's last step, scripts/clean-image.sh, ran last here too, on the builder's own
+    files (its dir is its root), and the capture found them clean: it refuses a builder
+    that is not (Builder.require_clean), so the first bake succeeding says so.
+
+    What the local image itself can show is less: it holds only daemon.json and
+    images.tar, so swarm state, engine and host keys could never reach a node through
+    it; and the builder has no machine id, cloud-init, apt or shell history to clean."""
+    b0 = SANDBOX / baker.cluster / "b0"
+    lines = provisioner_lines(Path(baker.record()["log"]))
+
+    steps = [line for line in lines if line.startswith("==> ")]
+    assert steps[-len(CLEAN_STEPS):] == CLEAN_STEPS  # last
+    assert steps.index(CLEAN_STEPS[0]) > steps.index("==> Loading the images every node holds")
+    cleaned = lines[lines.index(CLEAN_STEPS[0]):]
+    assert re.fullmatch(r"    stopped dockerd \(pid \d+\)", cleaned[1])  # the builder's, first
+    for done in (f"removed {b0}/data/swarm", f"removed {b0}/key.json",
+                 f"removed {b0}/ssh_host_ed25519_key", f"removed {b0}/ssh_host_ed25519_key.pub",
+                 f"removed {b0}/ssh_host_ed25519_key-cert.pub", f"emptied {b0}/provision: 1 removed"):
+        assert f"    {done}" in cleaned, done
+    touched = [line.split()[1].rstrip(":") for line in cleaned
+               if line.split()[:1] in (["removed"], ["emptied"], ["linked"])]
+    assert touched and all(path.startswith(f"{b0}/") for path in touched), touched
+    assert not any("left alone" in line for line in cleaned)
+    image = baker.state / "_images" / baker.record()["image"]
+    # Of the builder, only its daemon settings and saved images (beside the store's own files).
+    assert sorted(p.name for p in image.iterdir()) == ["clusters", "daemon.json", "image.json",
+                                                       "images.tar"]
 
 
 def test_the_same_content_bakes_to_the_same_image(baker: Baker) -> None:

@@ -104,6 +104,10 @@ class TestOneClusterLife:
                             "--managers", "3", "--workers", "2", state_dir=state_root,
                             env={"INVOKE_SWARMFORGE_TERRAFORM_BIN": str(terraform)})
         assert result.returncode == 0, result.stderr
+        assert f"apply of cluster '{cluster}' on the local target:" in result.stderr
+        assert "managers: 3 (3 to create)" in result.stderr
+        assert "image:    the sandbox's stock images (no local bake recorded yet)" in result.stderr
+        assert f"state:    {state_root / cluster / 'terraform' / 'terraform.tfstate'}" in result.stderr
         # One host round: phase 1 makes every node, the first manager inits; no -target.
         assert "phase 1: 3 manager(s) and 2 worker(s); the first manager runs docker swarm init" \
             in result.stderr
@@ -126,7 +130,9 @@ class TestOneClusterLife:
         result = invoke("apply", "--cluster", cluster, "--managers", "3", "--workers", "2",
                         state_dir=state_root)
         assert result.returncode == 0, result.stderr
-        assert "phase 1" not in result.stderr
+        assert "phase 1:  none: the swarm exists" in result.stderr  # the plan says so
+        assert "==> phase 1" not in result.stderr
+        assert "managers: 3 (3 exist)" in result.stderr
         assert "nothing to change" in result.stderr
         assert f"cluster '{cluster}' unchanged" in result.stdout
         assert {n["id"] for n in status(cluster, state_root)["nodes"]} == before
@@ -136,7 +142,8 @@ class TestOneClusterLife:
         result = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "3",
                         state_dir=state_root)
         assert result.returncode == 0, result.stderr
-        assert "phase 1" not in result.stderr
+        assert "==> phase 1" not in result.stderr
+        assert "managers: 5 (3 exist, 2 to create)" in result.stderr
         data = status(cluster, state_root)
         assert data["healthy"] is True
         assert sum(n["role"] == "manager" for n in data["nodes"]) == 5
@@ -206,6 +213,32 @@ class TestOneClusterLife:
         data = status(cluster, state_root)
         assert data["healthy"] and sum(n["role"] == "worker" for n in data["nodes"]) == 4
 
+    def test_a_host_whose_key_changed_after_creation_gets_no_token(self, cluster: str,
+                                                                   state_root: Path) -> None:
+        """Issue 15.4 on the sandbox: the host CA pins every host, so a host that comes up
+        and then presents another key is refused before anything is sent to it."""
+        host = SANDBOX / cluster / "w4"
+        started = time.time()
+        with HostKeySwapper(host) as swapper:
+            refused = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "5",
+                             state_dir=state_root)
+        assert swapper.swapped, "the test never got to swap worker 4's host key"
+        assert refused.returncode == 1
+        assert f'swarm_join["{cluster}-worker-4"]' in refused.stderr
+        assert "Traceback" not in refused.stderr
+        # Nothing reached it: not the node script, not a join request, no token anywhere.
+        assert sorted(p.name for p in (host / "provision").iterdir()) == []
+        assert files_holding([host], ["SWMTKN-"], newer_than=started, skip=DOCKER_OWN) == []
+        assert sum(n["role"] == "worker" for n in status(cluster, state_root)["nodes"]) == 4
+
+        # It never joined and cannot be verified: the next apply makes it anew.
+        fixed = invoke("apply", "--cluster", cluster, "--managers", "5", "--workers", "5",
+                       state_dir=state_root)
+        assert fixed.returncode == 0, fixed.stderr
+        assert f"{cluster}-worker-4 never joined and does not answer over SSH" in fixed.stderr
+        data = status(cluster, state_root)
+        assert data["healthy"] and sum(n["role"] == "worker" for n in data["nodes"]) == 5
+
     def test_destroy_asks_first_then_leaves_nothing(self, cluster: str, old_terraform_cluster: str,
                                                     state_root: Path) -> None:
         unasked = invoke("destroy", "--cluster", cluster, state_dir=state_root, stdin="")
@@ -245,6 +278,29 @@ def kill_every_process_of(cluster: str) -> None:
                                   text=True).stdout.split()
             for pid in pids:
                 os.kill(int(pid), signal.SIGKILL)
+
+
+class HostKeySwapper(Poller):
+    """Gives a host a key its CA never signed the moment its sshd is up (and restarts it)."""
+
+    def __init__(self, host: Path) -> None:
+        super().__init__(interval=0.005)
+        self.host = host
+        self.swapped = False
+
+    def poll(self) -> bool:
+        try:
+            pid = int((self.host / "sshd.pid").read_text())
+        except (OSError, ValueError):
+            return False
+        key = self.host / "ssh_host_ed25519_key"
+        key.unlink()
+        Path(f"{key}.pub").unlink(missing_ok=True)
+        Path(f"{key}-cert.pub").unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        os.kill(pid, signal.SIGHUP)  # sshd re-executes itself and loads the new key
+        self.swapped = True
+        return True
 
 
 class SshdKiller(Poller):

@@ -141,7 +141,7 @@ def test_a_replacement_killed_after_the_drain_resumes(swarm: Cluster) -> None:
                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (journal.exists() and "drain" in json.loads(journal.read_text())["done"]):
+        while not (journal.exists() and "drain" in json.loads(journal.read_text())["replacement"]["done"]):
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.1)
         # The cluster is taken: no other operation may start meanwhile.

@@ -34,7 +34,8 @@ def test_a_local_cluster_keeps_its_state_in_the_bucket(endpoint: str, state_root
         key = f"swarmforge/{cluster}/terraform.tfstate"
         state = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         addresses = {f"{r['type']}.{r['name']}" for r in json.loads(state)["resources"]}
-        assert addresses == {"null_resource.swarm_manager", "null_resource.swarm_worker"}
+        assert addresses == {"null_resource.swarm_manager", "null_resource.swarm_worker",
+                             "null_resource.swarm_join"}
         assert not TOKEN.search(state) and b"SWMTKN" not in state
         # No local state beside the config (.terraform/ keeps only the backend's settings).
         assert not (state_root / cluster / "terraform" / "terraform.tfstate").exists()

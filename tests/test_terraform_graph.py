@@ -105,3 +105,71 @@ def _reaches_from(body: dict[str, Any]) -> set[str]:
 
 def _references(value: Any) -> set[str]:
     return set(REFERENCE.findall(str(value)))
+
+
+# --- what a change of allowed_ssh_cidrs touches --------------------------------------------
+
+#: Anything a value can come from: variables, locals, resources and data sources.
+INPUT = re.compile(r"\b((?:data\.)?aws_[a-z0-9_]+\.[a-z0-9_]+|null_resource\.[a-z0-9_]+"
+                   r"|local\.[a-z0-9_]+|var\.[a-z0-9_]+)")
+
+
+@pytest.mark.parametrize("node", ["aws_instance.swarm_manager", "aws_instance.swarm_worker"])
+def test_the_ssh_networks_never_reach_an_instance(node: str) -> None:
+    """A new allowed_ssh_cidrs adds and removes rules, and never updates or replaces a node:
+    no instance takes anything from it, directly or through a local, a data source or
+    another resource (the security group it is in holds no rule inline)."""
+    inputs = _inputs_from(_resources()[node])
+
+    assert "aws_security_group.swarm" in inputs  # not vacuous: the walk goes through the group
+    assert "var.allowed_ssh_cidrs" not in inputs, f"{node} depends on allowed_ssh_cidrs"
+
+
+def test_the_ssh_rules_are_one_resource_per_network() -> None:
+    """for_each by CIDR: adding a network creates its rule, removing one deletes its rule,
+    and the other rules stay as they are (a list by index would shift them all)."""
+    rule = _resources()["aws_vpc_security_group_ingress_rule.ssh"]
+
+    assert rule["for_each"] == "${toset(var.allowed_ssh_cidrs)}"
+    assert rule["cidr_ipv4"] == "${each.value}"
+    group = _resources()["aws_security_group.swarm"]
+    assert not {"ingress", "egress"} & set(group), "inline rules would make the group change"
+
+
+def test_the_input_walk_sees_an_indirect_use() -> None:
+    """The same walk finds allowed_ssh_cidrs behind a resource the instance would reference."""
+    body = {**_resources()["aws_instance.swarm_worker"],
+            "user_data": "${jsonencode(aws_vpc_security_group_ingress_rule.ssh)}"}
+
+    assert "var.allowed_ssh_cidrs" in _inputs_from(body)
+
+
+def _inputs_from(body: dict[str, Any]) -> set[str]:
+    """Every variable, local, resource and data source that ``body``'s values come from."""
+    seen: set[str] = set()
+    todo = set(INPUT.findall(str(body)))
+    while todo:
+        ref = todo.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        todo |= set(INPUT.findall(str(_definition(ref))))
+    return seen
+
+
+def _definition(ref: str) -> Any:
+    if ref.startswith("local."):
+        return _locals().get(ref.removeprefix("local."), "")
+    if ref.startswith("data."):
+        return _data_sources().get(ref.removeprefix("data."), "")
+    return _resources().get(ref, "")  # a variable has no inputs of its own
+
+
+@cache
+def _data_sources() -> dict[str, dict[str, Any]]:
+    found = {}
+    for block in _blocks().get("data", []):
+        for kind, named in block.items():
+            for name, body in named.items():
+                found[f"{kind.strip(chr(34))}.{name.strip(chr(34))}"] = body
+    return found

@@ -39,6 +39,22 @@ VALID_AWS_VARS = [
     "key_name=swarm",
     'allowed_ssh_cidrs=["203.0.113.7/32"]',
 ]
+# Everything a real account sets, with private workers behind a NAT gateway.
+REAL_ACCOUNT = [
+    "vpc_id=vpc-0123456789abcdef0",
+    'subnet_ids=["subnet-0123456789abcdef0","subnet-0123456789abcdef1"]',
+    'worker_subnet_ids=["subnet-0123456789abcdef2","subnet-0123456789abcdef3"]',
+    "worker_public_ip=false",
+    "ssh_bastion_host=203.0.113.10",
+    "create_nat_gateway=true",
+    'public_ports=[{port=443,protocol="tcp",cidr_blocks=["0.0.0.0/0"]},{port=53,protocol="udp"}]',
+    "swarm_manager_instance_type=t3.small",
+    "swarm_worker_instance_type=m6i.large",
+    "iam_instance_profile=swarm-nodes",
+    "root_volume_size=50",
+    "root_volume_kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    'tags={team="infra",cost-center="1234"}',
+]
 
 
 @pytest.mark.parametrize(
@@ -53,14 +69,37 @@ VALID_AWS_VARS = [
         ("vpc_id=vpc-0123456789abcdef0", "Set vpc_id and subnet_ids together"),
         ("worker_public_ip=false", "need ssh_bastion_host"),
         ('public_ports=[{port=4789, protocol="udp"}]', "internal ports"),
+        # SSH open to the whole internet in pieces, not only as /0; overlapping
+        # blocks that leave a gap are fine (the check is exact, not a size bound).
+        ('allowed_ssh_cidrs=["0.0.0.0/1","128.0.0.0/1"]', "together cover the whole internet"),
+        ('allowed_ssh_cidrs=["0.0.0.0/2","64.0.0.0/2","128.0.0.0/2","192.0.0.0/2"]',
+         "together cover the whole internet"),
+        ('allowed_ssh_cidrs=["0.0.0.0/1","0.0.0.1/1","128.0.0.0/1"]',
+         "together cover the whole internet"),  # the same block spelt twice counts once
+        ('allowed_ssh_cidrs=["0.0.0.0/1","0.0.0.0/2","64.0.0.0/2","128.0.0.0/2"]', None),
+        # A real account's settings (README, "Settings for a real account").
+        (REAL_ACCOUNT, None),
+        ([*REAL_ACCOUNT, "private_route_table_id=rtb-0123456789abcdef0"], None),
+        ("swarm_worker_instance_type=T3.Large", "must be null or an EC2 instance type"),
+        ("worker_subnet_ids=[\"subnet-0123456789abcdef2\"]", "set vpc_id and subnet_ids too"),
+        ("create_nat_gateway=true", "serves private workers only"),
+        ([*REAL_ACCOUNT, 'worker_subnet_ids=["subnet-0123456789abcdef0"]'],
+         "must be subnets of their own"),
+        ("private_route_table_id=rtb-0123456789abcdef0", "set create_nat_gateway = true too"),
+        ("iam_instance_profile=arn:aws:iam::123456789012:instance-profile/swarm", "not its ARN"),
+        ("root_volume_kms_key_id=alias/aws/ebs", "must be null or a KMS key ARN"),
+        ("root_volume_size=4", "whole number of GiB from 8 to 16384"),
+        ('tags={Cluster="other"}', "must not set Name, Cluster, Role, Index or Slot"),
+        ('tags={"aws:owner"="me"}', "not start with aws:"),
     ],
 )
 def test_aws_variables_refuse_unsafe_values(
-    tmp_path: Path, override: str | None, complaint: str | None
+    tmp_path: Path, override: str | list[str] | None, complaint: str | None
 ) -> None:
     terraform, _ = find_terraform(None, SpecifierSet(">=1.0"), "terraform/")
     shutil.copy(REPO / "terraform/aws/variables.tf", tmp_path)
-    arguments = [f"-var={value}" for value in [*VALID_AWS_VARS, *filter(None, [override])]]
+    overrides = [override] if isinstance(override, str) else list(override or [])
+    arguments = [f"-var={value}" for value in [*VALID_AWS_VARS, *overrides]]
 
     plan = subprocess.run(
         [terraform, "plan", "-input=false", "-no-color", *arguments],

@@ -20,6 +20,25 @@ build {
     script = "${var.scripts_dir}/provision-sandbox-node.sh"
   }
 
+  # Last, as on the AMI: scripts/clean-image.sh on the builder's own files. Its
+  # root is the builder's dir, never / (a sandbox host shares this machine's file
+  # system), and the paths a machine keeps under /etc and /var map onto the
+  # builder's (swarmforge/targets/local/host.py): its dockerd (stopped first),
+  # data root and engine key, its SSH host key, its home, its provision dir.
+  provisioner "shell" {
+    remote_folder = "${var.builder_dir}/provision"
+    environment_vars = [
+      "ROOT=${var.builder_dir}",
+      "DOCKER_DATA_ROOT=${var.builder_dir}/data",
+      "DOCKER_KEY_FILE=${var.builder_dir}/key.json",
+      "DOCKER_PIDFILE=${var.builder_dir}/docker.pid",
+      "SSH_HOST_KEY_DIR=${var.builder_dir}",
+      "HOME_DIRS=${var.builder_dir}/home",
+      "TMP_DIRS=${var.builder_dir}/provision",
+    ]
+    script = "${var.scripts_dir}/clean-image.sh"
+  }
+
   # A second, structured record of the run; swarmforge cross-checks it against
   # the machine-readable output and keeps its run id as the image's provenance.
   post-processor "manifest" {

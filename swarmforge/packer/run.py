@@ -4,6 +4,10 @@ Old Packer (Debian ships 1.6.6) cannot read the ``packer {}`` block of
 ``plugins.pkr.hcl``, nor the amazon plugin's own settings (IMDSv2, the
 temporary security group's source), so this module knows how to show it only
 what it understands (see ``validate``).
+
+Every packer command has a deadline: ``timeout`` (swarmforge.packer_timeout) where
+given, else swarmforge.process's fixed one; past it Packer gets SIGINT and time to
+remove what it made, and CommandTimeout says so.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 
 from swarmforge import process
-from swarmforge.errors import PackerBuildError, ToolError
+from swarmforge.errors import CommandTimeout, PackerBuildError, ToolError
 from swarmforge.packer.machine_readable import (
     BuildResult,
     parse_line,
@@ -42,15 +47,18 @@ PLUGINS_FILE = "plugins.pkr.hcl"
 PLUGIN_ONLY_SETTINGS = ("imds_support", "metadata_options", "temporary_security_group_source_public_ip")
 
 ProgressSink = Callable[[str], None]
+TIMEOUT_SETTING = "swarmforge.packer_timeout"
 
 
-def packer_version(packer: str = "packer", *, wanted: Version = MINIMUM_VERSION) -> Version:
+def packer_version(packer: str = "packer", *, wanted: Version = MINIMUM_VERSION,
+                   timeout: float | None = None) -> Version:
     """The installed Packer's version; ToolError when it is missing or too old.
 
     ``wanted`` is only the version the "not found" message asks for."""
     if shutil.which(packer) is None:
         raise ToolError(f"{packer} not found on PATH: install Packer {wanted} or newer")
-    result = process.check(process.run([packer, "version"]), f"{packer} version")
+    result = process.check(_run([packer, "version"], "packer version", timeout),
+                           f"{packer} version")
     found = re.search(r"Packer v(\d+\.\d+\.\d+)", result.stdout)
     if found is None:
         raise ToolError(f"cannot tell the version of {packer}: {result.stdout.strip()!r}")
@@ -60,9 +68,10 @@ def packer_version(packer: str = "packer", *, wanted: Version = MINIMUM_VERSION)
     return version
 
 
-def require_version(minimum: Version, packer: str = "packer") -> Version:
+def require_version(minimum: Version, packer: str = "packer", *,
+                    timeout: float | None = None) -> Version:
     """The installed version, or ToolError if it is below ``minimum`` (a real bake: 1.7)."""
-    version = packer_version(packer, wanted=minimum)
+    version = packer_version(packer, wanted=minimum, timeout=timeout)
     if version < minimum:
         raise ToolError(
             f"Packer {version} cannot run this build: it needs {minimum} or newer "
@@ -88,7 +97,12 @@ class ValidationLevel(str, Enum):
 
 
 def validate(
-    template_dir: Path, var_file: Path, *, packer: str = "packer", version: Version | None = None
+    template_dir: Path,
+    var_file: Path,
+    *,
+    packer: str = "packer",
+    version: Version | None = None,
+    timeout: float | None = None,
 ) -> ValidationLevel:
     """Validate the template with ``var_file``; raise CommandError with Packer's message.
 
@@ -96,26 +110,40 @@ def validate(
     caller already asked Packer for. Never contacts AWS: the amazon builder's config
     checks are local, and the source AMI is only looked up when a build starts.
     """
-    version = version or packer_version(packer)
+    version = version or packer_version(packer, timeout=timeout)
     if version >= PLUGINS_SINCE:
-        _init(packer, template_dir)
-        _validate(packer, template_dir, var_file)
+        _init(packer, template_dir, timeout)
+        _validate(packer, template_dir, var_file, timeout)
         return ValidationLevel.FULL
     with tempfile.TemporaryDirectory(prefix="swarmforge-packer-") as scratch:
         legacy = _legacy_copy(template_dir, Path(scratch) / "syntax")
-        _validate(packer, legacy, var_file, "-syntax-only")
+        _validate(packer, legacy, var_file, timeout, "-syntax-only")
         stripped = _legacy_copy(template_dir, Path(scratch) / "settings", strip=True)
-        _validate(packer, stripped, var_file)
+        _validate(packer, stripped, var_file, timeout)
     return ValidationLevel.LEGACY
 
 
-def _init(packer: str, template_dir: Path) -> None:
-    process.check(process.run([packer, "init", str(template_dir.resolve())]), "packer init")
+def _init(packer: str, template_dir: Path, timeout: float | None) -> None:
+    argv = [packer, "init", str(template_dir.resolve())]
+    process.check(_run(argv, "packer init", timeout), "packer init")
 
 
-def _validate(packer: str, template_dir: Path, var_file: Path, *flags: str) -> None:
+def _validate(packer: str, template_dir: Path, var_file: Path, timeout: float | None,
+              *flags: str) -> None:
     argv = [packer, "validate", *flags, f"-var-file={var_file}", str(template_dir)]
-    process.check(process.run(argv), "packer validate " + " ".join(flags))
+    what = " ".join(["packer validate", *flags])
+    process.check(_run(argv, what, timeout), "packer validate " + " ".join(flags))
+
+
+def _run(argv: Sequence[str], what: str, timeout: float | None) -> process.Completed:
+    return process.run(argv, what=what, **_deadline(timeout))
+
+
+def _deadline(timeout: float | None) -> dict[str, Any]:
+    """``timeout`` and the setting it comes from; with None, process's fixed deadline."""
+    if timeout is None:
+        return {}
+    return {"timeout": timeout, "setting": TIMEOUT_SETTING}
 
 
 def _legacy_copy(template_dir: Path, into: Path, *, strip: bool = False) -> Path:
@@ -150,6 +178,7 @@ def build(
     packer: str = "packer",
     version: Version | None = None,
     init: bool = True,
+    timeout: float | None = None,
 ) -> BuildResult:
     """Run ``packer build`` and return what it built, cross-checked with its manifest.
 
@@ -158,19 +187,19 @@ def build(
     ``init=False`` when ``validate`` has just run ``packer init``. When ``var_file``
     passes a run id (render_var_file writes one), the manifest must carry it back.
     """
-    version = version or packer_version(packer)
+    version = version or packer_version(packer, timeout=timeout)
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / f"packer-build-{_stamp()}.log"
     with tempfile.TemporaryDirectory(prefix="swarmforge-packer-") as scratch:
         if version >= PLUGINS_SINCE:
             if init:
-                _init(packer, template_dir)
+                _init(packer, template_dir, timeout)
             source = template_dir
         else:
             source = _legacy_copy(template_dir, Path(scratch) / "template")
         argv = [packer, "build", "-machine-readable", "-color=false"]
         argv += [f"-var-file={var_file.resolve()}", str(source.resolve())]
-        completed = _stream_to_log(argv, log_path, on_progress, cwd=work_dir)
+        completed = _stream_to_log(argv, log_path, on_progress, cwd=work_dir, timeout=timeout)
     result = parse_machine_readable(completed.stdout.splitlines())
     if completed.returncode != 0 or not result.ok:
         errors = result.error_messages or [_last_words(completed.stdout)]
@@ -183,7 +212,8 @@ def build(
 
 
 def _stream_to_log(
-    argv: Sequence[str], log_path: Path, on_progress: ProgressSink, *, cwd: Path
+    argv: Sequence[str], log_path: Path, on_progress: ProgressSink, *, cwd: Path,
+    timeout: float | None = None,
 ) -> process.Completed:
     with log_path.open("w") as log:
 
@@ -194,7 +224,17 @@ def _stream_to_log(
             if shown is not None:
                 on_progress(shown)
 
-        return process.stream(argv, on_line, cwd=str(cwd), env={"CHECKPOINT_DISABLE": "1"})
+        try:
+            return process.stream(argv, on_line, cwd=str(cwd), env={"CHECKPOINT_DISABLE": "1"},
+                                  what="packer build", **_deadline(timeout))
+        except CommandTimeout as stopped:
+            stopped.detail = (
+                "Packer stopped cleanly, removing what it had made; nothing was recorded."
+                if stopped.killed_after is None else
+                "It had no time to clean up after itself (on aws its temporary instance, key "
+                "pair and security group may be left: see the log); nothing was recorded.")
+            stopped.log = str(log_path)
+            raise
 
 
 def progress_line(line: str) -> str | None:

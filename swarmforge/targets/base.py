@@ -8,7 +8,7 @@ implementations, and neither imports the other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -69,6 +69,14 @@ class Target(Protocol):
 
     def teardown(self) -> None:
         """Remove what prepare() made, after Terraform destroyed the nodes."""
+
+    def pin_host_keys(self, refs: Sequence[NodeRef], say: Callable[[str], None]) -> dict[str, str]:
+        """{node name: its SSH host key} for Terraform's swarm steps, each key read from a
+        source the target trusts (aws: the instance's console) before any token travels;
+        {} where the target pins every node another way (local: its host CA)."""
+
+    def describe_image(self) -> str:
+        """The image new nodes boot from and where that choice came from, for an operator."""
 
     def desired_image(self) -> str | None:
         """The image new nodes should boot from; None if the target has none yet."""

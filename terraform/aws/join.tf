@@ -25,9 +25,11 @@ resource "null_resource" "swarm_join" {
     host                = self.triggers.ssh_host
     user                = var.ssh_user
     private_key         = local.private_key
+    host_key            = var.swarm_host_keys[each.key]
     timeout             = var.ssh_timeout
     script_path         = local.script_path
     bastion_host        = self.triggers.role == "worker" ? local.bastion_host : null
+    bastion_host_key    = self.triggers.role == "worker" && local.bastion_host != null ? var.ssh_bastion_host_key : null
     bastion_user        = var.ssh_user
     bastion_private_key = local.private_key
   }
@@ -42,8 +44,10 @@ resource "null_resource" "swarm_join" {
       host                = self.triggers.ssh_host
       user                = var.ssh_user
       private_key         = local.private_key
+      host_key            = var.swarm_host_keys[each.key]
       timeout             = var.ssh_timeout
       bastion_host        = self.triggers.role == "worker" ? local.bastion_host : null
+      bastion_host_key    = self.triggers.role == "worker" && local.bastion_host != null ? var.ssh_bastion_host_key : null
       bastion_user        = var.ssh_user
       bastion_private_key = local.private_key
     }

@@ -19,6 +19,12 @@ locals {
   # managers, which must keep a majority, never share an AZ while there are
   # AZs to spare.
   subnet_ids = length(var.subnet_ids) > 0 ? var.subnet_ids : sort(data.aws_subnets.default[0].ids)
+  # Workers: their own (private) subnets when given, else the managers'.
+  worker_subnets = length(var.worker_subnet_ids) > 0 ? var.worker_subnet_ids : local.subnet_ids
+
+  manager_instance_type = coalesce(var.swarm_manager_instance_type, var.swarm_instance_type)
+  worker_instance_type  = coalesce(var.swarm_worker_instance_type, var.swarm_instance_type)
+  instance_types        = toset([local.manager_instance_type, local.worker_instance_type])
 
   node_script = "${path.module}/scripts/swarm-node.sh"
   private_key = file(var.ssh_private_key_path)
@@ -45,8 +51,11 @@ locals {
     { for i, name in local.manager_names : name => { role = "manager", index = i } },
     { for i, name in local.worker_names : name => { role = "worker", index = i } },
   )
-  bootstrap  = local.manager_names[0]
-  join_steps = var.swarm_init ? { (local.bootstrap) = local.nodes[local.bootstrap] } : local.nodes
+  bootstrap = local.manager_names[0]
+  all_steps = var.swarm_init ? { (local.bootstrap) = local.nodes[local.bootstrap] } : local.nodes
+  # A node's step waits until its host key is pinned (read from its console by
+  # swarmforge after the instance exists): nothing is sent to an unverified host.
+  join_steps = { for name, node in local.all_steps : name => node if contains(keys(var.swarm_host_keys), name) }
 }
 
 # A new AMI or a new token must never replace a running node behind the

@@ -9,7 +9,7 @@ resource "aws_instance" "swarm_manager" {
   count = var.swarm_managers
 
   ami                         = var.swarm_ami_id
-  instance_type               = var.swarm_instance_type
+  instance_type               = local.manager_instance_type
   key_name                    = var.key_name
   subnet_id                   = local.manager_subnets[count.index]
   vpc_security_group_ids      = [aws_security_group.swarm.id]
@@ -37,11 +37,14 @@ resource "aws_instance" "swarm_manager" {
   lifecycle {
     # See main.tf: replacements are explicit and one node at a time. subnet_id
     # too, so that a new default subnet appearing does not reshuffle the nodes.
-    ignore_changes = [ami, user_data, subnet_id]
+    # The instance type and the root volume's KMS key too: changing them
+    # would stop (type) or replace (key) every node at once; new nodes take
+    # them, and `invoke roll --all` brings them to every node, one at a time.
+    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id]
 
     precondition {
       condition     = length(local.subnet_ids) > 0
-      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
+      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${join(" and ", sort(local.instance_types))}. Set vpc_id and subnet_ids."
     }
   }
 }

@@ -2,20 +2,22 @@
 # nodes exist (phase 1 has only manager 0).
 
 output "managers" {
-  description = "Manager nodes in index order: name, private_ip (swarm address) and ssh_host (public address)."
+  description = "Manager nodes in index order: name, private_ip (swarm address), ssh_host (public address) and id (the instance id)."
   value = [for m in aws_instance.swarm_manager : {
     name       = m.tags["Name"]
     private_ip = m.private_ip
     ssh_host   = m.public_ip
+    id         = m.id
   }]
 }
 
 output "workers" {
-  description = "Worker nodes in index order: name, private_ip (swarm address) and ssh_host (the private address when worker_public_ip is false: reach it through a manager)."
+  description = "Worker nodes in index order: name, private_ip (swarm address), ssh_host (the private address when worker_public_ip is false: reach it through a manager) and id (the instance id)."
   value = [for w in aws_instance.swarm_worker : {
     name       = w.tags["Name"]
     private_ip = w.private_ip
     ssh_host   = var.worker_public_ip ? w.public_ip : w.private_ip
+    id         = w.id
   }]
 }
 

@@ -87,6 +87,17 @@ variable "swarm_manager_ip" {
   }
 }
 
+variable "swarm_host_keys" {
+  description = "Pinned SSH host key (\"type base64\") of each node, by name, read from a trusted source before any token travels. On aws a node's swarm step waits until its key is here; the sandbox pins every host through its host CA instead."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for key in values(var.swarm_host_keys) : can(regex("^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}$", key))])
+    error_message = "Each swarm_host_keys value must be one public key: \"<type> <base64>\"."
+  }
+}
+
 variable "ssh_user" {
   description = "User the provisioners log in as (the AMI's default user: `ubuntu` on Ubuntu)."
   type        = string
@@ -129,13 +140,35 @@ variable "swarm_ami_id" {
 }
 
 variable "swarm_instance_type" {
-  description = "EC2 instance type of every node."
+  description = "EC2 instance type of every node, unless swarm_manager_instance_type or swarm_worker_instance_type says otherwise. A change applies to nodes made from then on (`invoke roll --all` replaces them one at a time)."
   type        = string
   default     = "t3.small"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9-]+$", var.swarm_instance_type))
     error_message = "The swarm_instance_type must be an EC2 instance type such as t3.small."
+  }
+}
+
+variable "swarm_manager_instance_type" {
+  description = "EC2 instance type of the managers. Null: swarm_instance_type."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.swarm_manager_instance_type == null || can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9-]+$", var.swarm_manager_instance_type))
+    error_message = "The swarm_manager_instance_type must be null or an EC2 instance type such as t3.small."
+  }
+}
+
+variable "swarm_worker_instance_type" {
+  description = "EC2 instance type of the workers. Null: swarm_instance_type."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.swarm_worker_instance_type == null || can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9-]+$", var.swarm_worker_instance_type))
+    error_message = "The swarm_worker_instance_type must be null or an EC2 instance type such as t3.medium."
   }
 }
 
@@ -161,7 +194,7 @@ variable "vpc_id" {
 }
 
 variable "subnet_ids" {
-  description = "Subnets of vpc_id, ideally one per availability zone; nodes are spread over them round-robin. Empty with the default VPC."
+  description = "Subnets of vpc_id, ideally one per availability zone; the managers (and the workers, unless worker_subnet_ids) are spread over them round-robin. Public subnets: managers have a public address. Empty with the default VPC."
   type        = list(string)
   default     = []
 
@@ -173,6 +206,54 @@ variable "subnet_ids" {
   validation {
     condition     = (var.vpc_id == null) == (length(var.subnet_ids) == 0)
     error_message = "Set vpc_id and subnet_ids together, or neither to use the default VPC."
+  }
+}
+
+variable "worker_subnet_ids" {
+  description = "Subnets of vpc_id for the workers, spread round-robin; empty: subnet_ids. Private workers (worker_public_ip = false) belong in private subnets whose default route leads to a NAT gateway (create_nat_gateway, or one of your own)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.worker_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "Every worker_subnet_ids entry must be a subnet id such as subnet-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = length(var.worker_subnet_ids) == 0 || var.vpc_id != null
+    error_message = "The worker_subnet_ids are subnets of vpc_id: set vpc_id and subnet_ids too."
+  }
+}
+
+variable "create_nat_gateway" {
+  description = "Create one NAT gateway, with an Elastic IP, in the first of subnet_ids (a public subnet), and route the worker subnets' outbound traffic through it: private workers' way to registries and OS updates. Billed by the hour and per GB processed."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.create_nat_gateway || (!var.worker_public_ip && length(var.worker_subnet_ids) > 0)
+    error_message = "The create_nat_gateway serves private workers only: set worker_public_ip = false and worker_subnet_ids (private subnets of vpc_id)."
+  }
+
+  validation {
+    condition     = !var.create_nat_gateway || length(setintersection(var.worker_subnet_ids, var.subnet_ids)) == 0
+    error_message = "With create_nat_gateway, the worker_subnet_ids must be subnets of their own, not in subnet_ids: their default route goes through the NAT gateway, the managers' through the internet gateway."
+  }
+}
+
+variable "private_route_table_id" {
+  description = "With create_nat_gateway: add the default route through the NAT gateway to this route table of yours (the worker subnets already use it) instead of creating a route table and associating it with worker_subnet_ids. It must have no default route yet."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.private_route_table_id == null || can(regex("^rtb-[0-9a-f]{8,17}$", var.private_route_table_id))
+    error_message = "The private_route_table_id must be null or a route table id such as rtb-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = var.private_route_table_id == null || var.create_nat_gateway
+    error_message = "The private_route_table_id takes the NAT gateway's route: set create_nat_gateway = true too."
   }
 }
 
@@ -188,6 +269,29 @@ variable "allowed_ssh_cidrs" {
   validation {
     condition     = !anytrue([for c in var.allowed_ssh_cidrs : endswith(c, "/0")])
     error_message = "SSH must not be open to 0.0.0.0/0: list the addresses you run swarmforge from."
+  }
+
+  # Nor to the whole internet in pieces (0.0.0.0/1 and 128.0.0.0/1, 256 /8s...).
+  # Terraform has no set union of networks, but two CIDR blocks are either
+  # disjoint or one holds the other: the blocks that no other one holds are
+  # disjoint, so together they cover every IPv4 address exactly when their sizes
+  # add up to 2^32. A block is its prefix length and its first address as a
+  # number; b holds a when b is shorter and they agree on b's leading bits.
+  # `[for blocks in [LIST] : EXPR][0]` names LIST once; malformed entries are
+  # left to the validation above (try).
+  validation {
+    condition = try([
+      for blocks in [[
+        for c in distinct([for c in var.allowed_ssh_cidrs : "${cidrhost(c, 0)}/${tonumber(split("/", c)[1])}"]) : {
+          prefix = tonumber(split("/", c)[1])
+          first  = sum([for i, octet in split(".", split("/", c)[0]) : tonumber(octet) * pow(256, 3 - i)])
+        }
+        ]] : sum(concat([0], [
+          for a in blocks : pow(2, 32 - a.prefix)
+          if !anytrue([for b in blocks : b.prefix < a.prefix && floor(a.first / pow(2, 32 - b.prefix)) == floor(b.first / pow(2, 32 - b.prefix))])
+      ])) < pow(2, 32)
+    ][0], true)
+    error_message = "The allowed_ssh_cidrs together cover the whole internet (such as 0.0.0.0/1 and 128.0.0.0/1): list the addresses you run swarmforge from."
   }
 }
 
@@ -238,6 +342,17 @@ variable "ssh_bastion_host" {
   }
 }
 
+variable "ssh_bastion_host_key" {
+  description = "Pinned SSH host key of ssh_bastion_host (the manager private workers are reached through)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ssh_bastion_host_key == "" || can(regex("^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}$", var.ssh_bastion_host_key))
+    error_message = "The ssh_bastion_host_key must be empty or one public key: \"<type> <base64>\"."
+  }
+}
+
 variable "root_volume_size" {
   description = "Size of each node's encrypted root volume in GiB (images and container layers live there)."
   type        = number
@@ -250,20 +365,25 @@ variable "root_volume_size" {
 }
 
 variable "root_volume_kms_key_id" {
-  description = "KMS key ARN for the root volumes. Null uses the account's default EBS key."
+  description = "KMS key ARN for the root volumes (a key's ARN: EC2 reports that, so an alias would read as a change at every plan). Null uses the account's default EBS key. A change applies to nodes made from then on."
   type        = string
   default     = null
 
   validation {
-    condition     = var.root_volume_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:", var.root_volume_kms_key_id))
-    error_message = "The root_volume_kms_key_id must be null or a KMS key ARN."
+    condition     = var.root_volume_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.root_volume_kms_key_id))
+    error_message = "The root_volume_kms_key_id must be null or a KMS key ARN: arn:<partition>:kms:<region>:<account>:key/<key id>."
   }
 }
 
 variable "iam_instance_profile" {
-  description = "Instance profile for the nodes, e.g. for SSM or CloudWatch agents. Null: nodes get no AWS credentials."
+  description = "Name of an instance profile for the nodes, e.g. for SSM or CloudWatch agents. Null: nodes get no AWS credentials."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.iam_instance_profile == null || can(regex("^[\\w+=,.@-]{1,128}$", var.iam_instance_profile))
+    error_message = "The iam_instance_profile must be null or an instance profile's name (1-128 letters, digits and +=,.@_-), not its ARN."
+  }
 }
 
 variable "detailed_monitoring" {
@@ -284,7 +404,17 @@ variable "ssh_timeout" {
 }
 
 variable "tags" {
-  description = "Tags added to every resource (Name, Cluster, Role and Index are set by this configuration)."
+  description = "Tags added to every resource (Name, Cluster, Role, Index and Slot are set by this configuration)."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.tags : length(k) >= 1 && length(k) <= 128 && length(v) <= 256 && !startswith(lower(k), "aws:")])
+    error_message = "Every tags key must be 1-128 characters and not start with aws:, every value at most 256 characters."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.tags), ["Name", "Cluster", "Role", "Index", "Slot"])) == 0
+    error_message = "The tags must not set Name, Cluster, Role, Index or Slot: this configuration sets them (Cluster finds the nodes)."
+  }
 }

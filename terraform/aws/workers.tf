@@ -1,6 +1,8 @@
 # Worker i. It carries no provisioner: the swarm step (join.tf) joins it
 # through swarm_manager_ip with the worker token; private workers
-# (worker_public_ip = false) are reached through ssh_bastion_host, a manager.
+# (worker_public_ip = false) are reached through ssh_bastion_host, a manager,
+# and, in worker_subnet_ids, reach the internet through a NAT gateway
+# (create_nat_gateway, network.tf, or the operator's own).
 
 resource "aws_instance" "swarm_worker" {
   #checkov:skip=CKV_AWS_88:Workers get a public address only when var.worker_public_ip is true (SSH limited to allowed_ssh_cidrs).
@@ -9,9 +11,9 @@ resource "aws_instance" "swarm_worker" {
   count = var.swarm_workers
 
   ami                         = var.swarm_ami_id
-  instance_type               = var.swarm_instance_type
+  instance_type               = local.worker_instance_type
   key_name                    = var.key_name
-  subnet_id                   = local.subnet_ids[count.index % length(local.subnet_ids)]
+  subnet_id                   = local.worker_subnets[count.index % length(local.worker_subnets)]
   vpc_security_group_ids      = [aws_security_group.swarm.id]
   associate_public_ip_address = var.worker_public_ip
   iam_instance_profile        = var.iam_instance_profile
@@ -36,11 +38,14 @@ resource "aws_instance" "swarm_worker" {
 
   lifecycle {
     # See main.tf: replacements are explicit and one node at a time.
-    ignore_changes = [ami, user_data, subnet_id]
+    # The instance type and the root volume's KMS key too: changing them
+    # would stop (type) or replace (key) every node at once; new nodes take
+    # them, and `invoke roll --all` brings them to every node, one at a time.
+    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id]
 
     precondition {
-      condition     = length(local.subnet_ids) > 0
-      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${var.swarm_instance_type}. Set vpc_id and subnet_ids."
+      condition     = length(local.worker_subnets) > 0
+      error_message = "No subnet to run in: the default VPC has no default subnet in an AZ offering ${join(" and ", sort(local.instance_types))}. Set vpc_id and subnet_ids."
     }
   }
 }

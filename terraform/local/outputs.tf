@@ -2,20 +2,22 @@
 # nodes exist (phase 1 has only manager 0).
 
 output "managers" {
-  description = "Manager nodes in index order: name, private_ip (swarm address) and ssh_host."
+  description = "Manager nodes in index order: name, private_ip (swarm address), ssh_host and id."
   value = [for m in null_resource.swarm_manager : {
     name       = m.triggers.host
     private_ip = m.triggers.address
     ssh_host   = m.triggers.address
+    id         = m.id
   }]
 }
 
 output "workers" {
-  description = "Worker nodes in index order: name, private_ip (swarm address) and ssh_host."
+  description = "Worker nodes in index order: name, private_ip (swarm address), ssh_host and id."
   value = [for w in null_resource.swarm_worker : {
     name       = w.triggers.host
     private_ip = w.triggers.address
     ssh_host   = w.triggers.address
+    id         = w.id
   }]
 }
 

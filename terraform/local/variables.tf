@@ -84,6 +84,17 @@ variable "swarm_manager_ip" {
   }
 }
 
+variable "swarm_host_keys" {
+  description = "Pinned SSH host key (\"type base64\") of each node, by name, read from a trusted source before any token travels. On aws a node's swarm step waits until its key is here; the sandbox pins every host through its host CA instead."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for key in values(var.swarm_host_keys) : can(regex("^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}$", key))])
+    error_message = "Each swarm_host_keys value must be one public key: \"<type> <base64>\"."
+  }
+}
+
 variable "ssh_user" {
   description = "User the provisioners log in as."
   type        = string

@@ -4,7 +4,9 @@ Every bake makes a new AMI (no force-deregister), so rolling back is picking an
 older one, and old ones pile up until pruned. Pruning never touches the AMI
 recorded as current, one that any instance still runs from, or the newest few.
 The AMI of record lives in SSM at ``/swarmforge/<cluster>/ami-id`` (one parameter
-per region) and, for the machine that baked it, in a ``BakeRecord`` file.
+per region). The machine that baked it also keeps a ``BakeRecord`` file (the
+AMIs, the inputs, Packer's log): its own copy, which never outranks SSM
+(ami_choice refuses one that disagrees).
 """
 
 from __future__ import annotations

@@ -32,18 +32,19 @@ def bake_ami(settings: Settings, request: BakeRequest, progress: Progress) -> Ba
     pin = _checked_inputs(request)
     # A dry run only validates, which the Packer Debian ships can do; a build needs the plugin.
     minimum = packer.MINIMUM_VERSION if request.dry_run else packer.BAKE_MINIMUM_VERSION
-    version = packer.require_version(minimum)
+    version = packer.require_version(minimum, timeout=settings.packer_timeout)
     work_dir = settings.build_dir
     variables = _variables(settings, pin, request.regions)
     var_file = packer.render_var_file(variables, work_dir / VAR_FILE)
     with progress.step(f"validating {TEMPLATE_LABEL} with Packer {version}"):
-        level = packer.validate(PACKER_DIR, var_file, version=version)
+        level = packer.validate(PACKER_DIR, var_file, version=version,
+                                timeout=settings.packer_timeout)
     syntax_only = level is ValidationLevel.LEGACY
     if request.dry_run:
         return Baked(TEMPLATE_LABEL, var_file, version, syntax_only)
     with progress.step(f"baking the Docker AMI of cluster {settings.cluster!r} in {settings.region}"):
         result = packer.build(PACKER_DIR, var_file, work_dir, _indented(progress),
-                              version=version, init=False)
+                              version=version, init=False, timeout=settings.packer_timeout)
     record = _record(variables, result)
     with progress.step("recording the AMI in SSM and in " + str(record_path(settings))):
         _record_everywhere(settings, record)

@@ -14,8 +14,9 @@ and Terraform's provisioners reach them through a running manager (ProxyJump,
 from __future__ import annotations
 
 import json
+import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from swarmforge.targets.aws import client
 from swarmforge.targets.aws.ami_choice import choose_ami
 from swarmforge.targets.aws.amis import HOLDING_STATES, ClusterAmis
 from swarmforge.targets.aws.bake import bake_ami
+from swarmforge.targets.aws.host_keys import HostKeyPins
 from swarmforge.targets.aws.preflight import (
     caller_account,
     error_code,
@@ -74,6 +76,7 @@ class AwsTarget:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ssh_dir = settings.cluster_dir / "ssh"
+        self._pins = HostKeyPins(self.ssh_dir)
         self._profile = self._ssh_profile(bastion=None)
         self._ami: str | None = None
         self.ami_source: str | None = None  # where the AMI came from, once variables() chose it
@@ -107,15 +110,28 @@ class AwsTarget:
             "ssh_user": self._profile.user,
             "ssh_private_key_path": str(self._profile.identity),
             "worker_public_ip": str(s.worker_public_ip).lower(),
+            # One setting for SSH's deadline: also how long provisioners wait for a node's SSH.
+            "ssh_timeout": f"{math.ceil(s.ssh_timeout)}s",
+            **account_variables(s),
         }
         bastion = self._refresh_bastion()
         if bastion:
             variables["ssh_bastion_host"] = bastion
+            variables["ssh_bastion_host_key"] = self._pins.key_at(bastion)
         return variables
+
+    def pin_host_keys(self, refs: Sequence[NodeRef], say: Callable[[str], None]) -> dict[str, str]:
+        """Each node's host key, read from its console the first time (see host_keys.py)."""
+        ec2 = client("ec2", self.settings.region, self.settings.aws_endpoint)
+        return self._pins.pin(refs, lambda instance: console_output(ec2, instance), say)
 
     def exists(self) -> bool:
         self._require_cluster_settings()
         return self.settings.cluster_dir.exists() or stored_resources(self.settings)
+
+    def describe_image(self) -> str:
+        ami = self._ami_id()
+        return f"{ami} (from {self.ami_source})"
 
     def desired_image(self) -> str | None:
         return self._ami_id()
@@ -146,7 +162,7 @@ class AwsTarget:
     def teardown(self) -> None:
         """Forget the nodes' host keys and connections; Terraform's destroy removed the rest."""
         shutil.rmtree(self._profile.control_dir, ignore_errors=True)
-        for stale in (self._profile.known_hosts, self._profile.config):
+        for stale in (self._profile.known_hosts, self._profile.config, self._pins.path):
             stale.unlink(missing_ok=True)
 
     def _require_cluster_settings(self) -> None:
@@ -156,10 +172,10 @@ class AwsTarget:
             raise ConfigError(problems)
 
     def _ssh_profile(self, bastion: str | None) -> AwsSshProfile:
-        # accept-new: EC2 does not hand out host keys before the first contact.
+        # Strict: known_hosts holds the keys pinned from each instance's console only.
         return AwsSshProfile(name=self.settings.cluster, user=self.login_user,
                              identity=key_path(self.settings), known_hosts=self.ssh_dir / "known_hosts",
-                             config=self.ssh_dir / "config", accept_new_host_keys=True,
+                             config=self.ssh_dir / "config",
                              state_dir=Path(self.settings.state_dir), bastion=bastion)
 
     def _bastion(self) -> str | None:
@@ -180,6 +196,30 @@ class AwsTarget:
         if self._ami is None:
             self._ami, self.ami_source = choose_ami(self.settings)
         return self._ami
+
+
+def account_variables(s: Settings) -> dict[str, str]:
+    """The settings of a real account (network, published ports, machines, tags) as `-var`
+    values: lists, objects and maps as JSON, which is valid HCL. A setting left at None is
+    left out, so that terraform/aws's own default (null) holds."""
+    variables = {
+        "swarm_manager_instance_type": s.manager_instance_type or s.instance_type,
+        "swarm_worker_instance_type": s.worker_instance_type or s.instance_type,
+        "subnet_ids": json.dumps(list(s.subnet_ids)),
+        "worker_subnet_ids": json.dumps(list(s.worker_subnet_ids)),
+        "create_nat_gateway": str(s.create_nat_gateway).lower(),
+        "public_ports": json.dumps([
+            {"port": p.port, "protocol": p.protocol,
+             # once each: terraform/aws makes one rule per port and network
+             "cidr_blocks": list(dict.fromkeys(p.cidrs or s.public_cidrs or ("0.0.0.0/0",)))}
+            for p in s.public_ports]),
+        "root_volume_size": str(s.root_volume_size),
+        "tags": json.dumps(dict(s.tags)),
+    }
+    optional = {"vpc_id": s.vpc_id, "private_route_table_id": s.private_route_table_id,
+                "iam_instance_profile": s.iam_instance_profile,
+                "root_volume_kms_key_id": s.root_volume_kms_key_id}
+    return {**variables, **{name: value for name, value in optional.items() if value is not None}}
 
 
 # --- what exists ------------------------------------------------------------------------
@@ -216,3 +256,9 @@ def stored_resources(s: Settings) -> bool:
 
 def _tag(instance: dict[str, Any], key: str) -> str | None:
     return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)
+
+
+def console_output(ec2: Any, instance_id: str) -> str:
+    """The instance's console as text ("" before it has any). botocore decodes EC2's base64."""
+    text: str = ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
+    return text

@@ -74,7 +74,8 @@ def bake_local(settings: Settings, request: BakeRequest, progress: Progress,
                prepare: PrepareSandbox) -> Baked:
     """Validate, and unless ``request.dry_run``, build, capture and record the local image."""
     pin, extra_images = _checked_inputs(settings, request)
-    version = packer.require_version(packer.MINIMUM_VERSION)  # the null builder is built in
+    # The null builder is built in: any Packer will do.
+    version = packer.require_version(packer.MINIMUM_VERSION, timeout=settings.packer_timeout)
     work_dir = settings.build_dir
     # Its own lock, not the cluster's: a bake may run beside apply (or inside rebuild,
     # which holds the bake dir's), but two bakes would share one builder host.
@@ -88,7 +89,8 @@ def bake_local(settings: Settings, request: BakeRequest, progress: Progress,
             template = assemble_template(Path(scratch) / "template")
             with progress.step(f"validating {PACKER_DIR.name}/{LOCAL_TEMPLATE_DIR.name}/ "
                                f"with Packer {version}"):
-                packer.validate(template, var_file, version=version)
+                packer.validate(template, var_file, version=version,
+                                timeout=settings.packer_timeout)
             if request.dry_run:
                 return Baked(TEMPLATE_LABEL, var_file, version)
             return _bake(settings, builder, template, var_file, variables, version, progress)
@@ -125,7 +127,7 @@ def _bake(settings: Settings, builder: Builder, template: Path, var_file: Path,
             builder.up()
         with progress.step(f"baking the local node image of cluster {settings.cluster!r}"):
             result = packer.build(template, var_file, work_dir, _detail(progress),
-                                  version=version, init=False)
+                                  version=version, init=False, timeout=settings.packer_timeout)
         with progress.step(f"capturing {builder.host.hostname} into {store.root}"):
             provenance = Provenance(result.run_uuid, variables.docker.spec, variables.git_commit)
             image, _new = builder.capture(store, provenance, previous)

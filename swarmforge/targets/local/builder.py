@@ -19,11 +19,16 @@ from swarmforge.targets.local.host import DAEMON_SETTINGS_FILE, Host
 from swarmforge.targets.local.image_store import LocalImageStore
 from swarmforge.targets.local.node_image import ARCHIVE_FILE, LocalImage, content_id, describe_changes
 from swarmforge.targets.local.sandbox import SandboxLayout
-from swarmforge.targets.local.system import sh
+from swarmforge.targets.local.system import alive, cmdline_mentions, pid_from_file, sh
 
 #: The builder's address in the cluster's /24: clear of the gateway (.1), the
 #: managers (.10-.25) and the workers (.100-.249).
 BUILDER_HOST_NUMBER = 5
+#: What scripts/clean-image.sh, the build's last step, removes from the builder's dir
+#: (packer/local/ maps a machine's paths onto it): what makes one machine differ from
+#: another booted from the same image, and what the build left behind.
+BUILD_LEFTOVERS = ("data/swarm", "data/engine-id", "key.json", "ssh_host_*",
+                   "home/.bash_history", "provision/*")
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,11 @@ class Builder:
                 previous: LocalImage | None) -> tuple[LocalImage, bool]:
         """The builder as an image in ``store``: (the image, True if its content is new).
 
-        dockerd restarts first, with the settings the provisioners left: an image
-        whose settings would keep a node's Docker from starting is never stored.
+        The builder must have been cleaned (``require_clean``); then dockerd
+        restarts, with the settings the provisioners left: an image whose settings
+        would keep a node's Docker from starting is never stored.
         """
+        self.require_clean()
         self.host.restart_docker()
         daemon = self.host.daemon_settings()
         images = self._images()
@@ -84,6 +91,23 @@ class Builder:
         except BaseException:
             store.discard(staging)
             raise
+
+    def require_clean(self) -> None:
+        """Refuse a builder the build's last step did not clean: what an AMI would
+        carry to every instance (swarm state, engine and host keys, the build's own
+        files) must be gone, and dockerd stopped, before the capture starts it again.
+
+        A local image holds only daemon settings and saved images, so these files
+        could not reach a node anyway; the check keeps the local bake running the
+        AMI's cleanup on real files, and failing when it stops doing so.
+        """
+        left = sorted(str(path) for pattern in BUILD_LEFTOVERS for path in self.dir.glob(pattern))
+        pid = pid_from_file(self.dir / "docker.pid")
+        if pid and alive(pid) and cmdline_mentions(pid, str(self.dir)):
+            left.insert(0, f"its dockerd (pid {pid}), still running")
+        if left:
+            raise SandboxError(f"{self.host.hostname} was not cleaned by the build's last step "
+                               f"(scripts/clean-image.sh): {', '.join(left)} left")
 
     def _images(self) -> dict[str, str]:
         """{tag: image id} of what the builder holds; untagged layers do not count."""

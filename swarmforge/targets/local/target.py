@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from swarmforge.catalog import ImageCatalog
@@ -78,8 +78,17 @@ class LocalTarget:
             "sandbox_image": self._recorded_image_dir(),
         }
 
+    def pin_host_keys(self, refs: Sequence[NodeRef], say: Callable[[str], None]) -> dict[str, str]:
+        return {}  # every host's key is signed by the sandbox's host CA, which is pinned
+
     def exists(self) -> bool:
         return self.sandbox.dir.exists() or self.settings.cluster_dir.exists()
+
+    def describe_image(self) -> str:
+        image = recorded_image(self.settings)
+        if image is None:
+            return "the sandbox's stock images (no local bake recorded yet)"
+        return f"{image.id} (the cluster's recorded local bake)"
 
     def desired_image(self) -> str | None:
         """The recorded local image's id; None before the first local bake."""
