@@ -41,6 +41,7 @@ class ImageCatalog(Protocol):
 
     kind: str  # the table's heading for an image: AMI or IMAGE
     where: str  # e.g. "in us-east-1", "on this machine"
+    snapshots_left: tuple[str, ...]  # what the last prune could not delete yet (AMIs' snapshots)
 
     def inventory(self) -> list[Image]:
         """Every image of the cluster, newest first, each marked in use or not."""

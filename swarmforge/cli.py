@@ -213,18 +213,26 @@ def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, d
     catalog, plan = images.prune_plan(settings, keep)
     if plan.keep or plan.delete:
         print(plan_table(plan, catalog.kind) + "\n")
+    amis = catalog.kind == "AMI"
     if not plan.delete:
         print(f"cluster {settings.cluster!r}: nothing to prune {catalog.where}")
-        return
-    amis = catalog.kind == "AMI"
-    if dry_run or not yes:
+    elif dry_run or not yes:
         done = ("AMI(s) would be deregistered and their snapshots deleted" if amis
                 else "image(s) would be removed")
         print(f"preview: {len(plan.delete)} {done}; pass --yes to do it")
+    if dry_run or not yes:
         return
+    # Even with nothing to prune: that deletes the snapshots an earlier prune had to leave.
     deleted = images.prune(catalog, plan)
-    print(f"deregistered {', '.join(deleted)} and deleted their snapshots" if amis
-          else f"removed {', '.join(deleted)}")
+    left = catalog.snapshots_left
+    still = f"{', '.join(left)}: EC2 still holds them, and the next prune-amis deletes them"
+    if deleted and amis:
+        print(f"deregistered {', '.join(deleted)} and deleted their snapshots"
+              + (f" but {still}" if left else ""))
+    elif deleted:
+        print(f"removed {', '.join(deleted)}")
+    elif left:
+        print(f"snapshots an earlier prune left: {still}")
 
 
 @clean_exit

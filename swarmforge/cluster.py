@@ -14,16 +14,11 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from packaging.version import Version
-
+from swarmforge.apply_guards import nodes_to_remake, refuse_removals, refuse_scale_down
 from swarmforge.apply_plan import apply_plan
-from swarmforge.backend import S3Backend, render_backend, render_backend_settings
-from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.errors import CommandError, SwarmError
 from swarmforge.nodes import (
     NodeRef,
-    address_of,
-    is_node,
-    join_step_of,
     manager_slots,
     ref_for,
     refs_from_output,
@@ -32,12 +27,11 @@ from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
-from swarmforge.swarm import Health, Node, Swarm, member_at
+from swarmforge.swarm import Health, Node, Swarm
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Target
-from swarmforge.terraform import Plan, Terraform, required_version
-from swarmforge.tools import cli_config, find_terraform
-from swarmforge.workspace import render_workspace
+from swarmforge.terraform import Terraform
+from swarmforge.workspace import initialised_terraform
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class Cluster:
                 return None
             tf = self._prepare()
             managers, workers = self._nodes_in_state(tf)
-            self._refuse_scale_down(managers, workers)
+            refuse_scale_down(self.settings, managers, workers)
             bootstrapped = self._needs_bootstrap(managers, self._joined)
             if bootstrapped:
                 self._phase_one()
@@ -137,10 +131,11 @@ class Cluster:
         secrets = self.secrets(swarm, via, managers)
         with self.progress.step("phase 2: planning the nodes' swarm steps"):
             plan = tf.plan(variables, secrets)
-            remake = self._nodes_to_remake(plan, swarm, via, managers, workers)
+            remake = nodes_to_remake(plan, swarm, via, managers, workers,
+                                     self.target.resource_type, self.progress.detail)
             if remake:
                 plan = tf.plan(variables, secrets, replace=remake)
-            self._refuse_removals(plan, remake)
+            refuse_removals(plan, remake)
         if plan.empty:
             self.progress.detail("nothing to change: every node exists and has joined")
             return False
@@ -150,46 +145,6 @@ class Cluster:
                                                          workers=self.settings.workers),
                                  secrets, replace=remake)
         return True
-
-    def _nodes_to_remake(self, plan: Plan, swarm: Swarm, via: str, managers: list[NodeRef],
-                         workers: list[NodeRef]) -> list[str]:
-        """Nodes whose swarm step failed and that SSH cannot reach any more: made anew, as a
-        failed launch is. Never a swarm member: replacing one of those is replace-node's job."""
-        failed = [name for c in plan.removals() if c.reason == "tainted"
-                  and (name := join_step_of(c.address))]
-        if not failed:
-            return []
-        members = swarm.nodes(via)
-        remake = []
-        for role, refs in (("manager", managers), ("worker", workers)):
-            for index, ref in enumerate(refs):
-                if ref.name not in failed or member_at(members, ref.private_ip):
-                    continue
-                if not swarm.answers(ref.ssh_host):
-                    self.progress.detail(f"{ref.name} never joined and does not answer over SSH: "
-                                         "making it anew")
-                    remake.append(address_of(self.target.resource_type, role, index))
-        return remake
-
-    def _refuse_scale_down(self, managers: list[NodeRef], workers: list[NodeRef]) -> None:
-        s = self.settings
-        if len(managers) > s.managers or len(workers) > s.workers:
-            raise QuorumError(
-                f"refusing to scale down from {len(managers)} managers + {len(workers)} workers "
-                f"to {s.managers} + {s.workers}: Terraform would destroy nodes without draining or "
-                "demoting them first. Keep --managers/--workers at least at the current counts.")
-
-    def _refuse_removals(self, plan: Plan, remade: list[str]) -> None:
-        # Replacing a node whose creation failed (tainted), or one that never joined
-        # and is gone (remade), is how a failed run resumes; any other node removal
-        # would destroy a running node unasked. Swarm steps may be redone: joining
-        # is idempotent on the node.
-        unsafe = [c for c in plan.removals()
-                  if c.reason != "tainted" and is_node(c.address) and c.address not in remade]
-        if unsafe:
-            listed = ", ".join(f"{c.address} ({c.action})" for c in unsafe)
-            raise QuorumError(f"refusing to apply: Terraform would remove running nodes: {listed}. "
-                              "Nothing was changed; replacing nodes is replace-node's job.")
 
     # -- status and destroy -------------------------------------------------
 
@@ -231,40 +186,13 @@ class Cluster:
     def _prepare(self) -> Terraform:
         if self._terraform:
             return self._terraform
-        cluster_dir = self.settings.cluster_dir
-        cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self.progress.step(f"preparing cluster {self.settings.cluster!r} "
                                 f"on the {self.target.name} target"):
             self._prepare_target()
-            needed = required_version(self.target.config_dir)
-            binary, version = find_terraform(self.settings.terraform_bin, needed,
-                                             f"terraform/{self.target.name}",
-                                             self.settings.terraform_timeout)
-            tf = Terraform(binary, cluster_dir / "terraform",
-                           env={"TF_CLI_CONFIG_FILE": str(cli_config(
-                               cluster_dir / "terraformrc", self.target.mirrored_providers))},
-                           progress=self.progress.detail, log_file=cluster_dir / "terraform.log",
-                           timeout=self.settings.terraform_timeout)
-            backend_tf, backend_settings = self._backend(version)
-            render_workspace(self.target.config_dir, tf.workdir, backend_tf)
-            tf.init(backend_settings)
-        self._terraform = tf
-        return tf
-
-    def _backend(self, version: Version) -> tuple[str | None, str | None]:
-        """(backend.tf, -backend-config settings) for a state bucket. A config that declares
-        its own partial ``backend "s3" {}`` (terraform/aws) gets the settings only. Without a
-        bucket, both None: the state stays in the cluster's own dir."""
-        s = self.settings
-        if not s.state_bucket:
-            return None, None
-        backend = S3Backend(bucket=s.state_bucket, key=s.state_key,
-                            region=s.state_region or s.region, endpoint=s.state_endpoint,
-                            dynamodb_table=s.state_lock_table)
-        config = "".join(p.read_text() for p in self.target.config_dir.glob("*.tf"))
-        if 'backend "s3" {}' in config:
-            return None, render_backend_settings(backend, version)
-        return render_backend(backend, version), None
+            self._terraform = initialised_terraform(
+                self.settings, self.target.config_dir, self.target.mirrored_providers,
+                self.progress.detail)
+        return self._terraform
 
     def _variables(self, *, swarm_init: bool, managers: int, workers: int,
                    slots: list[int] | None = None) -> dict[str, str]:

@@ -7,16 +7,16 @@ defaults here. Every problem is reported, one line each, before anything runs.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from swarmforge.errors import ConfigError
+from swarmforge.setting_values import PublicPort, cidr_problems, coerce, ipv4_problems, tag_problems
 
 TARGETS = ("local", "aws")
 MAX_MANAGERS = 7
@@ -36,26 +36,8 @@ AWS_IDS = {"vpc_id": "vpc", "subnet_ids": "subnet", "worker_subnet_ids": "subnet
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
 KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
-PORT_SPEC = re.compile(r"^(\d+)(?:/([A-Za-z0-9]+))?$")  # 80, 80/tcp, 53/udp
 # Ports the swarm uses between its own nodes, and SSH (allowed_ssh_cidrs): never published.
 RESERVED_PORTS = (22, 2377, 7946, 4789)
-# Tags terraform/aws sets itself (Cluster finds the nodes), and AWS's own prefix.
-RESERVED_TAGS = ("Name", "Cluster", "Role", "Index", "Slot")
-PORTS = "list of ports such as 80/tcp,443/tcp"
-TAGS = "list of tags such as team=infra,env=prod"
-Network = TypeVar("Network", ipaddress.IPv4Network, ipaddress.IPv6Network)
-
-
-@dataclass(frozen=True)
-class PublicPort:
-    """A port the swarm publishes to clients (the routing mesh answers on every node)."""
-
-    port: int
-    protocol: str = "tcp"
-    cidrs: tuple[str, ...] = ()  # empty: public_cidrs
-
-    def __str__(self) -> str:
-        return f"{self.port}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +119,7 @@ def load_settings(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Settin
     unknown = sorted(set(merged) - known)
     if unknown:
         raise ConfigError([f"unknown setting swarmforge.{name}" for name in unknown])
-    values, problems = _coerce(merged)
+    values, problems = coerce(merged)
     if problems:
         raise ConfigError(problems)
     settings = Settings(**values)
@@ -145,93 +127,6 @@ def load_settings(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Settin
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-def _coerce(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Turn strings from flags, YAML and the environment into the fields' types."""
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for name, value in raw.items():
-        try:
-            values[name] = _as_type(name, value)
-        except (TypeError, ValueError):
-            problems.append(f"{name}: {value!r} is not a valid {_type_word(name)}")
-    return values, problems
-
-
-def _as_type(name: str, value: Any) -> Any:
-    kind = _type_word(name)
-    if kind == "whole number":
-        return _whole(value)
-    if kind == "number":
-        return float(value)
-    if kind == "true/false":
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "yes", "1"):
-            return True
-        if str(value).lower() in ("false", "no", "0"):
-            return False
-        raise ValueError(value)
-    if kind == "list":
-        return tuple(str(item).strip() for item in _items(value))
-    if kind == PORTS:
-        return tuple(_as_port(item) for item in _items(value))
-    if kind == TAGS:
-        return _as_tags(value)
-    return str(value)
-
-
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(value)
-    return int(str(value).strip())
-
-
-def _items(value: Any) -> list[Any]:
-    """A list's items: "a,b" from a flag or the environment, a list from YAML; no blanks."""
-    if isinstance(value, Mapping):
-        raise ValueError(value)
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [item for item in items if str(item).strip()]
-
-
-def _as_port(item: Any) -> PublicPort:
-    """``80``, ``"443/tcp"``, or in YAML ``{port: 53, protocol: udp, cidrs: [...]}``."""
-    if isinstance(item, Mapping):
-        if "port" not in item or set(item) - {"port", "protocol", "cidrs"}:
-            raise ValueError(item)
-        cidrs = tuple(str(cidr).strip() for cidr in _items(item.get("cidrs") or ()))
-        return PublicPort(_whole(item["port"]), str(item.get("protocol", "tcp")).strip().lower(),
-                          cidrs)
-    match = PORT_SPEC.match(str(item).strip()) if not isinstance(item, bool) else None
-    if not match:
-        raise ValueError(item)
-    return PublicPort(int(match[1]), (match[2] or "tcp").lower())
-
-
-def _as_tags(value: Any) -> tuple[tuple[str, str], ...]:
-    """A YAML mapping, or "key=value" items (``team=infra,env=prod``); the order kept."""
-    if isinstance(value, Mapping):
-        return tuple((str(key), "" if v is None else str(v)) for key, v in value.items())
-    pairs = []
-    for item in _items(value):
-        key, equals, tag_value = str(item).partition("=")
-        if not equals:
-            raise ValueError(item)
-        pairs.append((key.strip(), tag_value.strip()))
-    return tuple(pairs)
-
-
-def _type_word(name: str) -> str:
-    return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
-            "health_timeout": "number", "terraform_timeout": "number", "packer_timeout": "number",
-            "ssh_timeout": "number", "allow_even_managers": "true/false",
-            "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list",
-            "docker_log_max_file": "whole number", "preload_images": "list",
-            "subnet_ids": "list", "worker_subnet_ids": "list", "create_nat_gateway": "true/false",
-            "public_ports": PORTS, "public_cidrs": "list", "root_volume_size": "whole number",
-            "tags": TAGS}.get(name, "text")
 
 
 def validate(s: Settings) -> list[str]:
@@ -253,7 +148,7 @@ def validate(s: Settings) -> list[str]:
             problems.append(f"{name}: {region!r} is not an AWS region name such as us-east-1")
     if s.state_bucket is not None and not STATE_BUCKET.match(s.state_bucket):
         problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
-    problems += _cidr_problems(s.allowed_ssh_cidrs)
+    problems += cidr_problems(s.allowed_ssh_cidrs)
     problems += _account_problems(s)
     if s.aws_endpoint is not None and not _is_http_url(s.aws_endpoint):
         problems.append(f"aws_endpoint: {s.aws_endpoint!r} is not an http(s) URL such as "
@@ -291,52 +186,9 @@ def _log_rotation_problems(s: Settings) -> list[str]:
     return problems
 
 
-def _cidr_problems(cidrs: tuple[str, ...]) -> list[str]:
-    """SSH's networks: never the whole internet, neither as /0 nor in pieces (0.0.0.0/1 and
-    128.0.0.0/1, or 256 /8s); terraform/aws/variables.tf refuses the same."""
-    problems = []
-    networks = []
-    for cidr in cidrs:
-        try:
-            network = ipaddress.ip_network(cidr, strict=True)
-        except ValueError:
-            problems.append(f"allowed_ssh_cidrs: {cidr!r} is not a network such as 203.0.113.0/24")
-            continue
-        if network.prefixlen == 0:
-            problems.append(f"allowed_ssh_cidrs: {cidr} opens SSH to the whole internet; "
-                            "name your own networks")
-        else:
-            networks.append(network)
-    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
-    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
-    for whole, pieces in ((_whole_internet(v4), v4), (_whole_internet(v6), v6)):
-        if whole:
-            shown = ", ".join(map(str, pieces[:4])) + (f" and {len(pieces) - 4} more"
-                                                       if len(pieces) > 4 else "")
-            problems.append(f"allowed_ssh_cidrs: together, {shown} open SSH to the whole "
-                            "internet; name your own networks")
-    return problems
-
-
-def _whole_internet(networks: Sequence[Network]) -> bool:
-    """Whether ``networks`` (one IP version) together cover every address of it."""
-    collapsed = list(ipaddress.collapse_addresses(networks))
-    return len(collapsed) == 1 and collapsed[0].prefixlen == 0
-
-
-def _ipv4_problems(name: str, cidrs: tuple[str, ...]) -> list[str]:
-    problems = []
-    for cidr in cidrs:
-        try:
-            ipaddress.IPv4Network(cidr, strict=True)
-        except ValueError:
-            problems.append(f"{name}: {cidr!r} is not an IPv4 network such as 198.51.100.0/24")
-    return problems
-
-
 def _account_problems(s: Settings) -> list[str]:
     """The aws settings of a real account: network, published ports, machines, tags."""
-    return _network_problems(s) + _port_problems(s) + _machine_problems(s) + _tag_problems(s.tags)
+    return _network_problems(s) + _port_problems(s) + _machine_problems(s) + tag_problems(s.tags)
 
 
 def _network_problems(s: Settings) -> list[str]:
@@ -382,8 +234,8 @@ def _port_problems(s: Settings) -> list[str]:
         if str(port) in seen:
             problems.append(f"public_ports: {port} is listed twice")
         seen.add(str(port))
-        problems += _ipv4_problems(f"public_ports ({port}) cidrs", port.cidrs)
-    return problems + _ipv4_problems("public_cidrs", s.public_cidrs)
+        problems += ipv4_problems(f"public_ports ({port}) cidrs", port.cidrs)
+    return problems + ipv4_problems("public_cidrs", s.public_cidrs)
 
 
 def _machine_problems(s: Settings) -> list[str]:
@@ -400,23 +252,6 @@ def _machine_problems(s: Settings) -> list[str]:
     if s.root_volume_kms_key_id is not None and not KMS_KEY_ARN.match(s.root_volume_kms_key_id):
         problems.append(f"root_volume_kms_key_id: {s.root_volume_kms_key_id!r} is not a KMS key "
                         "ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>")
-    return problems
-
-
-def _tag_problems(tags: tuple[tuple[str, str], ...]) -> list[str]:
-    problems = []
-    keys = [key for key, _ in tags]
-    for key, value in tags:
-        if not 1 <= len(key) <= 128:
-            problems.append(f"tags: {key!r}: a key is 1 to 128 characters")
-        elif key in RESERVED_TAGS:
-            problems.append(f"tags: {key} is set by terraform/aws itself "
-                            f"({', '.join(RESERVED_TAGS)})")
-        elif key.lower().startswith("aws:"):
-            problems.append(f"tags: {key}: the aws: prefix is reserved for AWS")
-        if len(value) > 256:
-            problems.append(f"tags: {key}: a value is at most 256 characters")
-    problems += [f"tags: {key} is given twice" for key in sorted(set(keys)) if keys.count(key) > 1]
     return problems
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +35,22 @@ from python_terraform import Terraform as _PythonTerraform
 
 from swarmforge.errors import CommandError, CommandTimeout, SwarmforgeError, ToolError
 from swarmforge.process import DEFAULT_TIMEOUT, Completed, run, stream
+from swarmforge.terraform_output import (
+    Plan,
+    diagnostics,
+    missing_provider,
+    planned_changes,
+    progress_message,
+)
 
 TOKEN_PREFIX = "SWMTKN-"
 BACKEND_CONFIG_FILE = "backend.tfbackend"  # in the workdir; bucket, key, region: no secret
-# What `terraform init` says when a provider cannot be had (offline, no mirror, no such version).
-PROVIDER_FAILURES = ("Failed to query available provider packages", "Failed to install provider")
 ProgressSink = Callable[[str], None]
 TIMEOUT_SETTING = "swarmforge.terraform_timeout"
 
 
 class TerraformError(CommandError):
     """A Terraform command failed; ``output`` holds its error diagnostics."""
-
-
-@dataclass(frozen=True)
-class PlannedChange:
-    address: str
-    action: str  # create, update, delete, replace, ...
-    reason: str | None = None  # e.g. "tainted" for a node whose provisioning failed
-
-
-@dataclass(frozen=True)
-class Plan:
-    changes: tuple[PlannedChange, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
-    def removals(self) -> list[PlannedChange]:
-        return [c for c in self.changes if c.action in ("delete", "replace")]
 
 
 def required_version(config_dir: Path) -> SpecifierSet:
@@ -146,7 +131,7 @@ class Terraform:
         try:
             self._stream(argv, {}, "terraform init", json_lines=False, quiet=True)
         except TerraformError as error:
-            missing = _missing_provider(error.output)
+            missing = missing_provider(error.output)
             if missing:
                 raise ToolError(f"terraform init cannot install {missing}; full log: "
                                 f"{self.log_file or self.workdir}") from error
@@ -158,7 +143,7 @@ class Terraform:
                           lock_timeout="60s", var=_var_args(variables), target=list(targets),
                           replace=list(replace))
         result = self._stream(argv, secrets, "terraform plan", quiet=True)
-        return Plan(tuple(_planned_changes(result.stdout)))
+        return Plan(tuple(planned_changes(result.stdout)))
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
@@ -235,7 +220,7 @@ class Terraform:
             raise self._stopped(timeout) from None
         self._keep_log(argv, result)
         if not result.ok:
-            detail = _diagnostics(result.stdout) if json_lines else result.stdout
+            detail = diagnostics(result.stdout) if json_lines else result.stdout
             raise TerraformError(what, result.returncode, detail,
                                  hint=f"full log: {self.log_file}" if self.log_file else "")
         return result
@@ -252,7 +237,7 @@ class Terraform:
         return timeout
 
     def _json_progress(self, line: str) -> None:
-        message = _progress_message(line)
+        message = progress_message(line)
         if message:
             self.progress(message)
 
@@ -265,17 +250,6 @@ class Terraform:
             log.write(result.stdout + "\n")
 
 
-def _missing_provider(output: str) -> str | None:
-    """``provider NAME: why`` when init failed for want of a provider; None otherwise."""
-    flat = " ".join(output.split())  # Terraform wraps its diagnostics over several lines
-    if not any(failure in flat for failure in PROVIDER_FAILURES):
-        return None
-    name = re.search(r"(?:for provider|installing) ([\w.-]+/[\w.-]+)", flat)
-    offline = re.search(r"could not connect to ([\w.-]+)", flat)
-    why = f"could not connect to {offline.group(1)}" if offline else "see the log"
-    return f"provider {name.group(1) if name else '(unknown)'}: {why}"
-
-
 def _var_args(variables: Mapping[str, str]) -> list[str]:
     for name, value in variables.items():
         if TOKEN_PREFIX in str(value):
@@ -286,68 +260,3 @@ def _var_args(variables: Mapping[str, str]) -> list[str]:
 
 def _secret_env(secrets: Mapping[str, str]) -> dict[str, str]:
     return {f"TF_VAR_{name}": value for name, value in secrets.items()}
-
-
-def _events(output: str) -> list[dict[str, Any]]:
-    events = []
-    for line in output.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-    return events
-
-
-def _planned_changes(output: str) -> list[PlannedChange]:
-    changes = []
-    for event in _events(output):
-        if event.get("type") == "planned_change":
-            change = event["change"]
-            changes.append(PlannedChange(change["resource"]["addr"], change["action"],
-                                         change.get("reason")))
-    return changes
-
-
-# Events worth a line of progress; the rest (refresh chatter, hooks) stay in the log.
-PROGRESS_EVENTS = {"apply_start", "apply_complete", "apply_errored", "provision_progress",
-                   "provision_errored", "change_summary", "diagnostic"}
-
-
-# What the SSH communicator says on every connection: noise once it works.
-# So are local-exec's echo of its command and the notice that a provisioner
-# touching a sensitive variable prints nothing. All of it stays in the log.
-CHATTER = ("Connecting to remote host via SSH", "Host:", "User:", "Password:", "Private key:",
-           "Certificate:", "SSH Agent:", "Checking Host Key:", "Target Platform:", "Connected!",
-           "Executing:", "(output suppressed due to sensitive value in config)")
-
-
-def _progress_message(line: str) -> str | None:
-    if not line.startswith("{"):
-        return line.strip() or None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return line
-    if event.get("type") not in PROGRESS_EVENTS:
-        return None
-    if str(event.get("hook", {}).get("output", "")).strip().startswith(CHATTER):
-        return None
-    if event.get("type") == "diagnostic":
-        diagnostic = event.get("diagnostic", {})
-        return f"{diagnostic.get('severity', 'error')}: {diagnostic.get('summary', '')}"
-    return str(event.get("@message", "")) or None
-
-
-def _diagnostics(output: str) -> str:
-    """Terraform's error diagnostics (and failing provisioner output) in plain text."""
-    lines = []
-    for event in _events(output):
-        kind = event.get("type")
-        if kind == "diagnostic" and event["diagnostic"].get("severity") == "error":
-            diagnostic = event["diagnostic"]
-            lines.append(f"{diagnostic.get('summary', '')}: {diagnostic.get('detail', '')}".strip())
-        elif kind in ("provision_errored", "apply_errored"):
-            lines.append(str(event.get("@message", "")))
-    plain = [line for line in output.splitlines() if line and not line.startswith("{")]
-    return "\n".join(lines or plain)

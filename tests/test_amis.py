@@ -1,9 +1,16 @@
-"""A cluster's AMIs, against moto's server on loopback (real HTTP, real boto3)."""
+"""A cluster's AMIs, against moto's server on loopback (real HTTP, real boto3).
+
+moto deletes a snapshot as soon as its AMI is gone and reads an SSM parameter
+back at once; AWS does neither. Where a test needs AWS's late answers, an
+Intercept (tests/test_aws_retries.py) gives them on the client the code under
+test uses, and an injected sleep records the waits instead of sleeping them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +18,21 @@ from botocore.exceptions import ClientError
 
 from swarmforge.catalog import Image, plan_prune
 from swarmforge.errors import AmiError
+from swarmforge.settings import Settings, load_settings
 from swarmforge.targets.aws import client
 from swarmforge.targets.aws.amis import (
     CLUSTER_TAG,
     COMMIT_TAG,
     DOCKER_TAG,
+    PRUNED_TAG,
+    BakeRecord,
     ClusterAmis,
+    Patience,
     parameter_name,
+    record_path,
 )
+from swarmforge.targets.aws.bake import _record_everywhere
+from tests.test_aws_retries import Answer, Clock, Intercept, ec2_error, json_answer
 
 REGION = "eu-west-1"
 BASE_AMI = "ami-03cf127a"  # one of the public AMIs moto ships
@@ -30,8 +44,14 @@ def ec2(endpoint: str) -> Any:
 
 
 @pytest.fixture
-def amis(endpoint: str) -> ClusterAmis:
-    return ClusterAmis(f"test-{uuid.uuid4().hex[:8]}", REGION, endpoint)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def amis(endpoint: str, clock: Clock) -> ClusterAmis:
+    return ClusterAmis(f"test-{uuid.uuid4().hex[:8]}", REGION, endpoint,
+                       Patience(budget=10, sleep=clock.sleep))
 
 
 class Baker:
@@ -65,6 +85,16 @@ def launch(ec2: Any, ami_id: str) -> str:
 @pytest.fixture
 def baker(ec2: Any, amis: ClusterAmis) -> Baker:
     return Baker(ec2, amis.cluster)
+
+
+def snapshots_of(ec2: Any, ami_id: str) -> list[str]:
+    (image,) = ec2.describe_images(ImageIds=[ami_id])["Images"]
+    return sorted(m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m)
+
+
+def tags_of(ec2: Any, snapshot_id: str) -> dict[str, str]:
+    (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    return {tag["Key"]: tag["Value"] for tag in snapshot.get("Tags", [])}
 
 
 def snapshot_exists(ec2: Any, snapshot_id: str) -> bool:
@@ -145,6 +175,7 @@ def test_prune_keeps_current_in_use_and_newest(amis: ClusterAmis, baker: Baker, 
     for ami in listed:
         gone = ami.id in deleted
         assert all(snapshot_exists(ec2, s) != gone for s in ami.snapshot_ids)
+    assert amis.snapshots_left == ()
 
 
 def test_prune_stops_when_an_ami_got_used_since_the_plan(
@@ -157,6 +188,76 @@ def test_prune_stops_when_an_ami_got_used_since_the_plan(
     with pytest.raises(AmiError, match=f"{old} became current or in use"):
         amis.prune(plan)
     assert len(amis.inventory()) == 2
+
+
+# --- snapshots EC2 still holds after their AMI is gone --------------------------------------
+
+IN_USE = ec2_error("InvalidSnapshot.InUse", "The snapshot is currently in use by an AMI")
+
+
+def test_prune_retries_a_snapshot_ec2_still_holds(
+    amis: ClusterAmis, baker: Baker, ec2: Any, clock: Clock
+) -> None:
+    old, _new = baker.bake(), baker.bake()
+    snapshots = snapshots_of(ec2, old)
+    held = Intercept(amis.ec2, "DeleteSnapshot", IN_USE, times=2)
+
+    assert amis.prune(plan_prune(amis.inventory(), keep=1, current_id=None, in_use=())) == [old]
+
+    assert held.attempts == 2 + len(snapshots)  # refused twice, then each deleted
+    assert len(clock.waits) == 2
+    assert not any(snapshot_exists(ec2, s) for s in snapshots)
+    assert amis.snapshots_left == ()
+
+
+def test_snapshots_still_held_are_left_marked_and_the_next_prune_deletes_them(
+    amis: ClusterAmis, baker: Baker, ec2: Any, clock: Clock, endpoint: str
+) -> None:
+    old, new = baker.bake(), baker.bake()
+    snapshots = snapshots_of(ec2, old)
+    Intercept(amis.ec2, "DeleteSnapshot", IN_USE)  # for longer than the patience
+
+    assert amis.prune(plan_prune(amis.inventory(), keep=1, current_id=None, in_use=())) == [old]
+
+    assert [ami.id for ami in amis.inventory()] == [new]
+    assert amis.snapshots_left == tuple(snapshots)
+    assert sum(clock.waits) == pytest.approx(10)  # the whole budget, and no more
+    for snapshot in snapshots:
+        assert tags_of(ec2, snapshot) == {CLUSTER_TAG: amis.cluster, PRUNED_TAG: old}
+
+    later = ClusterAmis(amis.cluster, REGION, endpoint, Patience(sleep=clock.sleep))
+    assert later.prune(later.prune_plan(keep=1)) == []  # nothing of its own to prune
+
+    assert not any(snapshot_exists(ec2, s) for s in snapshots)
+    assert later.snapshots_left == ()
+
+
+def test_the_next_prune_deletes_only_marked_snapshots_of_its_cluster_no_ami_uses(
+    amis: ClusterAmis, baker: Baker, ec2: Any
+) -> None:
+    live = baker.bake()
+    (still_used,) = snapshots_of(ec2, live)
+    orphan = volume_snapshot(ec2, {CLUSTER_TAG: amis.cluster, PRUNED_TAG: "ami-0123456789abcdef0"})
+    backup = volume_snapshot(ec2, {CLUSTER_TAG: amis.cluster})  # a node's backup, say
+    theirs = volume_snapshot(ec2, {CLUSTER_TAG: "someone-else", PRUNED_TAG: "ami-0123456789abcdef0"})
+    # A prune that was stopped between marking and deregistering.
+    ec2.create_tags(Resources=[still_used], Tags=[{"Key": PRUNED_TAG, "Value": live}])
+
+    assert amis.prune(amis.prune_plan(keep=1)) == []
+
+    assert not snapshot_exists(ec2, orphan)
+    assert all(snapshot_exists(ec2, s) for s in (still_used, backup, theirs))
+    assert amis.snapshots_left == ()  # spared on purpose, not left over
+
+
+def volume_snapshot(ec2: Any, tags: dict[str, str]) -> str:
+    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8)["VolumeId"]
+    spec = [{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    snapshot_id: str = ec2.create_snapshot(VolumeId=volume, TagSpecifications=spec)["SnapshotId"]
+    return snapshot_id
+
+
+# --- the AMI of record --------------------------------------------------------------------
 
 
 def test_current_ami_round_trips_through_ssm(
@@ -179,6 +280,67 @@ def test_recording_a_missing_ami_is_refused(amis: ClusterAmis) -> None:
     with pytest.raises(AmiError, match="not found"):
         amis.record_current("ami-0000000000000dead")
     assert amis.current() is None
+
+
+def test_recording_waits_until_ssm_reads_the_ami_back(
+    amis: ClusterAmis, baker: Baker, clock: Clock
+) -> None:
+    first, second = baker.bake(), baker.bake()
+    amis.record_current(first)
+    assert clock.waits == []  # moto reads back at once: no wait
+    checking = Intercept(amis.ssm, "GetParameter", still_reads(amis, first), times=3)
+
+    amis.record_current(second)
+
+    assert checking.attempts == 4  # the old value three times, then the new one
+    assert len(clock.waits) == 3
+    assert amis.current() == second
+
+
+def test_an_ami_ssm_never_reads_back_is_one_clear_line(
+    amis: ClusterAmis, baker: Baker, clock: Clock
+) -> None:
+    first, second = baker.bake(), baker.bake()
+    amis.record_current(first)
+    Intercept(amis.ssm, "GetParameter", still_reads(amis, first))
+
+    with pytest.raises(AmiError) as refused:
+        amis.record_current(second)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{second} was baked, but SSM in {REGION} did not take it")
+    assert f"still reads {first}" in message
+    assert (f"`aws ssm put-parameter --region {REGION} --name {parameter_name(amis.cluster)} "
+            f"--type String --data-type aws:ec2:image --overwrite --value {second}`") in message
+    assert "`invoke bake` again" in message
+    assert sum(clock.waits) == pytest.approx(10)
+
+
+def still_reads(amis: ClusterAmis, ami_id: str) -> Answer:
+    """SSM's answer to GetParameter while it has not taken the new value yet."""
+    return json_answer(200, {"Parameter": {
+        "Name": parameter_name(amis.cluster), "Type": "String", "Value": ami_id, "Version": 1,
+        "DataType": "aws:ec2:image", "ARN": f"arn:aws:ssm:{REGION}:123456789012:parameter"
+                                            f"{parameter_name(amis.cluster)}"}})
+
+
+def test_a_bake_records_the_clusters_own_region_last(
+    amis: ClusterAmis, baker: Baker, endpoint: str, tmp_path: Path
+) -> None:
+    settings: Settings = load_settings({}, {"cluster": amis.cluster, "region": REGION,
+                                            "state_dir": str(tmp_path), "aws_endpoint": endpoint})
+    home = baker.bake()
+    # us-east-1 sorts after eu-west-1, yet is recorded first; SSM refuses it here.
+    record = BakeRecord(cluster=amis.cluster, amis={REGION: home, "us-east-1": "ami-0000000000000dead"},
+                        docker_version="27.*", git_commit="c", packer_run_uuid="u",
+                        baked_at="2026-01-01T00:00:00+00:00", log="packer.log")
+
+    with pytest.raises(AmiError, match="not found in us-east-1"):
+        _record_everywhere(settings, record)
+
+    assert amis.current() is None  # apply's AMI is still the last good bake's
+    assert not record_path(settings).exists()
 
 
 # --- the pure plan -------------------------------------------------------------------------

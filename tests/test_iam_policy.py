@@ -156,8 +156,10 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "ec2:CreateTags": frozenset({"rebuild"}),  # stamps the inputs digest on a new AMI
     "ec2:DeregisterImage": frozenset({"rebuild"}),  # pruning (also `invoke prune-amis`)
     "ec2:DeleteSnapshot": frozenset({"rebuild"}),
+    "ec2:DescribeSnapshots": frozenset({"rebuild"}),  # pruning: the snapshots a prune left
     "ssm:PutParameter": frozenset({"bake", "rebuild"}),
-    "ssm:GetParameter": frozenset({"apply", "rebuild"}),
+    # apply: the AMI of record; bake: reading a new one back until SSM has taken it
+    "ssm:GetParameter": frozenset({"bake", "apply", "rebuild"}),
     "s3:ListBucket": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetBucketLocation": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetObject": frozenset({"apply", "rebuild"}),

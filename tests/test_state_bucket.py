@@ -186,3 +186,12 @@ def _credentials_without_permissions(endpoint: str) -> Any:
         aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
     )
     return session.client("s3", region_name=REGION, endpoint_url=endpoint)
+
+
+def test_the_tls_only_statement_names_the_bucket_in_its_own_partition() -> None:
+    from swarmforge.targets.aws import partition_of
+
+    assert [partition_of(r) for r in ("eu-west-1", "cn-north-1", "us-gov-west-1")] == [
+        "aws", "aws-cn", "aws-us-gov"]
+    china = deny_insecure_transport_statement("state", partition_of("cn-north-1"))
+    assert china["Resource"] == ["arn:aws-cn:s3:::state", "arn:aws-cn:s3:::state/*"]

@@ -101,6 +101,9 @@ def _record(variables: BakeVariables, result: packer.BuildResult) -> BakeRecord:
 
 def _record_everywhere(settings: Settings, record: BakeRecord) -> None:
     # SSM first: when AWS refuses, this machine's record still names the last good bake.
-    for region, ami_id in record.amis.items():
-        ClusterAmis.of(settings, region).record_current(ami_id)
+    # The cluster's own region last: when SSM refuses a copy, apply's AMI and this
+    # machine's record of it both stay the last good bake's, and still agree.
+    # record_current waits until SSM reads the AMI back (it checks the value later).
+    for region in sorted(record.amis, key=lambda region: region == settings.region):
+        ClusterAmis.of(settings, region).record_current(record.amis[region])
     record.save(record_path(settings))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from botocore.exceptions import ClientError, NoCredentialsError, UnknownRegionError
+from botocore.exceptions import ClientError, NoCredentialsError
 
 from swarmforge.errors import ConfigError
 from swarmforge.settings import Settings
-from swarmforge.targets.aws import client
+from swarmforge.targets.aws import client, partition_of
 
 # A region every account of its partition has enabled, so it can tell whether
 # another region exists and is enabled (`ec2 describe-regions --all-regions`).
@@ -104,13 +104,7 @@ def _region_statuses(s: Settings) -> dict[str, str]:
 
 
 def anchor_region(region: str) -> str:
-    import boto3  # only when needed: see swarmforge.aws.client
-
-    try:
-        partition = boto3.session.Session().get_partition_for_region(region)
-    except UnknownRegionError:
-        partition = "aws"  # unknown to this botocore: the commercial partition can tell
-    return ANCHOR_REGIONS.get(partition, region)
+    return ANCHOR_REGIONS.get(partition_of(region), region)
 
 
 def require_state_bucket(s: Settings) -> None:

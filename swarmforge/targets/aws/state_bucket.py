@@ -20,6 +20,7 @@ from swarmforge.errors import (
     StateBucketForbiddenError,
     StateBucketRegionError,
 )
+from swarmforge.targets.aws import partition_of
 
 DENY_INSECURE_TRANSPORT_SID = "DenyInsecureTransport"
 PUBLIC_ACCESS_BLOCK = {
@@ -63,7 +64,7 @@ def ensure_state_bucket(s3: Any, bucket: str, region: str) -> BucketReport:
         "versioning": _ensure_versioning,
         "encryption": _ensure_encryption,
         "public-access-block": _ensure_public_access_block,
-        "tls-only-policy": _ensure_tls_only_policy,
+        "tls-only-policy": lambda s3, bucket: _ensure_tls_only_policy(s3, bucket, region),
     }
     changed = tuple(name for name, step in steps.items() if step(s3, bucket))
     return BucketReport(bucket=bucket, region=region, created=created, changed=changed)
@@ -180,10 +181,10 @@ def _ensure_public_access_block(s3: Any, bucket: str) -> bool:
     return True
 
 
-def _ensure_tls_only_policy(s3: Any, bucket: str) -> bool:
+def _ensure_tls_only_policy(s3: Any, bucket: str, region: str) -> bool:
     """Deny every request over plain HTTP; statements others added are kept."""
     policy = _bucket_policy(s3, bucket)
-    wanted = deny_insecure_transport_statement(bucket)
+    wanted = deny_insecure_transport_statement(bucket, partition_of(region))
     statements = [s for s in policy["Statement"] if s.get("Sid") != DENY_INSECURE_TRANSPORT_SID]
     if len(statements) < len(policy["Statement"]) and wanted in policy["Statement"]:
         return False
@@ -192,14 +193,15 @@ def _ensure_tls_only_policy(s3: Any, bucket: str) -> bool:
     return True
 
 
-def deny_insecure_transport_statement(bucket: str) -> dict[str, Any]:
-    """The bucket policy statement that refuses requests not made over TLS."""
+def deny_insecure_transport_statement(bucket: str, partition: str = "aws") -> dict[str, Any]:
+    """The bucket policy statement that refuses requests not made over TLS, in the ARNs of
+    the bucket's partition (aws-cn in China, aws-us-gov in GovCloud)."""
     return {
         "Sid": DENY_INSECURE_TRANSPORT_SID,
         "Effect": "Deny",
         "Principal": "*",
         "Action": "s3:*",
-        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
 

@@ -190,6 +190,7 @@ class LocalImages:
 
     kind = "IMAGE"
     where = "on this machine"
+    snapshots_left: tuple[str, ...] = ()  # a local image has no snapshots
 
     def __init__(self, settings: Settings, sandbox_root: Path = SANDBOX_ROOT) -> None:
         self.settings = settings

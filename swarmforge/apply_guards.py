@@ -1,0 +1,58 @@
+"""What apply refuses, and the one kind of node it makes anew by itself.
+
+Refused, with nothing changed: fewer nodes than exist (Terraform would destroy
+them without draining or demoting them) and any plan that removes a running
+node. Made anew: a node that never joined the swarm and no longer answers over
+SSH (or answers with a key that cannot be verified), as a failed launch is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from swarmforge.errors import QuorumError
+from swarmforge.nodes import NodeRef, address_of, is_node, join_step_of
+from swarmforge.settings import Settings
+from swarmforge.swarm import Swarm, member_at
+from swarmforge.terraform_output import Plan
+
+
+def refuse_scale_down(s: Settings, managers: list[NodeRef], workers: list[NodeRef]) -> None:
+    if len(managers) > s.managers or len(workers) > s.workers:
+        raise QuorumError(
+            f"refusing to scale down from {len(managers)} managers + {len(workers)} workers "
+            f"to {s.managers} + {s.workers}: Terraform would destroy nodes without draining or "
+            "demoting them first. Keep --managers/--workers at least at the current counts.")
+
+
+def refuse_removals(plan: Plan, remade: list[str]) -> None:
+    """Replacing a node whose creation failed (tainted), or one that never joined and is
+    gone (``remade``), is how a failed run resumes; any other node removal would destroy
+    a running node unasked. Swarm steps may be redone: joining is idempotent on the node."""
+    unsafe = [c for c in plan.removals()
+              if c.reason != "tainted" and is_node(c.address) and c.address not in remade]
+    if unsafe:
+        listed = ", ".join(f"{c.address} ({c.action})" for c in unsafe)
+        raise QuorumError(f"refusing to apply: Terraform would remove running nodes: {listed}. "
+                          "Nothing was changed; replacing nodes is replace-node's job.")
+
+
+def nodes_to_remake(plan: Plan, swarm: Swarm, via: str, managers: list[NodeRef],
+                    workers: list[NodeRef], resource_type: str,
+                    say: Callable[[str], None]) -> list[str]:
+    """Addresses of the nodes whose swarm step failed and that SSH cannot reach any more.
+    Never a swarm member: replacing one of those is replace-node's job."""
+    failed = [name for c in plan.removals() if c.reason == "tainted"
+              and (name := join_step_of(c.address))]
+    if not failed:
+        return []
+    members = swarm.nodes(via)
+    remake = []
+    for role, refs in (("manager", managers), ("worker", workers)):
+        for index, ref in enumerate(refs):
+            if ref.name not in failed or member_at(members, ref.private_ip):
+                continue
+            if not swarm.answers(ref.ssh_host):
+                say(f"{ref.name} never joined and does not answer over SSH: making it anew")
+                remake.append(address_of(resource_type, role, index))
+    return remake
