@@ -20,7 +20,7 @@ fi
 echo "==> ruff"
 .venv/bin/ruff check swarmforge tests tasks.py benchmarks
 echo "==> mypy"
-.venv/bin/mypy swarmforge
+.venv/bin/mypy --strict swarmforge
 echo "==> vulture"
 .venv/bin/vulture swarmforge --min-confidence 80
 echo "==> shellcheck"

@@ -32,27 +32,18 @@ class S3Backend:
     dynamodb_table: str | None = None
 
 
-@dataclass(frozen=True)
-class LocalBackend:
-    """State in a local file."""
-
-    path: str
-
-
-def render_backend(backend: S3Backend | LocalBackend, terraform_version: Version) -> str:
+def render_backend(backend: S3Backend, terraform_version: Version) -> str:
     """The whole ``backend.tf``: ``terraform { backend "<kind>" { ... } }``."""
     settings = render_backend_settings(backend, terraform_version)
     return _template("backend.tf.j2").render(
-        kind="local" if isinstance(backend, LocalBackend) else "s3",
+        kind="s3",
         settings=settings.rstrip("\n"),
         terraform_version=terraform_version,
     )
 
 
-def render_backend_settings(backend: S3Backend | LocalBackend, terraform_version: Version) -> str:
+def render_backend_settings(backend: S3Backend, terraform_version: Version) -> str:
     """Only the settings: a ``-backend-config`` file for a partial ``backend "s3" {}`` block."""
-    if isinstance(backend, LocalBackend):
-        return _template("backend-local.j2").render(backend=backend)
     return _render_s3(backend, terraform_version)
 
 

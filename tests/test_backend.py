@@ -18,7 +18,6 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from swarmforge.backend import (
-    LocalBackend,
     S3Backend,
     hcl_string,
     render_backend,
@@ -118,10 +117,7 @@ def test_old_terraform_without_a_lock_table_is_a_clear_error() -> None:
         render_backend(S3Backend("state", "k", REGION), Version("1.0.3"))
 
 
-def test_local_backend_and_settings_only() -> None:
-    assert render_backend(LocalBackend("/srv/state/a.tfstate"), Version("1.0.3")).endswith(
-        'terraform {\n  backend "local" {\n    path = "/srv/state/a.tfstate"\n  }\n}\n'
-    )
+def test_the_settings_alone_for_a_partial_backend_block() -> None:
     assert render_backend_settings(S3Backend("b", "k", REGION), Version("1.11.4")).startswith(
         'bucket  = "b"\n'
     )
@@ -136,7 +132,6 @@ def test_every_rendering_is_terraform_fmt_clean(tmp_path: Path) -> None:
     endpoint = S3Backend("b", "k", REGION, endpoint="http://127.0.0.1:9", dynamodb_table="t")
     for version in ("1.0.3", "1.9.8", "1.11.4"):
         (tmp_path / f"s3-{version}.tf").write_text(render_backend(endpoint, Version(version)))
-    (tmp_path / "local.tf").write_text(render_backend(LocalBackend("x"), Version("1.11.4")))
 
     fmt = subprocess.run(
         [terraform, "fmt", "-check", "-diff", str(tmp_path)],
