@@ -79,7 +79,10 @@ class Cluster:
                 managers, workers = self._nodes_in_state(tf)
             swarm = self.swarm(managers)
             via = self.answering_manager(swarm)
-            changed = self._phase_two(tf, swarm, via, managers, workers)
+            if bootstrapped:
+                changed = self._join_the_new_swarm(swarm, via, managers)
+            else:
+                changed = self._phase_two(tf, swarm, via, managers, workers)
             health = self._wait_healthy(swarm)
             if rotate:
                 self.rotate_tokens(swarm)
@@ -123,6 +126,18 @@ class Cluster:
                                 "the first manager runs docker swarm init"):
             self.apply_terraform(
                 lambda: self._variables(swarm_init=True, managers=s.managers, workers=s.workers), {})
+
+    def _join_the_new_swarm(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> bool:
+        """Phase 2 right after phase 1 made every node in this run: with the same counts
+        and slots, only the swarm steps can change, so no plan is needed to guard nodes."""
+        secrets = self.secrets(swarm, via, managers)
+        others = self.settings.managers + self.settings.workers - 1
+        with self.progress.step(f"phase 2: {others} node(s) join through "
+                                f"{secrets['swarm_manager_ip']}"):
+            self.apply_terraform(lambda: self._variables(swarm_init=False,
+                                                         managers=self.settings.managers,
+                                                         workers=self.settings.workers), secrets)
+        return True
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, managers: list[NodeRef],
                    workers: list[NodeRef]) -> bool:
