@@ -95,14 +95,21 @@ on_this_machine() {
   [[ "${root}" == / ]] && command -v "$1" >/dev/null
 }
 
+# Whether $1 exists (a dangling link too) where this run may change it: its dir lies
+# inside the root. One that leads out is said, and left alone.
+in_reach() {
+  local path="$1"
+  [[ -e "${path}" || -L "${path}" ]] || return 1
+  if ! inside_root "$(dirname -- "${path}")"; then
+    echo "    left alone: ${path} leads out of ${root}"
+    return 1
+  fi
+}
+
 # Remove $1 (a file, a link or a dir tree; a link is removed, never followed).
 remove() {
   local path="$1"
-  [[ -e "${path}" || -L "${path}" ]] || return 0
-  if ! inside_root "$(dirname -- "${path}")"; then
-    echo "    left alone: ${path} leads out of ${root}"
-    return 0
-  fi
+  in_reach "${path}" || return 0
   rm -rf -- "${path}"
   echo "    removed ${path}"
 }
@@ -110,11 +117,7 @@ remove() {
 # Make $1, where it exists, an empty file in place (a link is replaced, never followed).
 empty_file() {
   local path="$1"
-  [[ -e "${path}" || -L "${path}" ]] || return 0
-  if ! inside_root "$(dirname -- "${path}")"; then
-    echo "    left alone: ${path} leads out of ${root}"
-    return 0
-  fi
+  in_reach "${path}" || return 0
   if [[ -L "${path}" || ! -f "${path}" ]]; then
     rm -rf -- "${path}"
     : >"${path}"

@@ -124,8 +124,7 @@ class Cluster:
         s = self.settings
         with self.progress.step(f"phase 1: {s.managers} manager(s) and {s.workers} worker(s); "
                                 "the first manager runs docker swarm init"):
-            self.apply_terraform(
-                lambda: self._variables(swarm_init=True, managers=s.managers, workers=s.workers), {})
+            self.apply_terraform(lambda: self._settings_variables(swarm_init=True), {})
 
     def _join_the_new_swarm(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> bool:
         """Phase 2 right after phase 1 made every node in this run: with the same counts
@@ -134,15 +133,12 @@ class Cluster:
         others = self.settings.managers + self.settings.workers - 1
         with self.progress.step(f"phase 2: {others} node(s) join through "
                                 f"{secrets['swarm_manager_ip']}"):
-            self.apply_terraform(lambda: self._variables(swarm_init=False,
-                                                         managers=self.settings.managers,
-                                                         workers=self.settings.workers), secrets)
+            self.apply_terraform(self._settings_variables, secrets)
         return True
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, managers: list[NodeRef],
                    workers: list[NodeRef]) -> bool:
-        variables = self._variables(swarm_init=False, managers=self.settings.managers,
-                                    workers=self.settings.workers)
+        variables = self._settings_variables()
         secrets = self.secrets(swarm, via, managers)
         with self.progress.step("phase 2: planning the nodes' swarm steps"):
             plan = tf.plan(variables, secrets)
@@ -156,9 +152,7 @@ class Cluster:
             return False
         with self.progress.step(f"phase 2: {len(plan.changes)} change(s), joining through "
                                 f"{secrets['swarm_manager_ip']}"):
-            self.apply_terraform(lambda: self._variables(swarm_init=False, managers=self.settings.managers,
-                                                         workers=self.settings.workers),
-                                 secrets, replace=remake)
+            self.apply_terraform(self._settings_variables, secrets, replace=remake)
         return True
 
     # -- status and destroy -------------------------------------------------
@@ -208,6 +202,11 @@ class Cluster:
                 self.settings, self.target.config_dir, self.target.mirrored_providers,
                 self.progress.detail)
         return self._terraform
+
+    def _settings_variables(self, swarm_init: bool = False) -> dict[str, str]:
+        """The variables of the cluster as the settings want it (apply's two phases)."""
+        return self._variables(swarm_init=swarm_init, managers=self.settings.managers,
+                               workers=self.settings.workers)
 
     def _variables(self, *, swarm_init: bool, managers: int, workers: int,
                    slots: list[int] | None = None) -> dict[str, str]:

@@ -78,6 +78,11 @@ def address_of(resource_type: str, role: str, index: int) -> str:
     return f"{resource_type}.swarm_{role}[{index}]"
 
 
+def join_step_address(name: str) -> str:
+    """The Terraform address of node ``name``'s swarm step (both configs have it so)."""
+    return f'null_resource.swarm_join["{name}"]'
+
+
 def join_step_of(address: str) -> str | None:
     """The node a swarm step's address is for (``null_resource.swarm_join["c-worker-1"]``
     gives ``c-worker-1``); None for any other address."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from swarmforge.cluster import Cluster
 from swarmforge.errors import CommandTimeout, SwarmError, SwarmforgeError
-from swarmforge.nodes import NodeRef, address_of, index_of, is_node, twin_slot
+from swarmforge.nodes import NodeRef, address_of, index_of, is_node, join_step_address, twin_slot
 from swarmforge.operation import ReplacementRecord
 from swarmforge.picks import Pick
 from swarmforge.ssh import SSH
@@ -184,7 +184,7 @@ class Replacement:
         """Apply the cluster as it is to be: the old manager, now last, goes with its step."""
         r = self.record
         tf = self.cluster.terraform()
-        expected = {self._address(r.managers), f'null_resource.swarm_join["{r.nodes[0].name}"]'}
+        expected = {self._address(r.managers), join_step_address(r.nodes[0].name)}
         plan = tf.plan(self._final_variables(), {})
         unexpected = [c.address for c in plan.removals() if c.address not in expected]
         if unexpected:

@@ -11,17 +11,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from swarmforge.aws_api import client
 from swarmforge.settings import Settings
 
 LOCAL_STATE = "terraform/terraform.tfstate"  # under the cluster's dir, without a state bucket
 
 
+def state_document(settings: Settings) -> dict[str, Any]:
+    """The cluster's Terraform state (its JSON); {} when there is none yet."""
+    text = _s3_state(settings) if settings.state_bucket else _local_state(settings)
+    document: dict[str, Any] = json.loads(text) if text else {}
+    return document
+
+
 def state_outputs(settings: Settings) -> dict[str, Any]:
     """{output name: value} of the cluster's state; {} when there is no state yet."""
-    text = _s3_state(settings) if settings.state_bucket else _local_state(settings)
-    if not text:
-        return {}
-    outputs = json.loads(text).get("outputs") or {}
+    outputs = state_document(settings).get("outputs") or {}
     return {name: output.get("value") for name, output in outputs.items()}
 
 
@@ -33,12 +38,9 @@ def _local_state(settings: Settings) -> str:
 
 
 def _s3_state(settings: Settings) -> str:
-    import boto3  # only with a state bucket: boto3 costs a third of a second to import
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # only with a state bucket, as boto3 is
 
-    session: Any = boto3.session.Session()
-    s3 = session.client("s3", region_name=settings.state_region or settings.region,
-                        endpoint_url=settings.state_endpoint)
+    s3 = client("s3", settings.state_region or settings.region, settings.state_endpoint)
     try:
         body = s3.get_object(Bucket=settings.state_bucket, Key=settings.state_key)["Body"].read()
     except ClientError as error:

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.operation": 1,
     "swarmforge.provenance": 1,
     "swarmforge.state_file": 1,
+    "swarmforge.aws_api": 1,
     "swarmforge.terraform_output": 1,
     "swarmforge.setting_values": 0,
     "swarmforge.catalog": 1,

@@ -8,13 +8,9 @@ other must fail here, not in the middle of an apply.
 from __future__ import annotations
 
 import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import hcl2
-
-TERRAFORM = Path(__file__).resolve().parent.parent / "terraform"
+from tests.terraform_config import TERRAFORM, blocks, labelled, locals_of
 
 SHARED_VARIABLES = {
     "cluster_name",
@@ -156,16 +152,9 @@ def test_the_outputs_are_the_same() -> None:
 # --- reading the configs ------------------------------------------------------------
 
 
-@cache
 def _config(target: str) -> dict[str, list[Any]]:
     """All top-level blocks of ``terraform/<target>``, merged over its .tf files."""
-    blocks: dict[str, list[Any]] = {}
-    for path in sorted((TERRAFORM / target).glob("*.tf")):
-        with path.open() as handle:
-            for kind, entries in hcl2.load(handle).items():
-                if not kind.startswith("__"):
-                    blocks.setdefault(kind, []).extend(entries)
-    return blocks
+    return blocks(TERRAFORM / target)
 
 
 def _variables(target: str) -> dict[str, dict[str, Any]]:
@@ -177,20 +166,12 @@ def _outputs(target: str) -> dict[str, dict[str, Any]]:
 
 
 def _locals(target: str) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for block in _config(target).get("locals", []):
-        merged.update(block)
-    return merged
+    return locals_of(TERRAFORM / target)
 
 
 def _resources(target: str) -> dict[tuple[str, str], dict[str, Any]]:
-    resources = {}
-    for block in _config(target).get("resource", []):
-        for kind, named in block.items():
-            for name, body in named.items():
-                if not name.startswith("__"):
-                    resources[(_unquote(kind), _unquote(name))] = body
-    return resources
+    return {(kind, name): body for address, body in labelled(TERRAFORM / target, "resource").items()
+            for kind, name in [address.split(".", 1)]}
 
 
 def _provisioners(resource: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -12,7 +12,6 @@ import json
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,8 +23,9 @@ from swarmforge.targets.aws.host_keys import (
     console_host_keys,
     fingerprint,
 )
+from tests.terraform_config import TERRAFORM, labelled, locals_of
 
-TERRAFORM_AWS = Path(__file__).resolve().parent.parent / "terraform" / "aws"
+TERRAFORM_AWS = TERRAFORM / "aws"
 
 
 def keypair(folder: Path, kind: str) -> str:
@@ -159,12 +159,8 @@ def test_on_moto_a_console_without_keys_is_refused(endpoint: str, tmp_path: Path
 
 
 def test_terraform_verifies_every_swarm_step_against_the_pin() -> None:
-    import hcl2
-
-    with (TERRAFORM_AWS / "join.tf").open() as handle:
-        join: dict[str, Any] = hcl2.load(handle)["resource"][0]['"null_resource"']['"swarm_join"']
-    with (TERRAFORM_AWS / "main.tf").open() as handle:
-        locals_ = {k: v for block in hcl2.load(handle)["locals"] for k, v in block.items()}
+    join = labelled(TERRAFORM_AWS, "resource")["null_resource.swarm_join"]
+    locals_ = locals_of(TERRAFORM_AWS)
 
     connections = [join["connection"][0]] + [
         body["connection"][0] for step in join["provisioner"] for body in step.values()

@@ -27,6 +27,8 @@ from typing import Any
 import hcl2
 import pytest
 
+from tests.terraform_config import blocks
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "swarmforge"
 TERRAFORM_AWS = REPO / "terraform" / "aws"
@@ -294,14 +296,8 @@ def _action(service: str, method: str) -> str:
 # --- Terraform's and Packer's ---------------------------------------------------------------
 
 
-@cache
 def terraform_blocks() -> dict[str, list[Any]]:
-    blocks: dict[str, list[Any]] = {}
-    for path in sorted(TERRAFORM_AWS.glob("*.tf")):
-        with path.open() as handle:
-            for kind, entries in hcl2.load(handle).items():
-                blocks.setdefault(kind, []).extend(entries)
-    return blocks
+    return blocks(TERRAFORM_AWS)
 
 
 def terraform_types() -> set[str]:

@@ -20,6 +20,7 @@ import pytest
 
 from swarmforge import packer
 from swarmforge.errors import CommandError, PackerOutputError
+from tests.test_packer import bake_variables
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = ROOT / "packer"
@@ -127,20 +128,8 @@ def test_the_image_and_every_manifest_carry_the_run_id() -> None:
         assert manifest["custom_data"][packer.RUN_ID_VARIABLE] == "${var.swarmforge_run_id}"
 
 
-def variables(**changes: object) -> packer.BakeVariables:
-    values: dict[str, Any] = {
-        "cluster": "demo",
-        "region": "us-east-1",
-        "git_commit": "0123456789abcdef0123456789abcdef01234567",
-        "docker": packer.docker_pin("27.3.*"),
-        "scripts_dir": ROOT / "scripts",
-        **changes,
-    }
-    return packer.BakeVariables(**values)
-
-
 def test_every_bake_gets_a_fresh_random_run_id() -> None:
-    first, second = variables(), variables()
+    first, second = bake_variables(), bake_variables()
 
     assert first.run_id != second.run_id
     assert uuid.UUID(first.run_id).version == 4
@@ -148,7 +137,7 @@ def test_every_bake_gets_a_fresh_random_run_id() -> None:
 
 
 def test_the_var_file_passes_the_run_id(tmp_path: Path) -> None:
-    var_file = packer.render_var_file(variables(run_id=RUN_ID), tmp_path / "bake.pkrvars.hcl")
+    var_file = packer.render_var_file(bake_variables(run_id=RUN_ID), tmp_path / "bake.pkrvars.hcl")
 
     assert f'swarmforge_run_id   = "{RUN_ID}"' in var_file.read_text()
     assert packer.run_id_of(var_file) == RUN_ID
@@ -157,7 +146,7 @@ def test_the_var_file_passes_the_run_id(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["", "not-a-uuid", RUN_ID.upper(), "0b6f3e52-5a4e-1d2b-9c61-2f0a8d3b7e19"])
 def test_real_packer_refuses_a_run_id_that_is_not_a_uuid4(tmp_path: Path, bad: str) -> None:
-    var_file = packer.render_var_file(variables(run_id=bad), tmp_path / "bake.pkrvars.hcl")
+    var_file = packer.render_var_file(bake_variables(run_id=bad), tmp_path / "bake.pkrvars.hcl")
 
     with pytest.raises(CommandError, match="swarmforge_run_id must be a lowercase random UUID"):
         packer.validate(TEMPLATE_DIR, var_file, packer=REAL_PACKER)
@@ -216,7 +205,7 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_PACKER_RECORD", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_PACKER_TRANSCRIPT", str(DATA / "amazon-single-region.log"))
     monkeypatch.setenv("FAKE_PACKER_MANIFEST", str(DATA / "amazon-single-region.manifest.json"))
-    return packer.render_var_file(variables(run_id=RUN_ID), tmp_path / "bake.pkrvars.hcl")
+    return packer.render_var_file(bake_variables(run_id=RUN_ID), tmp_path / "bake.pkrvars.hcl")
 
 
 def run_build(var_file: Path) -> packer.BuildResult:

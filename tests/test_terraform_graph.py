@@ -10,14 +10,13 @@ provisioner first, and it times out on a closed port 22.
 from __future__ import annotations
 
 import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 
-AWS = Path(__file__).resolve().parent.parent / "terraform" / "aws"
+from tests.terraform_config import TERRAFORM, labelled, locals_of
+
+AWS = TERRAFORM / "aws"
 #: What opens port 22: from the operator's networks, and between members (private workers'
 #: bastion hop).
 SSH_RULES = {"aws_vpc_security_group_ingress_rule.ssh", "aws_vpc_security_group_ingress_rule.swarm"}
@@ -50,32 +49,12 @@ def test_instances_carry_no_ssh_step(node: str) -> None:
 # --- the graph ----------------------------------------------------------------------------
 
 
-@cache
-def _blocks() -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = {}
-    for path in sorted(AWS.glob("*.tf")):
-        with path.open() as handle:
-            for kind, entries in hcl2.load(handle).items():
-                merged.setdefault(kind, []).extend(entries)
-    return merged
-
-
-@cache
 def _resources() -> dict[str, dict[str, Any]]:
-    found = {}
-    for block in _blocks().get("resource", []):
-        for kind, named in block.items():
-            for name, body in named.items():
-                found[f"{kind.strip(chr(34))}.{name.strip(chr(34))}"] = body
-    return found
+    return labelled(AWS, "resource")
 
 
-@cache
 def _locals() -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for block in _blocks().get("locals", []):
-        merged.update(block)
-    return merged
+    return locals_of(AWS)
 
 
 def _uses_ssh(body: dict[str, Any]) -> bool:
@@ -165,11 +144,5 @@ def _definition(ref: str) -> Any:
     return _resources().get(ref, "")  # a variable has no inputs of its own
 
 
-@cache
 def _data_sources() -> dict[str, dict[str, Any]]:
-    found = {}
-    for block in _blocks().get("data", []):
-        for kind, named in block.items():
-            for name, body in named.items():
-                found[f"{kind.strip(chr(34))}.{name.strip(chr(34))}"] = body
-    return found
+    return labelled(AWS, "data")

@@ -21,8 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
 from swarmforge.nodes import NodeRef
@@ -31,6 +29,7 @@ from swarmforge.provenance import ImageStore
 from swarmforge.runtime import private_dir
 from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
+from swarmforge.state_file import state_document
 from swarmforge.targets.aws import client
 from swarmforge.targets.aws.ami_choice import choose_ami
 from swarmforge.targets.aws.amis import HOLDING_STATES, ClusterAmis
@@ -38,7 +37,6 @@ from swarmforge.targets.aws.bake import bake_ami
 from swarmforge.targets.aws.host_keys import HostKeyPins
 from swarmforge.targets.aws.preflight import (
     caller_account,
-    error_code,
     key_path,
     require_key_pair,
     require_region,
@@ -127,7 +125,9 @@ class AwsTarget:
 
     def exists(self) -> bool:
         self._require_cluster_settings()
-        return self.settings.cluster_dir.exists() or stored_resources(self.settings)
+        # Another machine's cluster: the state in the bucket holds resources.
+        return (self.settings.cluster_dir.exists()
+                or bool(state_document(self.settings).get("resources")))
 
     def describe_image(self) -> str:
         ami = self._ami_id()
@@ -240,18 +240,6 @@ def cluster_instances(ec2: Any, cluster: str, filters: dict[str, list[str]]) -> 
               for name, values in {"tag:Cluster": [cluster], **filters}.items()]
     pages = ec2.get_paginator("describe_instances").paginate(Filters=wanted)
     return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
-
-
-def stored_resources(s: Settings) -> bool:
-    """Whether the cluster's state in the bucket holds any resource."""
-    s3 = client("s3", s.state_region or s.region, s.state_endpoint)
-    try:
-        body = s3.get_object(Bucket=s.state_bucket, Key=s.state_key)["Body"].read()
-    except ClientError as error:
-        if error_code(error) in ("NoSuchKey", "404"):
-            return False
-        raise
-    return bool(json.loads(body or b"{}").get("resources"))
 
 
 def _tag(instance: dict[str, Any], key: str) -> str | None:

@@ -122,17 +122,19 @@ class LocalTarget:
         return LocalImages(self.settings)
 
     def image_store(self, regions: tuple[str, ...] = ()) -> ImageStore:
-        if regions:
-            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
-                               "this machine)"])
+        _refuse_regions(regions)
         return LocalImageProvenance(self.settings)
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
-        if request.regions:
-            raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
-                               "this machine)"])
+        _refuse_regions(request.regions)
         return bake_local(self.settings, request, progress, prepare=self._prepared_sandbox)
 
     def _prepared_sandbox(self) -> tuple[SandboxLayout, Path]:
         identity = self.prepare().identity
         return self.layout, identity
+
+
+def _refuse_regions(regions: tuple[str, ...]) -> None:
+    if regions:
+        raise ConfigError(["ami_regions: only for --target aws (a local image stays on "
+                           "this machine)"])
