@@ -22,6 +22,10 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
     return dict(c.config.get("swarmforge", {})), {k: v for k, v in given.items() if v is not None}
 
 
+# Numeric flags default to None and reach cli as typed: a default of 1 would have Invoke
+# int() the text itself, and a typo end in a traceback. cli knows their defaults and ranges.
+
+
 @task(help={**COMMON_HELP,
             "allow_even_managers": "Accept an even manager count (it adds no failure tolerance).",
             "parallelism": "How many nodes Terraform creates at once (default 10).",
@@ -66,22 +70,23 @@ REPLACE_HELP = {
     "node": "The node: hostname, node ID (or a unique prefix), IP, or Terraform address "
             "such as swarm_worker[1]."})
 def replace_node(c, node, cluster=None, target=None, yes=False, no_rotate=False,
-                 drain_timeout=120):
+                 drain_timeout=None):
     """Swap one node for a fresh one without losing quorum (preview unless --yes; resumable)."""
     cli.replace_node(*_flags(c, cluster=cluster, target=target), node=node, yes=yes,
-                     rotate=not no_rotate, drain_timeout=float(drain_timeout))
+                     rotate=not no_rotate, drain_timeout=drain_timeout)
 
 
 @task(auto_shortflags=False, help={
     **REPLACE_HELP,
     "all": "Replace every node, not only those whose image differs from the desired one.",
-    "max_unavailable": "Workers replaced at once (default 1); managers always go one by one."})
-def roll(c, cluster=None, target=None, all=False, max_unavailable=1, yes=False, no_rotate=False,
-         drain_timeout=120):
+    "max_unavailable": "Workers replaced at once (default 1; at most the cluster's workers); "
+                       "managers always go one by one."})
+def roll(c, cluster=None, target=None, all=False, max_unavailable=None, yes=False, no_rotate=False,
+         drain_timeout=None):
     """Replace nodes one at a time, workers first, the leader last (preview unless --yes)."""
     cli.roll(*_flags(c, cluster=cluster, target=target), everything=all,
-             max_unavailable=int(max_unavailable), yes=yes, rotate=not no_rotate,
-             drain_timeout=float(drain_timeout))
+             max_unavailable=max_unavailable, yes=yes, rotate=not no_rotate,
+             drain_timeout=drain_timeout)
 
 
 AMI_HELP = {
@@ -114,12 +119,12 @@ def amis(c, cluster=None, target=None, region=None):
 
 
 @task(help={**AMI_HELP,
-            "keep": "How many of the newest AMIs to keep in any case (default 3).",
+            "keep": "How many of the newest AMIs to keep in any case (default 3; 1 at least).",
             "dry_run": "Only show what would be deleted (also the default without --yes).",
             "yes": "Deregister the old AMIs and delete their snapshots (local: remove the images)."})
-def prune_amis(c, cluster=None, target=None, region=None, keep=3, dry_run=False, yes=False):
+def prune_amis(c, cluster=None, target=None, region=None, keep=None, dry_run=False, yes=False):
     """Retire old AMIs (or local images): never the current one, one in use, or the newest --keep."""
-    cli.prune_amis(*_flags(c, cluster=cluster, target=target, region=region), keep=int(keep),
+    cli.prune_amis(*_flags(c, cluster=cluster, target=target, region=region), keep=keep,
                    dry_run=dry_run, yes=yes)
 
 
@@ -131,17 +136,22 @@ def prune_amis(c, cluster=None, target=None, region=None, keep=3, dry_run=False,
     "docker_version": "Docker Engine spec, e.g. ~=27.3 (default: the one the current image has); "
                       "a different one means a bake.",
     "ami_regions": "aws: other regions to copy the AMI to (and prune in), comma-separated.",
-    "keep": "How many of the newest images prune keeps in any case (default 3).",
+    "keep": "How many of the newest images prune keeps in any case (default 3; 1 at least).",
     "max_age_days": "Bake again when the current image is older than this, to pick up newer "
                     "Docker releases within the spec (default 30; 0: never for age alone).",
     "drain_timeout": "Seconds to wait for a drained node's tasks to move (default 120).",
-    "report": "Where to write the JSON report (default: .swarmforge/_build/<cluster>/rebuild-report.json)."})
+    "report": "Where to write the JSON report (default: .swarmforge/_build/<cluster>/rebuild-report.json).",
+    "stop_by": "An ISO 8601 time with its zone, e.g. 2026-12-07T08:17:00Z: no bake or node "
+               "replacement starts past it (exit 11; the next rebuild carries on). CI: before "
+               "its AWS credentials expire."})
 def rebuild(c, cluster=None, target=None, region=None, force=False, docker_version=None,
-            ami_regions=None, keep=3, max_age_days=30, drain_timeout=120, report=None):
+            ami_regions=None, keep=None, max_age_days=None, drain_timeout=None, report=None,
+            stop_by=None):
     """Unattended: bake only if something changed, roll onto it, prune (exit 0: nothing to do, 10: done)."""
     cli.rebuild(*_flags(c, cluster=cluster, target=target, region=region), force=force,
-                docker_version=docker_version, ami_regions=ami_regions, keep=int(keep),
-                max_age_days=float(max_age_days), drain_timeout=float(drain_timeout), report=report)
+                docker_version=docker_version, ami_regions=ami_regions, keep=keep,
+                max_age_days=max_age_days, drain_timeout=drain_timeout, report=report,
+                stop_by=stop_by)
 
 
 @task(help={"bucket": "S3 bucket for Terraform state (default: swarmforge.state_bucket); names are global.",
@@ -155,6 +165,19 @@ def state_bootstrap(c, bucket=None, region=None, cluster=None, lock_table=None):
                                 state_lock_table=lock_table))
 
 
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"],
+    "target": COMMON_HELP["target"],
+    "force": "Remove swarmforge's lock of the cluster (aws: the lease in S3 a dead run left).",
+    "terraform_lock": "Remove Terraform's state lock with this ID (`terraform force-unlock`), "
+                      "as a failed run names it.",
+    "yes": "Do not ask before removing a lock (without a terminal: required)."})
+def unlock(c, cluster=None, target=None, force=False, terraform_lock=None, yes=False):
+    """Show who holds a cluster and what is unfinished; --force / --terraform-lock ID clear stale locks."""
+    cli.unlock(*_flags(c, cluster=cluster, target=target), force=force,
+               terraform_lock=terraform_lock, yes=yes)
+
+
 ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, rebuild,
-                state_bootstrap)
+                state_bootstrap, unlock)
 ns.configure({"swarmforge": config_defaults()})

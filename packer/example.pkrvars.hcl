@@ -5,6 +5,7 @@ cluster             = "example"
 region              = "us-east-1"
 ami_regions         = ["eu-west-1"]
 instance_type       = "t3.small"
+ubuntu_owner        = "099720109477"
 git_commit          = "0000000000000000000000000000000000000000"
 docker_version      = "27.3"
 docker_version_min  = ""

@@ -37,7 +37,7 @@ source "amazon-ebs" "ubuntu_docker" {
       root-device-type    = "ebs"
       virtualization-type = "hvm"
     }
-    owners      = ["099720109477"] # Canonical
+    owners      = [var.ubuntu_owner] # Canonical, in the region's partition
     most_recent = true
   }
 

@@ -30,6 +30,19 @@ variable "ubuntu_release" {
   default     = "noble-24.04"
 }
 
+# Canonical publishes Ubuntu from one account per partition: 099720109477 (aws),
+# 513442679011 (aws-us-gov), 837727238323 (aws-cn); the bake passes its region's.
+variable "ubuntu_owner" {
+  type        = string
+  description = "Canonical's account id in the build region's partition: whose Ubuntu AMIs the build starts from."
+  default     = "099720109477"
+
+  validation {
+    condition     = regex_replace(var.ubuntu_owner, "^[0-9]{12}$", "account") == "account"
+    error_message = "The ubuntu_owner must be a 12-digit AWS account id."
+  }
+}
+
 variable "ssh_username" {
   type        = string
   description = "Login user of Canonical's Ubuntu AMIs; also added to the docker group."

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Make the node this runs on the first manager of a new swarm, or join it to one.
 #
-#   swarm-node.sh init ADVERTISE_ADDR   docker swarm init (its output, which holds
-#                                       the worker token, never leaves the node)
+#   swarm-node.sh init ADVERTISE_ADDR [POOL [MASK_LENGTH]]
+#                                       docker swarm init (its output, which holds
+#                                       the worker token, never leaves the node); with
+#                                       POOL (a CIDR), overlay networks take /MASK_LENGTH
+#                                       subnets (default 24) of it, not of 10.0.0.0/8
 #   swarm-node.sh join REQUEST_FILE     POST a JSON join request to the local Docker
 #                                       API; the token stays out of argv and output,
 #                                       and the request file is removed whatever happens
@@ -24,14 +27,22 @@ docker_socket() {
 }
 
 init_swarm() {
-  local address="$1"
-  [[ -n "$address" ]] || die "usage: swarm-node.sh init ADVERTISE_ADDR"
+  local address="$1" pool="${2:-}" mask="${3:-24}"
+  local -a options=(--advertise-addr "$address")
+  [[ -n "$address" ]] || die "usage: swarm-node.sh init ADVERTISE_ADDR [POOL [MASK_LENGTH]]"
+  if [[ -n "$pool" ]]; then
+    [[ "$pool" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || die "POOL must be an IPv4 CIDR, not ${pool}"
+    [[ "$mask" =~ ^[0-9]{1,2}$ ]] || die "MASK_LENGTH must be a prefix length, not ${mask}"
+    (( 10#$mask >= 10#${pool#*/} && 10#$mask <= 29 )) || die "MASK_LENGTH ${mask} must lie from ${pool#*/} to 29"
+    options+=(--default-addr-pool "$pool" --default-addr-pool-mask-length "$mask")
+  fi
+  # A node in a swarm keeps the pool it was made with: init runs once.
   if [[ "$(swarm_state)" == "active" ]]; then
     echo "already in a swarm: nothing to do"
     return
   fi
-  echo "initialising a swarm, advertising ${address}"
-  docker swarm init --advertise-addr "$address" >/dev/null
+  echo "initialising a swarm, advertising ${address}${pool:+, overlay networks from ${pool}}"
+  docker swarm init "${options[@]}" >/dev/null
   echo "swarm initialised: this node is its first manager"
 }
 
@@ -64,7 +75,7 @@ join_swarm() {
 }
 
 case "${1:-}" in
-  init) init_swarm "${2:-}" ;;
+  init) init_swarm "${2:-}" "${3:-}" "${4:-}" ;;
   join) join_swarm "${2:-}" ;;
-  *) die "usage: swarm-node.sh init ADVERTISE_ADDR | join REQUEST_FILE" ;;
+  *) die "usage: swarm-node.sh init ADVERTISE_ADDR [POOL [MASK_LENGTH]] | join REQUEST_FILE" ;;
 esac

@@ -4,6 +4,8 @@ Refused, with nothing changed: fewer nodes than exist (Terraform would destroy
 them without draining or demoting them) and any plan that removes a running
 node. Made anew: a node that never joined the swarm and no longer answers over
 SSH (or answers with a key that cannot be verified), as a failed launch is.
+Applied first, before the swarm is reached: the network changes of a plan, so
+that a new allowed_ssh_cidrs lets the operator in before apply needs SSH.
 """
 
 from __future__ import annotations
@@ -37,16 +39,33 @@ def refuse_removals(plan: Plan, remade: list[str]) -> None:
                           "Nothing was changed; replacing nodes is replace-node's job.")
 
 
-def nodes_to_remake(plan: Plan, swarm: Swarm, via: str, managers: list[NodeRef],
+def changes_before_the_swarm(plan: Plan) -> list[str]:
+    """The addresses to apply (``-target``) before the swarm is reached: every change that
+    is neither a node nor a swarm step. A target brings its dependencies along, never its
+    dependents, and nothing of the network depends on a node (tests/test_network_first.py),
+    so no node or step changes in that apply and no token is needed for it.
+
+    While nodes change too, only what is created or updated goes first: a replaced or
+    deleted object may still be referenced by a node (a security group by its instances),
+    and removing it before the node lets go of it fails; the full apply orders that."""
+    support = plan.support_changes()
+    if not plan.swarm_changes():
+        return [c.address for c in support]
+    return [c.address for c in support if c.action not in ("delete", "replace")]
+
+
+def nodes_to_remake(plan: Plan, swarm: Swarm, via: Callable[[], str], managers: list[NodeRef],
                     workers: list[NodeRef], resource_type: str,
                     say: Callable[[str], None]) -> list[str]:
     """Addresses of the nodes whose swarm step failed and that SSH cannot reach any more.
-    Never a swarm member: replacing one of those is replace-node's job."""
+    Never a swarm member: replacing one of those is replace-node's job. ``via`` finds a
+    manager that answers: called only when a swarm step failed, so a plan without one
+    never reaches the swarm."""
     failed = [name for c in plan.removals() if c.reason == "tainted"
               and (name := join_step_of(c.address))]
     if not failed:
         return []
-    members = swarm.nodes(via)
+    members = swarm.nodes(via())
     remake = []
     for role, refs in (("manager", managers), ("worker", workers)):
         for index, ref in enumerate(refs):

@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,17 +21,24 @@ from swarmforge.bake import bake as run_bake
 from swarmforge.catalog import image_table, plan_table
 from swarmforge.cluster import Cluster
 from swarmforge.errors import CommandTimeout, ConfigError, SwarmforgeError
+from swarmforge.node_facts import NodeFacts
 from swarmforge.rebuild import RebuildOptions, report_path, summary
 from swarmforge.rebuild import rebuild as run_rebuild
 from swarmforge.replace_node import Outcome as ReplaceOutcome
 from swarmforge.replace_node import replace_node as run_replace_node
 from swarmforge.roll import roll as run_roll
+from swarmforge.setting_values import days_flag, seconds_flag, whole_flag
 from swarmforge.settings import Settings, load_settings
 from swarmforge.state_bootstrap import state_bootstrap as run_state_bootstrap
 from swarmforge.swarm import node_table
 from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.unlock import force_unlock, lock_status, terraform_unlock
 
 T = TypeVar("T")
+# Defaults of the flags that are not settings (tasks.py passes their text, or None).
+DRAIN_TIMEOUT = 120.0
+MAX_UNAVAILABLE = 1
+KEEP = 3
 
 
 def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
@@ -89,17 +97,37 @@ def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool,
     expected = _count("managers", managers), _count("workers", workers)
     cluster = Cluster(settings)
     health = cluster.status(*expected)
+    facts = cluster.node_facts()  # read with the nodes: no second look-up
     if as_json:
-        node_images = cluster.node_images()
         print(json.dumps({"cluster": settings.cluster, "target": settings.target,
                           "healthy": health.healthy, "problems": list(health.problems),
-                          "nodes": [{**n.as_dict(), "image": node_images.get(n.address)}
+                          "nodes": [{**n.as_dict(), **_facts_dict(facts.get(n.address))}
                                     for n in health.nodes]}, indent=2))
         return
-    print(node_table(health.nodes))
+    print(node_table(health.nodes, _notes(facts)))
     print("\nhealthy" if health.healthy else "\nNOT healthy: " + "; ".join(health.problems))
     if not health.healthy:
         raise Exit(code=3)
+
+
+def _facts_dict(fact: NodeFacts | None) -> dict[str, object]:
+    """What status --json adds to a swarm node: its image, its machine's state and its drift
+    from the settings (null and [] where the target cannot tell)."""
+    fact = fact or NodeFacts()
+    return {"image": fact.image, "machine": fact.state, "drift": list(fact.drift)}
+
+
+def _notes(facts: Mapping[str, NodeFacts]) -> dict[str, str]:
+    """{swarm address: the NOTE column}: a machine that is not running, and drift that
+    `invoke roll` replaces the node for."""
+    notes = {}
+    for address, fact in facts.items():
+        said = [] if fact.reachable else [f"machine {fact.state}"]
+        if fact.drift:
+            said.append("; ".join(fact.drift) + ": `invoke roll` replaces it")
+        if said:
+            notes[address] = "; ".join(said)
+    return notes
 
 
 def _count(name: str, value: object) -> int | None:
@@ -130,7 +158,8 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
 
 @clean_exit
 def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str, yes: bool,
-                 rotate: bool, drain_timeout: float) -> None:
+                 rotate: bool, drain_timeout: object = None) -> None:
+    drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
     def show(outcome: ReplaceOutcome) -> None:
         heading = "resuming" if outcome.resumed else "plan"
@@ -138,7 +167,7 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
               + "\n".join(outcome.plan), flush=True)
 
     outcome = run_replace_node(Cluster(settings), node, act=yes, rotate=rotate,
-                               drain_timeout=drain_timeout, show=show)
+                               drain_timeout=drain, show=show)
     if not outcome.acted:
         print("\npreview only: nothing changed; run again with --yes to do it")
         return
@@ -147,10 +176,13 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
 
 @clean_exit
 def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
-         max_unavailable: int, yes: bool, rotate: bool, drain_timeout: float) -> None:
+         max_unavailable: object, yes: bool, rotate: bool, drain_timeout: object) -> None:
+    # At most the cluster's workers, too: the roll checks that against them.
+    batch = whole_flag("max-unavailable", max_unavailable, MAX_UNAVAILABLE, 1)
+    drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
-    outcome = run_roll(Cluster(settings), everything=everything, max_unavailable=max_unavailable,
-                       act=yes, rotate=rotate, drain_timeout=drain_timeout,
+    outcome = run_roll(Cluster(settings), everything=everything, max_unavailable=batch,
+                       act=yes, rotate=rotate, drain_timeout=drain,
                        show=lambda plan: print(f"roll of cluster {settings.cluster!r}:\n"
                                                + "\n".join(plan), flush=True))
     if not outcome.acted:
@@ -207,10 +239,11 @@ def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
 
 
 @clean_exit
-def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, dry_run: bool,
+def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: object, dry_run: bool,
                yes: bool) -> None:
+    newest = whole_flag("keep", keep, KEEP, 1)  # the newest image always stays
     settings = load_settings(config, flags)
-    catalog, plan = images.prune_plan(settings, keep)
+    catalog, plan = images.prune_plan(settings, newest)
     if plan.keep or plan.delete:
         print(plan_table(plan, catalog.kind) + "\n")
     amis = catalog.kind == "AMI"
@@ -237,13 +270,18 @@ def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: int, d
 
 @clean_exit
 def rebuild(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
-            docker_version: str | None, ami_regions: str | None, keep: int, max_age_days: float,
-            drain_timeout: float, report: str | None) -> None:
-    settings = load_settings(config, flags)
+            docker_version: str | None, ami_regions: str | None, keep: object,
+            max_age_days: object, drain_timeout: object, report: str | None,
+            stop_by: str | None = None) -> None:
     options = RebuildOptions(force=force, docker_version=docker_version,
-                             ami_regions=_regions(ami_regions), keep=keep,
-                             max_age_days=max_age_days, drain_timeout=drain_timeout,
-                             report_path=Path(report).resolve() if report else None)
+                             ami_regions=_regions(ami_regions), keep=whole_flag("keep", keep, KEEP, 1),
+                             max_age_days=days_flag("max-age-days", max_age_days,
+                                                    RebuildOptions.max_age_days),
+                             drain_timeout=seconds_flag("drain-timeout", drain_timeout,
+                                                        DRAIN_TIMEOUT),
+                             report_path=Path(report).resolve() if report else None,
+                             stop_by=_moment(stop_by))
+    settings = load_settings(config, flags)
     path = report_path(settings, options)
     try:
         outcome = run_rebuild(settings, options)
@@ -253,6 +291,23 @@ def rebuild(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
     print(summary(outcome, path))
     if outcome.exit_code:
         raise Exit(code=outcome.exit_code)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone (``2026-12-07T08:17:00Z``); None for None."""
+    if text is None:
+        return None
+    iso = text.strip()
+    if iso.endswith("Z"):  # Python 3.10 reads +00:00 only
+        iso = iso[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError([f"stop_by: {text!r} is not an ISO 8601 time with a zone, such as "
+                           "2026-12-07T08:17:00Z"])
+    return moment
 
 
 def _regions(listed: str | None) -> tuple[str, ...]:
@@ -273,3 +328,60 @@ def state_bootstrap(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None
               + ("created" if done.table.created else "found: nothing changed"))
     print(f"cluster {settings.cluster!r} keeps its Terraform state at "
           f"s3://{done.bucket}/{settings.state_key}")
+
+
+@clean_exit
+def unlock(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
+           terraform_lock: str | None, yes: bool, ask: Callable[[str], str] = input) -> None:
+    """Without flags: who holds the cluster and what is unfinished. ``force`` and
+    ``terraform_lock`` remove a lock: asked first as destroy asks (the cluster's name, at a
+    terminal), unless ``yes``; without a terminal, only with ``yes``."""
+    settings = load_settings(config, flags)
+    name = settings.cluster
+    if not force and not terraform_lock:
+        print("\n".join(_lock_lines(settings)))
+        return
+    what = " and ".join(w for w in ("swarmforge's lock" if force else "",
+                                     f"Terraform's state lock {terraform_lock}" if terraform_lock
+                                     else "") if w)
+    if not yes and not _name_typed(settings, ask, f"Remove {what} of cluster {name!r}? A run "
+                                   "still holding it would go on beside the next one. Type the "
+                                   "cluster name to confirm: "):
+        raise Exit("swarmforge: nothing unlocked (answer with the cluster's name, or pass --yes)",
+                   code=1)
+    if force:
+        held = force_unlock(settings)
+        print(f"cluster {name!r}: removed the lock held by {held}" if held
+              else f"cluster {name!r}: its lock was free; nothing to remove")
+    if terraform_lock:
+        terraform_unlock(settings, terraform_lock)
+        print(f"cluster {name!r}: Terraform's state lock {terraform_lock} removed")
+
+
+def _lock_lines(settings: Settings) -> list[str]:
+    found = lock_status(settings)
+    name, flags = settings.cluster, f"--cluster {settings.cluster} --target {settings.target}"
+    lines = [f"cluster {name!r}: lock at {found.where}"]
+    if found.holder:
+        lines += [f"  held by {found.holder}",
+                  f"  if that run is gone: invoke unlock --force {flags}"]
+    else:
+        lines.append("  free: no operation is running")
+    record = found.unfinished
+    if record:
+        lines += [f"  unfinished: {record.operation} ({record.summary}, started "
+                  f"{record.started or '?'})", f"  to finish it: {record.resume}"
+                  + (" (or invoke rebuild, which finishes it first)"
+                     if record.operation in ("roll", "replace-node") else "")]
+    else:
+        lines.append("  no unfinished operation")
+    return lines
+
+
+def _name_typed(settings: Settings, ask: Callable[[str], str], prompt: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        return ask(prompt).strip() == settings.cluster
+    except EOFError:
+        return False

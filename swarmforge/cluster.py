@@ -4,26 +4,34 @@ apply, as the recipe it comes from, in two Terraform runs:
   1. only if no swarm exists: manager 0 alone, with swarm_init=true;
   2. tokens read over SSH from a healthy manager, handed to Terraform as
      TF_VAR_* in its environment only; then everything else joins.
-A re-run finds the swarm, skips phase 1 and completes whatever is missing.
+A re-run finds the swarm, skips phase 1 and completes whatever is missing: it
+plans without the tokens, applies the network's changes first and reaches the
+swarm only for what changes nodes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from swarmforge.apply_guards import nodes_to_remake, refuse_removals, refuse_scale_down
+from swarmforge.apply_guards import (
+    changes_before_the_swarm,
+    nodes_to_remake,
+    refuse_removals,
+    refuse_scale_down,
+)
 from swarmforge.apply_plan import apply_plan
 from swarmforge.errors import CommandError, SwarmError
+from swarmforge.node_facts import NodeFacts, refreshed
 from swarmforge.nodes import (
     NodeRef,
     manager_slots,
     ref_for,
     refs_from_output,
 )
-from swarmforge.operation import Journal, exclusive
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
@@ -56,6 +64,8 @@ class Cluster:
         self._joined: list[str] = []  # the nodes whose swarm step exists, as the state showed
         self._pins: dict[str, str] = {}  # {node name: pinned host key}, for the swarm steps
         self._unpinned: set[str] = set()  # nodes being made anew: their old pin is no use
+        self._facts: dict[str, NodeFacts] = {}  # {node name: as the target saw it last}
+        self._said: set[str] = set()  # what was said of the nodes' facts: once per command
 
     # -- apply --------------------------------------------------------------
 
@@ -65,9 +75,11 @@ class Cluster:
 
         ``confirm`` gets the plan once the target's checks passed, before Terraform runs;
         None when it declines."""
-        with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke apply"):
-            Journal(self.settings.cluster_dir).refuse_if_unfinished(self.settings.cluster)
+        operations = self.target.operation_store()
+        with operations.exclusive("invoke apply", self.progress.detail):
+            operations.journal().refuse_if_unfinished(self.settings.cluster)
             self._prepare_target()
+            self.target.check_capacity(self.progress)
             if not confirm(apply_plan(self.settings, self.target)):
                 return None
             tf = self._prepare()
@@ -78,11 +90,10 @@ class Cluster:
                 self._phase_one()
                 managers, workers = self._nodes_in_state(tf)
             swarm = self.swarm(managers)
-            via = self.answering_manager(swarm)
             if bootstrapped:
-                changed = self._join_the_new_swarm(swarm, via, managers)
+                changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm), managers)
             else:
-                changed = self._phase_two(tf, swarm, via, managers, workers)
+                changed = self._phase_two(tf, swarm, managers, workers)
             health = self._wait_healthy(swarm)
             if rotate:
                 self.rotate_tokens(swarm)
@@ -136,22 +147,34 @@ class Cluster:
             self.apply_terraform(self._settings_variables, secrets)
         return True
 
-    def _phase_two(self, tf: Terraform, swarm: Swarm, via: str, managers: list[NodeRef],
+    def _phase_two(self, tf: Terraform, swarm: Swarm, managers: list[NodeRef],
                    workers: list[NodeRef]) -> bool:
+        """Planned without the tokens (they feed provisioners only, so Terraform plans the
+        same actions); the network changes are applied before the swarm is reached, so a
+        new allowed_ssh_cidrs lets the operator in first; the tokens are read only if nodes
+        or their swarm steps change."""
         variables = self._settings_variables()
-        secrets = self.secrets(swarm, via, managers)
+        via = functools.cache(lambda: self.answering_manager(swarm))  # asked once, if at all
         with self.progress.step("phase 2: planning the nodes' swarm steps"):
-            plan = tf.plan(variables, secrets)
+            plan = tf.plan(variables, {})
             remake = nodes_to_remake(plan, swarm, via, managers, workers,
                                      self.target.resource_type, self.progress.detail)
             if remake:
-                plan = tf.plan(variables, secrets, replace=remake)
+                plan = tf.plan(variables, {}, replace=remake)
             refuse_removals(plan, remake)
-        if plan.empty:
+        first = changes_before_the_swarm(plan)
+        if not first and not plan.swarm_changes():
             self.progress.detail("nothing to change: every node exists and has joined")
             return False
-        with self.progress.step(f"phase 2: {len(plan.changes)} change(s), joining through "
-                                f"{secrets['swarm_manager_ip']}"):
+        if first:
+            with self.progress.step(f"phase 2: {len(first)} network change(s), before the swarm "
+                                    "is reached"):
+                tf.apply(variables, {}, targets=first, parallelism=self.settings.parallelism)
+        if not plan.swarm_changes():
+            return True
+        secrets = self.secrets(swarm, via(), managers)
+        with self.progress.step(f"phase 2: {len(plan.changes) - len(first)} change(s), joining "
+                                f"through {secrets['swarm_manager_ip']}"):
             self.apply_terraform(self._settings_variables, secrets, replace=remake)
         return True
 
@@ -169,7 +192,7 @@ class Cluster:
         """Destroy every node and what the target made; False if there was nothing."""
         if not self.target.exists():
             return False
-        with exclusive(self.settings.cluster_dir, self.settings.cluster, "invoke destroy"):
+        with self.target.operation_store().exclusive("invoke destroy", self.progress.detail):
             return self._destroy()
 
     def _destroy(self) -> bool:
@@ -180,6 +203,7 @@ class Cluster:
                      {}, destroy=True, parallelism=self.settings.parallelism)
         with self.progress.step(f"removing what the {self.target.name} target made"):
             self.target.teardown()
+            self.target.operation_store().journal().finish()  # nothing is left to resume
             shutil.rmtree(self.settings.cluster_dir, ignore_errors=True)
         return True
 
@@ -220,11 +244,17 @@ class Cluster:
                 "swarm_host_keys": json.dumps(pins, sort_keys=True)}
 
     def _nodes_in_state(self, tf: Terraform, *, pin: bool = True) -> tuple[list[NodeRef], list[NodeRef]]:
-        """The nodes as Terraform's outputs show them; with ``pin``, each node's host key is
-        pinned (read where the target trusts it) before anything reaches it over SSH."""
+        """The nodes as Terraform's outputs show them; with ``pin``, at the addresses the
+        target sees now (the outputs are as old as the last Terraform run; a stop/start
+        changes a public address), and each node's host key pinned (read where the target
+        trusts it) before anything reaches it over SSH."""
         outputs = tf.outputs()
         managers = refs_from_output(outputs.get("managers"))
         workers = refs_from_output(outputs.get("workers"))
+        if pin:
+            self._facts = self.target.node_facts(managers + workers)  # one look-up for all
+            managers = refreshed(managers, self._facts, self._say_once)
+            workers = refreshed(workers, self._facts, self._say_once)
         self._slots = [m.slot for m in managers]
         self._refs = managers + workers
         self._joined = list(outputs.get("joined") or [])
@@ -278,14 +308,19 @@ class Cluster:
     def variables(self, *, managers: int, workers: int, slots: list[int]) -> dict[str, str]:
         return self._variables(swarm_init=False, managers=managers, workers=workers, slots=slots)
 
-    def node_images(self) -> dict[str, str]:
-        """{swarm address: image id} of the nodes, where the target can tell (local: the
-        image a host booted from; aws: the AMI an instance runs), as status last saw them."""
+    def node_facts(self) -> dict[str, NodeFacts]:
+        """{swarm address: facts} of the nodes, where the target can tell (the image, the
+        machine's state, drift from the settings), as read with the nodes: no second look-up."""
         if self._refs is None:
             self.nodes_in_state()
-        refs = self._refs or []
-        images = self.target.node_images(refs)
-        return {ref.private_ip: images[ref.name] for ref in refs if ref.name in images}
+        return {ref.private_ip: self._facts[ref.name] for ref in self._refs or []
+                if ref.name in self._facts}
+
+    def _say_once(self, line: str) -> None:
+        # The nodes are read again after every Terraform run: a stopped node is said once.
+        if line not in self._said:
+            self._said.add(line)
+            self.progress.detail(line)
 
     def secrets(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> dict[str, str]:
         """The join tokens and address, read from ``via``: for the child's environment only."""
@@ -295,8 +330,10 @@ class Cluster:
 
     def swarm(self, managers: list[NodeRef]) -> Swarm:
         assert self._profile is not None
+        # A stopped manager cannot answer: asking it would only wait for SSH's deadline.
         return Swarm(SSH(self._profile, timeout=self.settings.ssh_timeout),
-                     [m.ssh_host for m in managers])
+                     [m.ssh_host for m in managers
+                      if self._facts.get(m.name, NodeFacts()).reachable])
 
     def answering_manager(self, swarm: Swarm) -> str:
         try:

@@ -1,26 +1,39 @@
 """One operation at a time per cluster, and a journal so an interrupted one resumes.
 
-The lock is an ``flock`` on a file in the cluster's dir: the kernel drops it when
-the process dies, so a killed run never leaves a stale lock behind. The journal
-is a small JSON file written (atomically) after each step of a multi-step
-operation such as replace-node; a re-run reads it and carries on from there.
-Its records are typed: a replacement (one manager, or a batch of workers) with
-the steps done, inside a replace-node or a roll.
+Where both live is the target's choice (``Target.operation_store()``), through the
+``OperationStore`` seam below:
+
+- on this machine (``LocalOperations``): the lock is an ``flock`` on a file in the
+  cluster's dir, so the kernel drops it when the process dies and a killed run never
+  leaves a stale lock behind; the journal is a JSON file beside it;
+- beside the Terraform state in S3 (the aws target, ``targets/aws/lease.py``): a
+  lease with an owner, a heartbeat and an expiry, and the journal as an object, so a
+  CI job and a laptop share one lock and a run on another machine resumes.
+
+The journal is written after each step of a multi-step operation such as
+replace-node; a re-run reads it and carries on from there. Its records are typed:
+a replacement (one manager, or a batch of workers) with the steps done, inside a
+replace-node or a roll.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import json
 import os
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from swarmforge.errors import SwarmforgeError
+
+Say = Callable[[str], None]
 
 
 class BusyError(SwarmforgeError):
@@ -35,27 +48,176 @@ class UnfinishedError(SwarmforgeError):
     exit_code = 4
 
 
+# --- who holds a lock ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who runs an operation: enough for an operator to find that run, or to tell it is gone."""
+
+    command: str  # e.g. "invoke roll"
+    owner: str  # user@host
+    pid: int
+    since: str  # when it took the lock, UTC
+    run: str | None = None  # a CI run's URL (GitHub Actions)
+
+    @classmethod
+    def me(cls, command: str) -> Holder:
+        return cls(command, f"{_user()}@{socket.gethostname()}", os.getpid(), utc_now(), _ci_run())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Holder:
+        return cls(str(data["command"]), str(data["owner"]), int(data["pid"]), str(data["since"]),
+                   data.get("run"))
+
+    def describe(self) -> str:
+        where = f"pid {self.pid}" + (f", {self.run}" if self.run else "")
+        return f"{self.command} by {self.owner} ({where}) since {self.since}"
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        return f"uid{os.getuid()}"
+
+
+def _ci_run() -> str | None:
+    """The GitHub Actions run this process belongs to, if any."""
+    server, repo, run = (os.environ.get(name) for name in
+                         ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
+
+
+# --- the seam: where a cluster's lock and journal live ---------------------------------------
+
+
+class OperationStore(Protocol):
+    """A cluster's lock and journal, wherever its target keeps them."""
+
+    where: str  # for operators: the dir, or s3://bucket/key
+
+    def exclusive(self, what: str, say: Say = lambda line: None) -> AbstractContextManager[None]:
+        """Hold the cluster's lock for the ``with`` block, or BusyError at once if it is held.
+        ``say`` hears what an operator should know (a lock taken over)."""
+
+    def journal(self) -> Journal:
+        """The cluster's journal."""
+
+    def holder(self) -> str | None:
+        """Who holds the lock now, in words; None when it is free."""
+
+    def force_unlock(self) -> str | None:
+        """Remove the lock whoever holds it; who held it, or None when it was free."""
+
+
+class JournalStorage(Protocol):
+    """Where the journal's one JSON text is kept."""
+
+    where: str
+
+    def read(self) -> str | None: ...
+
+    def write(self, text: str) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+class LocalOperations:
+    """The lock and the journal as files in the cluster's dir on this machine."""
+
+    def __init__(self, cluster_dir: Path, cluster: str) -> None:
+        self.cluster_dir = cluster_dir
+        self.cluster = cluster
+        self.where = str(cluster_dir / LOCK_FILE)
+
+    def exclusive(self, what: str, say: Say = lambda line: None) -> AbstractContextManager[None]:
+        return exclusive(self.cluster_dir, self.cluster, what)
+
+    def journal(self) -> Journal:
+        return Journal(FileStorage(self.cluster_dir / "journal.json"))
+
+    def holder(self) -> str | None:
+        path = self.cluster_dir / LOCK_FILE
+        if not path.exists():
+            return None
+        with path.open("a+") as handle:
+            try:  # a shared lock is refused while an operation holds the exclusive one
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                return _holder_text(handle.read())
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+    def force_unlock(self) -> str | None:
+        held = self.holder()
+        if held:
+            raise BusyError(f"cluster {self.cluster!r} is locked on this machine by {held}: the "
+                            "kernel releases that lock when the process ends, and nothing else "
+                            "can; wait for it, or stop that process")
+        return None
+
+
+LOCK_FILE = "operation.lock"
+
+
 @contextlib.contextmanager
-def exclusive(cluster_dir: Path, cluster: str, what: str) -> Iterator[None]:
-    """Hold the cluster's lock for the ``with`` block, or fail at once if it is taken."""
-    cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = cluster_dir / "operation.lock"
+def exclusive(lock_dir: Path, cluster: str, what: str) -> Iterator[None]:
+    """Hold the ``flock`` in ``lock_dir`` for the ``with`` block, or fail at once if it is taken."""
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = lock_dir / LOCK_FILE
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder_text(handle.read()) or "another process"
             raise BusyError(f"cluster {cluster!r} is busy: {holder}; wait for it to finish "
                             "(two operations on one cluster never run at once)") from None
         handle.truncate(0)
-        handle.write(f"{what} (pid {os.getpid()})\n")
+        handle.write(json.dumps(asdict(Holder.me(what))) + "\n")
         handle.flush()
         try:
             yield
         finally:
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _holder_text(text: str) -> str:
+    """A lock file's holder in words (a file written by an older version: its text as is)."""
+    try:
+        return Holder.from_dict(json.loads(text)).describe()
+    except (ValueError, KeyError, TypeError):
+        return text.strip()
+
+
+class FileStorage:
+    """The journal as a file, replaced atomically: a run killed mid-write leaves the
+    previous record whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def read(self) -> str | None:
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def write(self, text: str) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 # --- the records ---------------------------------------------------------------------------
@@ -131,26 +293,24 @@ def unfinished(cluster: str, record: Operation) -> UnfinishedError:
 class Journal:
     """The cluster's record of the one multi-step operation under way, if any."""
 
-    def __init__(self, cluster_dir: Path) -> None:
-        self.path = cluster_dir / "journal.json"
+    def __init__(self, storage: JournalStorage) -> None:
+        self.storage = storage
 
     def load(self) -> Operation | None:
-        if not self.path.exists():
+        text = self.storage.read()
+        if text is None:
             return None
-        return _parsed(json.loads(self.path.read_text()), self.path)
+        return _parsed(json.loads(text), self.storage.where)
 
     def begin(self, record: Operation) -> None:
-        record.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record.started = utc_now()
         self.save(record)
 
     def save(self, record: Operation) -> None:
-        """Write atomically: a run killed mid-write leaves the previous record whole."""
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(record), indent=2) + "\n")
-        os.replace(temporary, self.path)
+        self.storage.write(json.dumps(asdict(record), indent=2) + "\n")
 
     def finish(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self.storage.remove()
 
     def refuse_if_unfinished(self, cluster: str) -> None:
         """For operations that must not start while another one is half done."""
@@ -159,7 +319,7 @@ class Journal:
             raise unfinished(cluster, record)
 
 
-def _parsed(data: dict[str, Any], path: Path) -> Operation:
+def _parsed(data: dict[str, Any], where: str) -> Operation:
     try:
         if data["operation"] == "replace-node":
             return ReplaceNodeRecord(**{**data, "replacement":
@@ -169,6 +329,6 @@ def _parsed(data: dict[str, Any], path: Path) -> Operation:
             return RollRecord(**{**data, "current": current and ReplacementRecord.from_dict(current)})
         return Operation(**data)
     except (KeyError, TypeError) as problem:
-        raise SwarmforgeError(f"cannot read the operation journal {path} ({problem}): it was "
+        raise SwarmforgeError(f"cannot read the operation journal {where} ({problem}): it was "
                               "written by another swarmforge version; finish that operation "
-                              "with it, or remove the file once the swarm is healthy") from None
+                              "with it, or remove it once the swarm is healthy") from None

@@ -9,10 +9,11 @@ node itself (a dead node is the common reason to replace one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from swarmforge.errors import ConfigError, QuorumError, UnhealthyError
+from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
 from swarmforge.operation import NodeEntry
 from swarmforge.swarm import Node, assess, is_sound, member_at
@@ -56,6 +57,23 @@ def find_node(query: str, resource_type: str, managers: Sequence[NodeRef],
         raise ConfigError([f"node {query!r} is not in this cluster; its nodes are: {known}"])
     raise ConfigError([f"node {query!r} is ambiguous: it matches "
                        + ", ".join(p.label for p in found)])
+
+
+def out_of_date(refs: Sequence[NodeRef], facts: Mapping[str, NodeFacts], image: str | None,
+                everything: bool = False) -> dict[str, list[str]]:
+    """{node name: why a roll replaces it}, in the order of ``refs``: a node on another image
+    than ``image`` (the one new nodes boot from; None: nothing to compare with), one that
+    drifted from the settings (``facts``, by node name), and with ``everything`` every node
+    (with no reason of its own: an empty list)."""
+    stale = {}
+    for ref in refs:
+        fact = facts.get(ref.name, NodeFacts())
+        why = list(fact.drift)
+        if image is not None and fact.image != image:
+            why.insert(0, f"image {fact.image or 'unknown'}, new nodes boot from {image}")
+        if why or everything:
+            stale[ref.name] = why
+    return stale
 
 
 def _names(pick: Pick) -> set[str]:

@@ -2,9 +2,11 @@
 roll the cluster onto it, prune old images, and say what was done, in JSON too.
 
 CI runs it unattended every week, so it never asks anything, and it refuses to
-start on an unhealthy swarm or beside an unfinished operation (a half-done roll
-is finished by ``invoke roll --yes``, not buried under a new one). The report
-is written whatever happens, failures included.
+start on an unhealthy swarm. An operation an earlier run left unfinished (a roll
+or replace-node killed half-way, on this machine or, on aws, on another: the
+journal is the target's, see operation.py) is finished first, as its own command
+would, never buried under a new one. The report is written whatever happens,
+failures included.
 
 What it compares, the current image against a bake now:
 
@@ -22,6 +24,10 @@ What it compares, the current image against a bake now:
 
 A roll runs even when nothing is baked, so nodes left on an older image (a roll
 that was refused last time) catch up.
+
+A deadline (``stop_by``; CI: shortly before its AWS credentials expire) stops it
+cleanly: no bake and no node replacement starts past it, and a stopped roll's
+journal is left for the next run to carry on.
 """
 
 from __future__ import annotations
@@ -37,17 +43,20 @@ from swarmforge import packer
 from swarmforge.bake import bake as run_bake
 from swarmforge.cluster import Cluster
 from swarmforge.errors import UnhealthyError
-from swarmforge.operation import Journal, exclusive
+from swarmforge.operation import ReplaceNodeRecord, RollRecord, exclusive, unfinished
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageFacts, ImageStore, inputs_digest
-from swarmforge.roll import roll
+from swarmforge.replace_node import replace_node
+from swarmforge.roll import RollOutcome, past, roll
 from swarmforge.settings import Settings
 from swarmforge.targets import target_for
 from swarmforge.targets.base import BakeRequest, Target
 
-#: Exit codes: 0 and 10 are success; anything else is the failure's own code (1, 2, 4).
+#: Exit codes: 0 and 10 are success, 11 a clean stop at the deadline; anything else is the
+#: failure's own code (1, 2, 4).
 EXIT_NOTHING_TO_DO = 0
 EXIT_REBUILT = 10
+EXIT_STOPPED = 11  # the deadline came first: the rest is left for the next run
 REPORT_FILE = "rebuild-report.json"
 
 
@@ -62,6 +71,7 @@ class RebuildOptions:
     max_age_days: float = 30.0  # 0: never bake for age alone
     drain_timeout: float = 120.0
     report_path: Path | None = None  # default: <state_dir>/_build/<cluster>/rebuild-report.json
+    stop_by: datetime | None = None  # no bake or node replacement starts past it (aware)
 
 
 @dataclass(frozen=True)
@@ -74,18 +84,31 @@ class Check:
 
 
 @dataclass
+class Resumed:
+    """An operation an earlier run left unfinished, which this rebuild finished first."""
+
+    operation: str  # roll | replace-node
+    summary: str
+    started: str | None
+    finished: bool = False
+    replaced: list[str] = field(default_factory=list)  # hostnames, the earlier run's too
+    left: list[str] = field(default_factory=list)  # a roll the deadline stopped again
+
+
+@dataclass
 class RebuildReport:
     """What one rebuild found and did; saved as JSON for CI."""
 
     cluster: str
     target: str
     started: str
-    result: str = "failed"  # nothing-to-do | rebuilt | rolled | failed
+    result: str = "failed"  # nothing-to-do | rebuilt | rolled | stopped | failed
     exit_code: int = 1
     checks: list[Check] = field(default_factory=list)
     previous_image: str | None = None
     baked: dict[str, str] = field(default_factory=dict)  # {where: new image id}
     rolled: list[str] = field(default_factory=list)  # hostnames replaced
+    resumed: Resumed | None = None  # an unfinished operation, finished first
     pruned: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -132,6 +155,9 @@ def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
     target = target_for(settings)
     store = target.image_store(options.ami_regions)
     with exclusive(settings.build_dir, settings.cluster, "invoke rebuild"):
+        report.resumed = _resume(settings, options, progress, report)
+        if report.resumed and report.resumed.left:
+            return _stopped(report, options, f"finishing the unfinished {report.resumed.operation}")
         live = _preflight(settings, progress)
         current = store.current()
         report.previous_image = current.id if current else None
@@ -142,20 +168,66 @@ def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
             for check in report.checks:
                 progress.detail(f"{check.name}: {check.detail}")
         if report.reasons:
+            if past(options.stop_by):
+                return _stopped(report, options, "before baking")
             report.baked = _bake(settings, target, options, spec, store, progress)
             if report.previous_image in report.baked.values():  # content-addressed local images
                 report.notes.append(f"the bake made {report.previous_image} again (the same "
                                     "content): only its inputs digest changed")
         if live:
-            report.rolled = _roll(settings, options, progress)
+            rolled = _roll(settings, options, progress)
+            report.rolled = rolled.replaced
+            if rolled.left:
+                return _stopped(report, options, f"with {len(rolled.left)} node(s) left to "
+                                                 f"replace ({', '.join(rolled.left)})")
         else:
             report.notes.append("the cluster has no nodes: nothing to roll; `invoke apply` "
                                 "will launch nodes from the current image")
         if report.baked or report.rolled:
             with progress.step(f"pruning old images (keeping the newest {options.keep})"):
                 report.pruned = store.prune(options.keep)
-    report.result = "rebuilt" if report.baked else "rolled" if report.rolled else "nothing-to-do"
-    report.exit_code = EXIT_REBUILT if report.baked or report.rolled else EXIT_NOTHING_TO_DO
+    replaced = bool(report.rolled or (report.resumed and report.resumed.replaced))
+    report.result = "rebuilt" if report.baked else "rolled" if replaced else "nothing-to-do"
+    report.exit_code = EXIT_REBUILT if report.baked or replaced else EXIT_NOTHING_TO_DO
+
+
+def _stopped(report: RebuildReport, options: RebuildOptions, where: str) -> None:
+    """The deadline came first: say where it stopped; nothing is pruned."""
+    assert options.stop_by is not None  # only a deadline stops a rebuild
+    report.result, report.exit_code = "stopped", EXIT_STOPPED
+    deadline = options.stop_by.astimezone(timezone.utc)
+    report.notes.append(f"stopped {where}: the deadline (--stop-by {deadline:%Y-%m-%dT%H:%M:%SZ}) "
+                        "has passed; the next `invoke rebuild` carries on")
+
+
+def _resume(settings: Settings, options: RebuildOptions, progress: Progress,
+            report: RebuildReport) -> Resumed | None:
+    """Finish what an earlier run left in the journal (on this machine or, on aws, any other),
+    as its own command would, before anything else: a new roll never buries a half-done one."""
+    cluster = Cluster(settings, progress)
+    record = cluster.target.operation_store().journal().load()
+    if record is None:
+        return None
+    resumed = report.resumed = Resumed(record.operation, record.summary, record.started)
+    with progress.step(f"finishing the unfinished {record.operation} ({record.summary}, "
+                       f"started {record.started or '?'})"):
+        if isinstance(record, RollRecord):
+            outcome = roll(cluster, everything=False, act=True, drain_timeout=options.drain_timeout,
+                           show=lambda plan: _details(progress, plan),
+                           stop_by=options.stop_by)
+            resumed.replaced, resumed.left = outcome.replaced, list(outcome.left)
+        elif isinstance(record, ReplaceNodeRecord):
+            replace_node(cluster, record.query, act=True, drain_timeout=options.drain_timeout)
+            resumed.replaced = [node.hostname for node in record.replacement.nodes]
+        else:
+            raise unfinished(settings.cluster, record)
+    resumed.finished = not resumed.left
+    return resumed
+
+
+def _details(progress: Progress, lines: list[str]) -> None:
+    for line in lines:
+        progress.detail(line)
 
 
 def _preflight(settings: Settings, progress: Progress) -> bool:
@@ -164,8 +236,9 @@ def _preflight(settings: Settings, progress: Progress) -> bool:
     if not cluster.target.exists():
         return False
     # The lock: no other operation is half-way through; the journal: none was interrupted.
-    with exclusive(settings.cluster_dir, settings.cluster, "invoke rebuild (checks)"):
-        Journal(settings.cluster_dir).refuse_if_unfinished(settings.cluster)
+    operations = cluster.target.operation_store()
+    with operations.exclusive("invoke rebuild (checks)", progress.detail):
+        operations.journal().refuse_if_unfinished(settings.cluster)
         managers, workers = cluster.nodes_in_state()
         if not managers:
             return False  # a sandbox a local bake prepared, say: no node to roll yet
@@ -248,16 +321,15 @@ def _bake(settings: Settings, target: Target, options: RebuildOptions, spec: str
     return images
 
 
-def _roll(settings: Settings, options: RebuildOptions, progress: Progress) -> list[str]:
+def _roll(settings: Settings, options: RebuildOptions, progress: Progress) -> RollOutcome:
     # A fresh Cluster: its target chooses the image again, now the one just recorded.
     def show(plan: list[str]) -> None:
         for line in plan:
             progress.detail(line)
 
     with progress.step("rolling the cluster onto the current image"):
-        outcome = roll(Cluster(settings, progress), everything=False, act=True,
-                       drain_timeout=options.drain_timeout, show=show)
-    return outcome.replaced
+        return roll(Cluster(settings, progress), everything=False, act=True,
+                    drain_timeout=options.drain_timeout, show=show, stop_by=options.stop_by)
 
 
 # --- what it prints ---------------------------------------------------------------------
@@ -269,6 +341,13 @@ def summary(report: RebuildReport, path: Path) -> str:
             for check in report.checks]
     if report.baked:
         rows.append(("baked", "", ", ".join(f"{i} ({w})" for w, i in report.baked.items())))
+    if report.resumed:
+        done = report.resumed
+        rows.append(("resumed", "", f"the unfinished {done.operation} ({done.summary}, started "
+                                    f"{done.started or '?'}): "
+                                    + ("finished" if done.finished else "stopped again")
+                                    + (f"; replaced {', '.join(done.replaced)}" if done.replaced
+                                       else "")))
     if report.rolled:
         rows.append(("rolled", "", f"{len(report.rolled)} node(s): {', '.join(report.rolled)}"))
     if report.pruned:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from swarmforge.cluster import Cluster
 from swarmforge.nodes import short_address
-from swarmforge.operation import Journal, ReplaceNodeRecord, exclusive, unfinished
+from swarmforge.operation import ReplaceNodeRecord, unfinished
 from swarmforge.picks import check_replaceable, find_node
 from swarmforge.replacement import Replacement
 
@@ -29,8 +29,9 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
     ``show`` gets the plan once the checks passed, before anything is done.
     """
     settings = cluster.settings
-    with exclusive(settings.cluster_dir, settings.cluster, f"invoke {OPERATION} {query}"):
-        journal = Journal(settings.cluster_dir)
+    operations = cluster.target.operation_store()
+    with operations.exclusive(f"invoke {OPERATION} {query}", cluster.progress.detail):
+        journal = operations.journal()
         found = journal.load()
         resumed = found is not None
         if found is None:

@@ -3,19 +3,22 @@
 Workers go first (``max_unavailable`` at a time), then the managers, the leader
 last of all, so leadership moves once. The whole swarm must be healthy after
 each node, and the roll stops at the first failure, like kops' rolling update:
-a re-run carries on from the journal.
+a re-run carries on from the journal. Given a deadline (``stop_by``: the scheduled
+rebuild's credentials expire), it starts no replacement past it and stops between
+two, leaving the rest in the journal for the next run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from swarmforge.cluster import Cluster
-from swarmforge.errors import UnhealthyError
+from swarmforge.errors import ConfigError, UnhealthyError
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
-from swarmforge.operation import Journal, ReplacementRecord, RollRecord, exclusive, unfinished
-from swarmforge.picks import Pick, check_replaceable, find_node
+from swarmforge.operation import Journal, ReplacementRecord, RollRecord, unfinished
+from swarmforge.picks import Pick, check_replaceable, find_node, out_of_date
 from swarmforge.replacement import Replacement
 from swarmforge.swarm import Node, assess
 
@@ -28,83 +31,111 @@ class RollOutcome:
     acted: bool
     replaced: list[str]
     up_to_date: bool = False  # nothing was out of date: no plan to act on
+    left: tuple[str, ...] = ()  # not replaced: the deadline came first; the journal keeps them
 
 
 def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: bool,
          rotate: bool = True, drain_timeout: float = 120.0,
-         show: Callable[[list[str]], None] = lambda plan: None) -> RollOutcome:
+         show: Callable[[list[str]], None] = lambda plan: None,
+         stop_by: datetime | None = None) -> RollOutcome:
     """Replace every out-of-date node (every node with ``everything``), one step at a time.
 
-    ``show`` gets the plan once the checks passed, before anything is done.
+    ``show`` gets the plan once the checks passed, before anything is done. ``stop_by``:
+    no replacement starts past it (one already under way is finished).
     """
     settings = cluster.settings
-    with exclusive(settings.cluster_dir, settings.cluster, f"invoke {OPERATION}"):
-        journal = Journal(settings.cluster_dir)
+    operations = cluster.target.operation_store()
+    with operations.exclusive(f"invoke {OPERATION}", cluster.progress.detail):
+        journal = operations.journal()
         found = journal.load()
         if found is not None and not isinstance(found, RollRecord):
             raise unfinished(settings.cluster, found)
-        record = found or _new_record(cluster, everything, max_unavailable)
-        plan = _plan(record)
+        record, why = (found, {}) if found else _new_record(cluster, everything, max_unavailable)
+        plan = _plan(record, why)
         show(plan)
         up_to_date = not (record.pending or record.current)
+        if act and found and up_to_date:  # interrupted after its last node: only the end is left
+            if rotate:
+                cluster.rotate_tokens()
+            journal.finish()
+            return RollOutcome(plan, acted=True, replaced=list(record.replaced))
         if not act or up_to_date:
             return RollOutcome(plan, acted=False, replaced=[], up_to_date=up_to_date)
         if record.started is None:
+            if past(stop_by):  # nothing begun, nothing to leave in the journal
+                return RollOutcome(plan, acted=False, replaced=[], left=_left(record))
             journal.begin(record)
-        replaced = _roll(cluster, record, journal, drain_timeout)
+        replaced = _roll(cluster, record, journal, drain_timeout, stop_by)
         if rotate:
             cluster.rotate_tokens()
+        if record.pending:  # stopped at the deadline: the journal keeps the rest
+            return RollOutcome(plan, acted=True, replaced=replaced, left=_left(record))
         journal.finish()
         return RollOutcome(plan, acted=True, replaced=replaced)
 
 
-def _new_record(cluster: Cluster, everything: bool, max_unavailable: int) -> RollRecord:
+def past(deadline: datetime | None) -> bool:
+    """Whether ``deadline`` (aware) has come; never without one."""
+    return deadline is not None and datetime.now(timezone.utc) >= deadline
+
+
+def _left(record: RollRecord) -> tuple[str, ...]:
+    return tuple(short_address(a) for a in record.pending)
+
+
+def _new_record(cluster: Cluster, everything: bool,
+                max_unavailable: int) -> tuple[RollRecord, dict[str, list[str]]]:
+    """The roll to do, and why each node of it is replaced (by Terraform address)."""
     managers, workers = cluster.existing_nodes()
+    _check_batch(max_unavailable, len(workers))
     nodes = cluster.members(managers)
     health = assess(nodes, len(managers), len(workers))
     if not health.healthy:
         raise UnhealthyError("refusing to roll an unhealthy swarm: " + "; ".join(health.problems)
                              + ". Replace the broken node first (`invoke replace-node NODE`).")
-    stale = _out_of_date(cluster, managers, workers, everything)
+    refs = [*workers, *managers]
+    # The facts were read with the nodes (one look-up): by swarm address, here by name.
+    at = cluster.node_facts()
+    facts = {r.name: at[r.private_ip] for r in refs if r.private_ip in at}
+    stale = out_of_date(refs, facts, cluster.target.desired_image(), everything)
+    why = {_address(cluster, r, managers, workers): stale[r.name] for r in refs if r.name in stale}
     s = cluster.settings
     flags = " --all" if everything else ""
     return RollRecord(
         summary=f"roll {len(stale)} node(s)",
         resume=f"invoke roll{flags} --cluster {s.cluster} --target {s.target} --yes",
-        max_unavailable=max_unavailable,
-        pending=[_address(cluster, r, managers, workers) for r in stale])
+        max_unavailable=max_unavailable, pending=list(why)), why
 
 
-def _out_of_date(cluster: Cluster, managers: list[NodeRef], workers: list[NodeRef],
-                 everything: bool) -> list[NodeRef]:
-    if everything:
-        return [*workers, *managers]
-    wanted = cluster.target.desired_image()
-    if wanted is None:
-        return []
-    images = cluster.target.node_images([*managers, *workers])
-    return [r for r in [*workers, *managers] if images.get(r.name) != wanted]
-
-
-def _plan(record: RollRecord) -> list[str]:
-    lines = []
+def _plan(record: RollRecord, why: Mapping[str, Sequence[str]]) -> list[str]:
+    """The numbered steps; under each, why its nodes are replaced (when the roll was
+    planned in this run: a resumed one knows only which nodes are left)."""
+    steps: list[tuple[str, list[str]]] = []
     if record.current:
-        lines.append(f"finish replacing {record.current.names} (interrupted)")
+        steps.append((f"finish replacing {record.current.names} (interrupted)", []))
     workers = [a for a in record.pending if role_of(a) == "worker"]
     managers = [a for a in record.pending if role_of(a) == "manager"]
-    step = record.max_unavailable
-    for i in range(0, len(workers), step):
-        lines.append("replace worker(s) " + ", ".join(short_address(a) for a in workers[i:i + step]))
+    size = record.max_unavailable
+    for i in range(0, len(workers), size):
+        batch = workers[i:i + size]
+        steps.append(("replace worker(s) " + ", ".join(short_address(a) for a in batch), batch))
     for address in managers:
-        lines.append(f"replace manager {short_address(address)} (the leader goes last)")
-    if not lines:
-        lines.append("nothing to roll: every node is up to date")
-    return [f"{i}. {line}" for i, line in enumerate(lines, 1)]
+        steps.append((f"replace manager {short_address(address)} (the leader goes last)", [address]))
+    if not steps:
+        steps.append(("nothing to roll: every node is up to date", []))
+    lines = []
+    for i, (step, addresses) in enumerate(steps, 1):
+        lines.append(f"{i}. {step}")
+        lines += [f"   {short_address(a)}: {'; '.join(why[a])}" for a in addresses if why.get(a)]
+    return lines
 
 
-def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout: float) -> list[str]:
+def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout: float,
+          stop_by: datetime | None) -> list[str]:
     while record.current or record.pending:
         if not record.current:
+            if past(stop_by):
+                break  # between two replacements: the next run starts the next one
             record.current = _next_batch(cluster, record)
             journal.save(record)
         current = record.current
@@ -145,3 +176,11 @@ def _address(cluster: Cluster, ref: NodeRef, managers: list[NodeRef],
              workers: list[NodeRef]) -> str:
     refs = managers if ref.role == "manager" else workers
     return address_of(cluster.target.resource_type, ref.role, refs.index(ref))
+
+
+def _check_batch(max_unavailable: int, workers: int) -> None:
+    """More workers at once than the cluster has is a typo: refused before anything is done."""
+    most = max(workers, 1)  # a cluster of managers only still takes the default, 1
+    if not 1 <= max_unavailable <= most:
+        raise ConfigError([f"--max-unavailable: {max_unavailable} must be from 1 to {most} "
+                           f"(the cluster has {workers} worker(s))"])

@@ -7,10 +7,13 @@ settings.py holds the Settings themselves and the checks across settings.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from swarmforge.errors import ConfigError
 
 PORT_SPEC = re.compile(r"^(\d+)(?:/([A-Za-z0-9]+))?$")  # 80, 80/tcp, 53/udp
 # Tags terraform/aws sets itself (Cluster finds the nodes), and AWS's own prefix.
@@ -18,6 +21,10 @@ RESERVED_TAGS = ("Name", "Cluster", "Role", "Index", "Slot")
 PORTS = "list of ports such as 80/tcp,443/tcp"
 TAGS = "list of tags such as team=infra,env=prod"
 Network = TypeVar("Network", ipaddress.IPv4Network, ipaddress.IPv6Network)
+# The longest wait we take: a week. Past about 1e9 s every wait dies with OverflowError.
+MAX_SECONDS = 7 * 24 * 3600
+SECONDS = f"a number of seconds more than 0 and at most {MAX_SECONDS} (7 days)"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a line break, a tab, NUL...
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,11 @@ def tag_problems(tags: tuple[tuple[str, str], ...]) -> list[str]:
     problems = []
     keys = [key for key, _ in tags]
     for key, value in tags:
+        if CONTROL.search(key):
+            problems.append(f"tags: {key!r} holds a control character")
+            continue
+        if CONTROL.search(value):
+            problems.append(f"tags: {key!r}: {value!r} holds a control character")
         if not 1 <= len(key) <= 128:
             problems.append(f"tags: {key!r}: a key is 1 to 128 characters")
         elif key in RESERVED_TAGS:
@@ -179,3 +191,51 @@ def tag_problems(tags: tuple[tuple[str, str], ...]) -> list[str]:
     return problems
 
 
+
+
+def control_problems(name: str, values: Sequence[str]) -> list[str]:
+    """Text that reaches a file, a command line or Terraform holds no control characters:
+    a line break in it would start a line of its own."""
+    return [f"{name}: {value!r} holds a control character" for value in values
+            if CONTROL.search(value)]
+
+
+# --- task flags that are not settings: text from the command line, None when not given ---
+
+
+def whole_flag(flag: str, text: object, default: int, least: int) -> int:
+    """``--flag``'s whole number, ``least`` or more; ConfigError (one line) for anything else."""
+    if text is None:
+        return default
+    try:
+        value = _whole(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise ConfigError([f"--{flag}: {str(text)!r} must be a whole number, {least} or more"])
+    return value
+
+
+def seconds_flag(flag: str, text: object, default: float) -> float:
+    """``--flag``'s seconds: finite, more than 0, at most MAX_SECONDS."""
+    value = _number(text, default)
+    if not 0 < value <= MAX_SECONDS:  # nan and inf fail too
+        raise ConfigError([f"--{flag}: {str(text)!r} must be {SECONDS}"])
+    return value
+
+
+def days_flag(flag: str, text: object, default: float) -> float:
+    """``--flag``'s days: finite, 0 or more."""
+    value = _number(text, default)
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError([f"--{flag}: {str(text)!r} must be a number of days, 0 or more"])
+    return value
+
+
+def _number(text: object, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        return float(str(text))
+    except ValueError:
+        return math.nan  # refused by every range

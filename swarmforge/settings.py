@@ -7,7 +7,7 @@ defaults here. Every problem is reported, one line each, before anything runs.
 
 from __future__ import annotations
 
-import math
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -16,15 +16,41 @@ from pathlib import Path
 from typing import Any
 
 from swarmforge.errors import ConfigError
-from swarmforge.setting_values import PublicPort, cidr_problems, coerce, ipv4_problems, tag_problems
+from swarmforge.setting_values import (
+    CONTROL,
+    MAX_SECONDS,
+    SECONDS,
+    PublicPort,
+    cidr_problems,
+    coerce,
+    control_problems,
+    ipv4_problems,
+    tag_problems,
+)
 
 TARGETS = ("local", "aws")
 MAX_MANAGERS = 7
+MAX_WORKERS = 500  # as terraform/aws takes; the local sandbox holds fewer (its target says)
+MAX_PARALLELISM = 256
+MAX_LOG_FILES = 1000  # docker_log_max_file: more is a typo (at 10m each, 10 GB per container)
+# Every pattern is matched whole (fullmatch): `$` alone lets a trailing line break through.
+# As terraform/aws/variables.tf checks cluster_name. Shared dirs in the state dir (_build,
+# _images, _run) start with "_", which no cluster name can.
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+# terraform/aws names the security group "<cluster>-swarm-..."; EC2 refuses names "sg-*".
+RESERVED_PREFIX = "sg-"
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 STATE_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+LOCK_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")  # DynamoDB's table names
+REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$")  # as terraform/aws checks it
 LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]$")  # what Docker's json-file max-size takes
+# Text that reaches ssh_config: no spaces, quotes, "%" or "$" (ssh expands %d, ${HOME}),
+# and no line break, which would start an option of its own (a ProxyCommand runs a shell).
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # POSIX, conservative; as terraform/aws
+KEY_PATH = re.compile(r"[A-Za-z0-9._/~+@,-]+")
+# The state dir also reaches terraform/local's sandbox_image, which takes only these.
+STATE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
+KEY_NAME = re.compile(r"[\x20-\x7e]{1,255}")  # an EC2 key pair's name: printable ASCII
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = "_build"
 PACKER_DIR = REPO_ROOT / "packer"  # the Packer templates
@@ -34,8 +60,8 @@ TIMEOUTS = ("health_timeout", "terraform_timeout", "packer_timeout", "ssh_timeou
 AWS_IDS = {"vpc_id": "vpc", "subnet_ids": "subnet", "worker_subnet_ids": "subnet",
            "private_route_table_id": "rtb"}
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
-INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$")
-KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+INSTANCE_PROFILE = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 # Ports the swarm uses between its own nodes, and SSH (allowed_ssh_cidrs): never published.
 RESERVED_PORTS = (22, 2377, 7946, 4789)
 
@@ -134,32 +160,76 @@ def validate(s: Settings) -> list[str]:
     problems = []
     if s.target not in TARGETS:
         problems.append(f"target: unknown target {s.target!r}; choose one of: {', '.join(TARGETS)}")
-    if not CLUSTER_NAME.match(s.cluster):
-        problems.append(f"cluster: {s.cluster!r} must be 2-24 characters of a-z, 0-9 and '-', "
-                        "starting with a letter")
+    problems += _cluster_problems(s.cluster)
     problems += _manager_problems(s)
     if s.workers < 0:
         problems.append(f"workers: {s.workers} is negative; use 0 or more")
-    if s.ami_id is not None and not AMI_ID.match(s.ami_id):
+    elif s.workers > MAX_WORKERS:
+        problems.append(f"workers: {s.workers} is more than {MAX_WORKERS}, the most "
+                        "terraform/aws takes")
+    if s.ami_id is not None and not AMI_ID.fullmatch(s.ami_id):
         problems.append(f"ami_id: {s.ami_id!r} is not an AMI id (ami- and 8 or 17 hex digits)")
     for name in ("region", "state_region"):
         region = getattr(s, name)
-        if region is not None and not REGION.match(region):
+        if region is not None and not REGION.fullmatch(region):
             problems.append(f"{name}: {region!r} is not an AWS region name such as us-east-1")
-    if s.state_bucket is not None and not STATE_BUCKET.match(s.state_bucket):
-        problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
     problems += cidr_problems(s.allowed_ssh_cidrs)
     problems += _account_problems(s)
-    if s.aws_endpoint is not None and not _is_http_url(s.aws_endpoint):
-        problems.append(f"aws_endpoint: {s.aws_endpoint!r} is not an http(s) URL such as "
-                        "http://127.0.0.1:5000")
-    if not 1 <= s.parallelism <= 100:
-        problems.append(f"parallelism: {s.parallelism} must be from 1 to 100")
+    problems += _state_problems(s)
+    problems += _ssh_problems(s)
+    if not 1 <= s.parallelism <= MAX_PARALLELISM:
+        problems.append(f"parallelism: {s.parallelism} must be from 1 to {MAX_PARALLELISM}")
     problems += _log_rotation_problems(s)
     for name in TIMEOUTS:
         seconds = getattr(s, name)
-        if not (math.isfinite(seconds) and seconds > 0):  # nan compares false with anything
-            problems.append(f"{name}: {seconds} must be a number of seconds more than 0")
+        if not 0 < seconds <= MAX_SECONDS:  # nan compares false with anything, inf is too long
+            problems.append(f"{name}: {seconds} must be {SECONDS}")
+    problems += control_problems("terraform_bin", [s.terraform_bin or ""])
+    return problems + control_problems("preload_images", s.preload_images)
+
+
+def _cluster_problems(name: str) -> list[str]:
+    if not CLUSTER_NAME.fullmatch(name):
+        return [f"cluster: {name!r} must be 2-24 characters of a-z, 0-9 and '-', "
+                "starting with a letter"]
+    if name.startswith(RESERVED_PREFIX):
+        return [f"cluster: {name!r} starts with {RESERVED_PREFIX!r}, which EC2 keeps for "
+                "security group ids"]
+    return []
+
+
+def _state_problems(s: Settings) -> list[str]:
+    """Where the state and the AWS APIs are: they reach Terraform's backend and boto3."""
+    problems = []
+    if s.state_bucket is not None and not STATE_BUCKET.fullmatch(s.state_bucket):
+        problems.append(f"state_bucket: {s.state_bucket!r} is not an S3 bucket name")
+    if s.state_lock_table is not None and not LOCK_TABLE.fullmatch(s.state_lock_table):
+        problems.append(f"state_lock_table: {s.state_lock_table!r} is not a DynamoDB table "
+                        "name (3 to 255 of A-Z, a-z, 0-9, '_', '-' and '.')")
+    for name in ("state_endpoint", "aws_endpoint"):
+        url = getattr(s, name)
+        if url is not None and not _is_http_url(url):
+            problems.append(f"{name}: {url!r} is not an http(s) URL such as "
+                            "http://127.0.0.1:5000")
+    return problems
+
+
+def _ssh_problems(s: Settings) -> list[str]:
+    """What reaches ssh_config, and Terraform's provisioners with it."""
+    problems = []
+    if s.ssh_user is not None and not USER_NAME.fullmatch(s.ssh_user):
+        problems.append(f"ssh_user: {s.ssh_user!r} is not a user name: 1 to 32 of a-z, 0-9, "
+                        "'_' and '-', starting with a-z or '_'")
+    # As ssh_config will read it: "~" is the home dir, whose path must pass too.
+    if s.ssh_key is not None and not KEY_PATH.fullmatch(os.path.expanduser(s.ssh_key)):
+        problems.append(f"ssh_key: {s.ssh_key!r} must be a path of letters, digits and "
+                        "._/~+@,- (no spaces, quotes, '%' or '$')")
+    if s.key_name is not None and not KEY_NAME.fullmatch(s.key_name):
+        problems.append(f"key_name: {s.key_name!r} must be 1 to 255 printable ASCII characters")
+    # Made absolute as every path under it will be: the working dir counts too.
+    if not STATE_PATH.fullmatch(os.path.abspath(s.state_dir)):
+        problems.append(f"state_dir: {s.state_dir!r} must be a path of letters, digits and "
+                        "'.', '_', '-', '/' (ssh_config and terraform/local read paths in it)")
     return problems
 
 
@@ -178,11 +248,12 @@ def _manager_problems(s: Settings) -> list[str]:
 
 def _log_rotation_problems(s: Settings) -> list[str]:
     problems = []
-    if not LOG_SIZE.match(s.docker_log_max_size):
+    if not LOG_SIZE.fullmatch(s.docker_log_max_size):
         problems.append(f"docker_log_max_size: {s.docker_log_max_size!r} is not a size such as "
                         "10m, 512k or 1g")
-    if s.docker_log_max_file < 1:
-        problems.append(f"docker_log_max_file: {s.docker_log_max_file} must be 1 or more")
+    if not 1 <= s.docker_log_max_file <= MAX_LOG_FILES:
+        problems.append(f"docker_log_max_file: {s.docker_log_max_file} must be from 1 to "
+                        f"{MAX_LOG_FILES}")
     return problems
 
 
@@ -242,20 +313,24 @@ def _machine_problems(s: Settings) -> list[str]:
     problems = []
     for name in ("instance_type", "manager_instance_type", "worker_instance_type"):
         value = getattr(s, name)
-        if value is not None and not INSTANCE_TYPE.match(value):
+        if value is not None and not INSTANCE_TYPE.fullmatch(value):
             problems.append(f"{name}: {value!r} is not an EC2 instance type such as t3.small")
-    if s.iam_instance_profile is not None and not INSTANCE_PROFILE.match(s.iam_instance_profile):
+    if (s.iam_instance_profile is not None
+            and not INSTANCE_PROFILE.fullmatch(s.iam_instance_profile)):
         problems.append(f"iam_instance_profile: {s.iam_instance_profile!r} is not an instance "
                         "profile's name (up to 128 letters, digits and +=,.@_-; not its ARN)")
     if not 8 <= s.root_volume_size <= 16384:
         problems.append(f"root_volume_size: {s.root_volume_size} must be from 8 to 16384 (GiB)")
-    if s.root_volume_kms_key_id is not None and not KMS_KEY_ARN.match(s.root_volume_kms_key_id):
+    if (s.root_volume_kms_key_id is not None
+            and not KMS_KEY_ARN.fullmatch(s.root_volume_kms_key_id)):
         problems.append(f"root_volume_kms_key_id: {s.root_volume_kms_key_id!r} is not a KMS key "
                         "ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>")
     return problems
 
 
 def _is_http_url(text: str) -> bool:
+    if CONTROL.search(text) or " " in text:  # urlsplit drops line breaks and tabs silently
+        return False
     try:
         url = urllib.parse.urlsplit(text)
         _ = url.port  # ValueError when the port is not a number

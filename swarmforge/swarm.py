@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from swarmforge.errors import CommandError, SwarmError, UnhealthyError
@@ -288,14 +288,17 @@ def is_sound(node: Node) -> bool:
         node.role == "worker" or node.manager_status in ("leader", "reachable"))
 
 
-def node_table(nodes: Sequence[Node]) -> str:
-    """The nodes as an aligned text table, managers first."""
-    header = ("HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "ADDRESS", "ENGINE")
-    rows = [header] + [
+def node_table(nodes: Sequence[Node], notes: Mapping[str, str] | None = None) -> str:
+    """The nodes as an aligned text table, managers first; with ``notes`` ({address: text},
+    what the target says of a node beyond the swarm's view) a last column, NOTE."""
+    header: tuple[str, ...] = ("HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "ADDRESS",
+                               "ENGINE")
+    noted = bool(notes)
+    rows = [header + (("NOTE",) if noted else ())] + [
         (n.hostname, n.role, n.status, n.availability, n.manager_status or "-", n.address,
-         n.engine_version)
+         n.engine_version) + (((notes or {}).get(n.address, ""),) if noted else ())
         for n in sorted(nodes, key=lambda n: (n.role != "manager", n.hostname))
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)

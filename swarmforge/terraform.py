@@ -17,7 +17,10 @@ wrong for the Terraform we run, so we use it only to build argv
 
 Every command has a deadline (``timeout``: swarmforge.terraform_timeout); past it
 Terraform gets SIGINT and time to stop cleanly (swarmforge.process), and
-CommandTimeout says whether its state lock was released.
+CommandTimeout says whether its state lock was released. A command refused
+because the state is locked (a lock a killed run left: a ``.tflock`` in S3)
+fails with StateLockedError: one line with the lock's ID, holder and age, and
+the command that clears it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,47 @@ TIMEOUT_SETTING = "swarmforge.terraform_timeout"
 
 class TerraformError(CommandError):
     """A Terraform command failed; ``output`` holds its error diagnostics."""
+
+
+@dataclass(frozen=True)
+class StateLock:
+    """A Terraform state lock, as Terraform's "Lock Info" describes it."""
+
+    id: str
+    who: str
+    created: str
+    operation: str
+
+
+class StateLockedError(TerraformError):
+    """Terraform could not lock the state: another run holds the lock, or a dead one left it."""
+
+    exit_code = 4  # as for a cluster busy with another operation
+
+    def __init__(self, what: str, returncode: int, lock: StateLock, unlock: str) -> None:
+        super().__init__(what, returncode)
+        self.lock = lock
+        self.args = (f"{what} failed: Terraform's state is locked (lock ID {lock.id}, "
+                     f"{lock.operation or 'an operation'} by {lock.who or 'someone'} since "
+                     f"{lock.created or '?'}); if no Terraform run is still going, clear it: "
+                     f"{unlock.format(id=lock.id)}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def state_lock(output: str) -> StateLock | None:
+    """The lock Terraform names when it could not acquire the state lock, if that is why
+    ``output`` (its diagnostics, as text) says it failed."""
+    if "Error acquiring the state lock" not in output:
+        return None
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)  # commands without -no-color
+    # Each line as Terraform frames it ("│   ID:   ..."), or bare.
+    info = dict(re.findall(r"^[^\w\n]*(ID|Who|Created|Operation):[ \t]*(.*?)\s*$", plain, re.M))
+    if not info.get("ID"):
+        return None
+    return StateLock(info["ID"], info.get("Who", ""), info.get("Created", ""),
+                     info.get("Operation", ""))
 
 
 def required_version(config_dir: Path) -> SpecifierSet:
@@ -88,9 +133,11 @@ class Terraform:
         progress: ProgressSink = lambda line: None,
         log_file: Path | None = None,
         timeout: float | None = None,
+        unlock: str = "terraform force-unlock {id}",
     ) -> None:
         """``timeout``: seconds any one command may run (swarmforge.terraform_timeout);
-        None: the process module's fixed deadline."""
+        None: the process module's fixed deadline. ``unlock``: the command that clears a
+        state lock with the ID ``{id}``, as a StateLockedError says it."""
         self.binary = binary
         self.workdir = workdir
         self.base_env = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
@@ -99,6 +146,8 @@ class Terraform:
         self.log_file = log_file
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._setting = "" if timeout is None else TIMEOUT_SETTING
+        self.unlock = unlock
+        self.lock_timeout = "60s"  # how long a command waits for the state lock
         self._argv_builder = _PythonTerraform(working_dir=str(workdir), terraform_bin_path=binary)
 
     # -- version ------------------------------------------------------------
@@ -140,7 +189,7 @@ class Terraform:
     def plan(self, variables: Mapping[str, str], secrets: Mapping[str, str],
              targets: Sequence[str] = (), replace: Sequence[str] = ()) -> Plan:
         argv = self._argv("plan", input=False, no_color=IsFlagged, json=IsFlagged,
-                          lock_timeout="60s", var=_var_args(variables), target=list(targets),
+                          lock_timeout=self.lock_timeout, var=_var_args(variables), target=list(targets),
                           replace=list(replace))
         result = self._stream(argv, secrets, "terraform plan", quiet=True)
         return Plan(tuple(planned_changes(result.stdout)))
@@ -149,7 +198,7 @@ class Terraform:
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
               destroy: bool = False, refresh_only: bool = False) -> None:
         argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
-                          auto_approve=IsFlagged, lock_timeout="60s",
+                          auto_approve=IsFlagged, lock_timeout=self.lock_timeout,
                           destroy=IsFlagged if destroy else None,
                           refresh_only=IsFlagged if refresh_only else None,
                           parallelism=parallelism, var=_var_args(variables), target=list(targets),
@@ -161,9 +210,15 @@ class Terraform:
 
         The outputs in the state still show the old addresses until the next apply.
         """
-        argv = self._argv("state mv", source, destination, lock_timeout="60s")
+        argv = self._argv("state mv", source, destination, lock_timeout=self.lock_timeout)
         self._stream(argv, {}, f"terraform state mv {source} {destination}", json_lines=False,
                      quiet=True)
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Remove the state lock ``lock_id`` (``terraform force-unlock -force``): only once no
+        Terraform run holds it any more."""
+        argv = self._argv("force-unlock", lock_id, force=IsFlagged)
+        self._stream(argv, {}, "terraform force-unlock", json_lines=False, quiet=True)
 
     def addresses(self) -> list[str]:
         """Every resource address in the state (``terraform state list``)."""
@@ -221,6 +276,9 @@ class Terraform:
         self._keep_log(argv, result)
         if not result.ok:
             detail = diagnostics(result.stdout) if json_lines else result.stdout
+            lock = state_lock(detail)
+            if lock:
+                raise StateLockedError(what, result.returncode, lock, self.unlock)
             raise TerraformError(what, result.returncode, detail,
                                  hint=f"full log: {self.log_file}" if self.log_file else "")
         return result
@@ -231,8 +289,8 @@ class Terraform:
             timeout.detail = "Terraform stopped cleanly: its state is kept and its lock released."
         else:
             timeout.detail = ("Its state keeps what Terraform had written; if the next run says "
-                              f"the state is locked, run `{self.binary} force-unlock <ID>` in "
-                              f"{self.workdir} with the ID it shows.")
+                              f"the state is locked, it names the lock's ID and the command "
+                              f"that clears it: `{self.unlock.format(id='<ID>')}`.")
         timeout.log = str(self.log_file or "")
         return timeout
 

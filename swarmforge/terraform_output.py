@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from swarmforge.nodes import is_node, join_step_of
+
 # What `terraform init` says when a provider cannot be had (offline, no mirror, no such version).
 PROVIDER_FAILURES = ("Failed to query available provider packages", "Failed to install provider")
 
@@ -31,6 +33,16 @@ class Plan:
 
     def removals(self) -> list[PlannedChange]:
         return [c for c in self.changes if c.action in ("delete", "replace")]
+
+    def swarm_changes(self) -> list[PlannedChange]:
+        """The changes to nodes and to their swarm steps: the ones that need the swarm."""
+        return [c for c in self.changes if is_node(c.address) or join_step_of(c.address)]
+
+    def support_changes(self) -> list[PlannedChange]:
+        """Every other managed resource's change: the network (security-group rules, NAT)
+        and whatever else the nodes run in. Data sources are read as their dependents need."""
+        swarm = set(self.swarm_changes())
+        return [c for c in self.changes if c not in swarm and not c.address.startswith("data.")]
 
 
 def missing_provider(output: str) -> str | None:

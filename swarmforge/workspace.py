@@ -44,7 +44,9 @@ def initialised_terraform(settings: Settings, config_dir: Path, mirrored: tuple[
     tf = Terraform(binary, cluster_dir / "terraform",
                    env={"TF_CLI_CONFIG_FILE": str(cli_config(cluster_dir / "terraformrc", mirrored))},
                    progress=progress, log_file=cluster_dir / "terraform.log",
-                   timeout=settings.terraform_timeout)
+                   timeout=settings.terraform_timeout,
+                   unlock=f"invoke unlock --terraform-lock {{id}} --cluster {settings.cluster} "
+                          f"--target {settings.target}")
     backend_tf, backend_settings = _backend(settings, config_dir, version)
     render_workspace(config_dir, tf.workdir, backend_tf)
     tf.init(backend_settings)

@@ -228,12 +228,13 @@ def test_prune_with_yes_deletes_amis_and_their_snapshots(settings: Settings, fle
     assert f"deregistered {fleet.gone} and deleted their snapshots" in done.stdout
     assert fleet.left() == fleet.snapshots_left() == set(fleet.all()) - {fleet.gone}
 
-    run(settings, "prune-amis", "--keep", "0", "--yes")
+    run(settings, "prune-amis", "--keep", "1", "--yes")  # 1 at least: the newest always stays
 
-    kept = {fleet.running, fleet.stopped, fleet.current}  # in use (running, stopped), current
+    # in use (running, stopped), current, the newest
+    kept = {fleet.running, fleet.stopped, fleet.current, fleet.newest}
     assert fleet.left() == fleet.snapshots_left() == kept
     assert ec2.describe_images(ImageIds=[other])["Images"]  # another cluster's: untouched
-    again = run(settings, "prune-amis", "--keep", "0", "--yes").stdout
+    again = run(settings, "prune-amis", "--keep", "1", "--yes").stdout
     assert "nothing to prune" in again
 
 

@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.errors": 0,
     "swarmforge.settings": 0,
     "swarmforge.nodes": 0,
+    "swarmforge.node_facts": 0,
     "swarmforge.process": 0,
     "swarmforge.progress": 0,
     "swarmforge.redact": 0,
@@ -64,6 +65,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.replacement": 3,
     "swarmforge.picks": 3,
     "swarmforge.state_bootstrap": 3,
+    "swarmforge.unlock": 3,
     "swarmforge.cli": 4,
 }
 

@@ -30,6 +30,7 @@ from swarmforge.targets.aws.state_bucket import ensure_state_bucket
 from swarmforge.targets.aws.target import AwsTarget, account_variables
 from swarmforge.terraform import Terraform, TerraformError
 from swarmforge.tools import PROVIDER_MIRROR, cli_config, find_terraform
+from tests.bastion_stand_in import bastion_stand_in
 from tests.conftest import invoke, unique_cluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -206,9 +207,10 @@ def test_destroying_a_cluster_that_never_was_changes_nothing(config: dict[str, A
 
 
 def test_apply_inits_the_s3_backend_on_moto_then_says_the_provider_is_missing(
-        config: dict[str, Any], bucket: str, endpoint: str) -> None:
+        config: dict[str, Any], bucket: str, endpoint: str, images: list[str]) -> None:
     if _registry_reachable():
         pytest.skip("this machine reaches registry.terraform.io: init would install the provider")
+    config = {**config, "ami_id": images[0]}  # an AMI EC2 has: apply reads its root snapshot first
     cluster_dir = Path(config["state_dir"]) / config["cluster"]
     workdir = cluster_dir / "terraform"
 
@@ -222,7 +224,7 @@ def test_apply_inits_the_s3_backend_on_moto_then_says_the_provider_is_missing(
     assert "managers: 3 (3 to create)" in plan and "workers:  2 (2 to create)" in plan
     assert f"phase 1:  every node is created; {config['cluster']}-manager-0 runs `docker swarm init`" \
         in plan
-    assert f"image:    {AMI} (from --ami)" in plan
+    assert f"image:    {images[0]} (from --ami)" in plan
     assert f"state:    s3://{bucket}/swarmforge/{config['cluster']}/terraform.tfstate ({REGION})" \
         in plan
     # terraform/aws needs hashicorp/aws and hashicorp/null; init names whichever failed first.
@@ -350,6 +352,8 @@ def test_terraform_accepts_the_variables(config: dict[str, Any], key: Path, tmp_
         "subnet_ids": "[]", "worker_subnet_ids": "[]", "create_nat_gateway": "false",
         "public_ports": "[]", "root_volume_size": "20", "tags": "{}",
         "ssh_timeout": "300s",
+        # An unencrypted key; moto's default VPC is 172.31.0.0/16: Docker's own overlay pool fits.
+        "ssh_use_agent": "false", "swarm_default_addr_pool": "",
     }
     assert target.ami_source == "--ami"
     assert variables_only(tmp_path).plan({**variables, **SWARM_VARIABLES}, {}).empty
@@ -373,8 +377,10 @@ REAL_ACCOUNT: dict[str, Any] = {
 }
 
 
-def test_a_real_accounts_settings_reach_terraform(config: dict[str, Any], tmp_path: Path) -> None:
-    target = AwsTarget(load_settings({**config, **REAL_ACCOUNT}, {}))
+def test_a_real_accounts_settings_reach_terraform(config: dict[str, Any], tmp_path: Path,
+                                                 ec2: Any) -> None:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]  # a VPC of its own, in 10.x
+    target = AwsTarget(load_settings({**config, **REAL_ACCOUNT, "vpc_id": vpc}, {}))
     target.prepare()
     try:
         variables = target.variables()
@@ -382,7 +388,9 @@ def test_a_real_accounts_settings_reach_terraform(config: dict[str, Any], tmp_pa
         target.teardown()
 
     expected = {
-        "vpc_id": "vpc-0a1b2c3d4e5f60718",
+        "vpc_id": vpc,
+        # Docker's 10.0.0.0/8 would shadow the VPC: the overlays take the next /16.
+        "swarm_default_addr_pool": "10.1.0.0/16",
         "subnet_ids": '["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60712"]',
         "worker_subnet_ids": '["subnet-0a1b2c3d4e5f60721", "subnet-0a1b2c3d4e5f60722"]',
         "worker_public_ip": "false", "create_nat_gateway": "true",
@@ -444,19 +452,27 @@ def test_the_real_account_settings_come_from_the_environment_too(
 
 def test_private_workers_need_a_manager_to_exist_first(config: dict[str, Any], ec2: Any,
                                                        images: list[str], tmp_path: Path) -> None:
+    """... to join, and none to be destroyed: terraform/aws's variables and its swarm step's
+    bastion precondition on stand-in nodes (tests/bastion_stand_in.py), fed what the target
+    finds on moto."""
     target = AwsTarget(load_settings({**config, "worker_public_ip": False}, {}))
     target.prepare()
-    terraform = variables_only(tmp_path)
+    terraform = bastion_stand_in(tmp_path / "stand-in")
     try:
-        # Phase 1 (manager 0 alone) needs no bastion; workers without one are refused.
-        phase_one = {**target.variables(), **SWARM_VARIABLES, "swarm_managers": "1",
-                     "swarm_workers": "0"}
-        assert terraform.plan(phase_one, {}).empty
+        # Phase 1 makes every node, and runs manager 0's step alone: no bastion needed.
+        terraform.apply({**target.variables(), **SWARM_VARIABLES, "swarm_init": "true"}, {})
         with pytest.raises(TerraformError, match="need ssh_bastion_host"):
             terraform.plan({**target.variables(), **SWARM_VARIABLES}, {})
 
-        launch(ec2, images[0], config["cluster"], slot=0)
-        assert terraform.plan({**target.variables(), **SWARM_VARIABLES}, {}).empty
+        manager = launch(ec2, images[0], config["cluster"], slot=0)
+        terraform.apply({**target.variables(), **SWARM_VARIABLES}, {})  # the workers join
+
+        # The manager stops: no bastion any more, and destroy needs none.
+        ec2.stop_instances(InstanceIds=[manager["InstanceId"]])
+        variables = target.variables()
+        assert "ssh_bastion_host" not in variables
+        terraform.apply({**variables, **SWARM_VARIABLES}, {}, destroy=True)
+        assert terraform.addresses() == []
     finally:
         target.teardown()
 
@@ -468,8 +484,9 @@ def test_node_images_are_read_from_ec2(target: AwsTarget, ec2: Any, images: list
     refs = [NodeRef(f"{cluster}-manager-0", "10.0.0.1", "x"),
             NodeRef(f"{cluster}-worker-0", "10.0.0.2", "y")]
 
-    assert target.node_images(refs) == {f"{cluster}-manager-0": manager["ImageId"],
-                                        f"{cluster}-worker-0": worker["ImageId"]}
+    facts = target.node_facts(refs)
+    assert {name: fact.image for name, fact in facts.items()} == {
+        f"{cluster}-manager-0": manager["ImageId"], f"{cluster}-worker-0": worker["ImageId"]}
     assert target.desired_image() == AMI
 
 

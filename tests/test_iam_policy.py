@@ -36,7 +36,7 @@ PACKER_DIR = REPO / "packer"
 POLICY_DIR = REPO / "docs" / "iam"
 
 JOBS = ("bake", "apply", "rebuild", "state-bootstrap")
-SERVICES = ("ec2", "s3", "ssm", "sts", "dynamodb")
+SERVICES = ("ec2", "s3", "ssm", "sts", "dynamodb", "service-quotas")
 
 # What the placeholders stand for (docs/iam/README.md); nothing else may look like one.
 PLACEHOLDERS = {
@@ -154,7 +154,15 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "ec2:DescribeKeyPairs": frozenset({"apply", "rebuild"}),
     "ec2:DescribeInstances": frozenset({"apply", "rebuild"}),  # bastion, node images, AMIs in use
     "ec2:GetConsoleOutput": frozenset({"apply", "rebuild"}),  # host keys, pinned before joins
+    # status/roll: the root volume's KMS key, as drift, when root_volume_kms_key_id is set
+    "ec2:DescribeVolumes": frozenset({"apply", "rebuild"}),
     "ec2:DescribeImages": frozenset({"bake", "apply", "rebuild"}),
+    # apply's preflight: the vCPU quotas against the instance types (targets/aws/quotas.py);
+    # rebuild's policy is bake's plus apply's
+    "ec2:DescribeInstanceTypes": frozenset({"apply", "rebuild"}),
+    "servicequotas:GetServiceQuota": frozenset({"apply", "rebuild"}),
+    # the overlay address pool, outside the VPC's networks (targets/aws/address_pool.py)
+    "ec2:DescribeVpcs": frozenset({"apply", "rebuild"}),
     "ec2:CreateTags": frozenset({"rebuild"}),  # stamps the inputs digest on a new AMI
     "ec2:DeregisterImage": frozenset({"rebuild"}),  # pruning (also `invoke prune-amis`)
     "ec2:DeleteSnapshot": frozenset({"rebuild"}),
@@ -165,6 +173,9 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "s3:ListBucket": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetBucketLocation": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetObject": frozenset({"apply", "rebuild"}),
+    # the cluster's lock (a lease) and operation journal beside the state (targets/aws/lease.py)
+    "s3:PutObject": frozenset({"apply", "rebuild"}),
+    "s3:DeleteObject": frozenset({"apply", "rebuild"}),
     "s3:CreateBucket": frozenset({"state-bootstrap"}),
     "s3:GetBucketVersioning": frozenset({"state-bootstrap"}),
     "s3:PutBucketVersioning": frozenset({"state-bootstrap"}),
@@ -189,6 +200,7 @@ SPECIAL_METHODS = {
     "s3.put_bucket_encryption": "s3:PutEncryptionConfiguration",
     "s3.get_public_access_block": "s3:GetBucketPublicAccessBlock",
     "s3.put_public_access_block": "s3:PutBucketPublicAccessBlock",
+    "service-quotas.get_service_quota": "servicequotas:GetServiceQuota",  # IAM's prefix
 }
 WAITERS = {
     "s3.bucket_exists": "s3:ListBucket",
@@ -540,6 +552,9 @@ def test_the_policy_names_match_the_code() -> None:
     assert f":parameter{parameter_name(cluster)}\"" in apply
     assert f"/{Settings(cluster=cluster).state_key}\"" in apply
     assert f"/{Settings(cluster=cluster).state_key}.tflock\"" in apply
+    from swarmforge.targets.aws.lease import JOURNAL_SUFFIX, LOCK_SUFFIX
+    for suffix in (LOCK_SUFFIX, JOURNAL_SUFFIX):
+        assert f"/{Settings(cluster=cluster).state_key}{suffix}\"" in apply
 
 
 def test_packer_template_fits_the_bake_policy() -> None:

@@ -28,8 +28,10 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami
 
+from swarmforge.operation import RollRecord
 from swarmforge.provenance import ImageFacts, inputs_digest
 from swarmforge.rebuild import EXIT_NOTHING_TO_DO, EXIT_REBUILT, RebuildOptions, decide
+from swarmforge.settings import Settings
 from swarmforge.targets.aws import client
 from swarmforge.targets.aws.amis import DOCKER_TAG
 from swarmforge.targets.aws.provenance import (
@@ -40,6 +42,7 @@ from swarmforge.targets.aws.provenance import (
     UBUNTU_RELEASE,
     base_filters,
 )
+from swarmforge.targets.aws.target import AwsTarget
 from tests.conftest import REPO, invoke
 from tests.test_bake import EAST, Bake, packer_made_ami, var_file_values
 
@@ -234,25 +237,32 @@ def test_another_docker_spec_bakes_with_it(rebuild: Rebuild, first: str) -> None
 # --- refusals and failures: nothing built, the report says why -----------------------------------
 
 
-def test_an_unfinished_operation_is_refused_before_anything(rebuild: Rebuild) -> None:
-    journal = rebuild.bake.state_dir / rebuild.cluster / "journal.json"
-    journal.parent.mkdir(parents=True)
-    journal.write_text(json.dumps({"operation": "roll", "summary": "roll 2 node(s)",
-                                   "resume": "invoke roll --yes", "started": "2026-11-20",
-                                   "max_unavailable": 1, "pending": ["aws_instance.swarm_worker[0]",
-                                                                     "aws_instance.swarm_worker[1]"],
-                                   "replaced": [], "current": None}))
+def test_an_unfinished_roll_from_another_machine_is_finished_before_anything(
+        rebuild: Rebuild, tmp_path: Path) -> None:
+    # A CI runner's roll died half-way; its journal is in S3 beside the state. This machine
+    # (another state dir) has never seen the cluster.
+    other = json.loads(rebuild.config.read_text())["swarmforge"]
+    other["state_dir"] = str(tmp_path / "other-runner")
+    other["allowed_ssh_cidrs"] = tuple(other["allowed_ssh_cidrs"])
+    operations = AwsTarget(replace(Settings(), **other)).operation_store()
+    with operations.exclusive("invoke roll"):
+        operations.journal().begin(RollRecord(
+            summary="roll 2 node(s)", resume="invoke roll --yes", max_unavailable=1,
+            pending=["aws_instance.swarm_worker[0]", "aws_instance.swarm_worker[1]"]))
     rebuild.packer_will_make(publish_ubuntu(EAST))
 
-    refused = rebuild.run()
+    resumed = rebuild.run()
 
-    assert refused.returncode == 4
-    assert "has an unfinished roll (roll 2 node(s), started 2026-11-20); finish it first: " \
-           "invoke roll --yes" in refused.stderr
+    # It carries the roll on first. Here it gets as far as the aws target's checks (moto has
+    # no key pair and no instances: the sandbox test finishes a roll); nothing is baked
+    # before the roll is done.
+    assert "finishing the unfinished roll (roll 2 node(s), started " in resumed.stderr
+    assert "key pair" in resumed.stderr and resumed.returncode == 2
     assert rebuild.bake.calls() == []
     report = rebuild.report()
-    assert (report["result"], report["exit_code"]) == ("failed", 4)
-    assert "unfinished roll" in report["error"]
+    assert (report["result"], report["exit_code"], report["baked"]) == ("failed", 2, {})
+    assert report["resumed"]["operation"] == "roll" and report["resumed"]["finished"] is False
+    assert operations.journal().load() is not None  # still there for the next run
 
 
 def test_a_failed_bake_records_nothing_and_reports_the_failure(rebuild: Rebuild) -> None:
@@ -301,7 +311,10 @@ def test_packer_looks_for_the_base_ami_as_rebuild_does() -> None:
     filters = dict(search["filters"])
     assert filters.pop("name").replace("${var.ubuntu_release}", "{release}") == UBUNTU_NAME
     assert [{"Name": k, "Values": [v]} for k, v in sorted(filters.items())] == base_filters()[1:]
-    assert search["owners"] == [CANONICAL] and search["most_recent"] is True
+    # Canonical's account of the build region's partition, the commercial one by default.
+    owner = next(v["ubuntu_owner"] for v in variables["variable"] if "ubuntu_owner" in v)
+    assert search["owners"] == ["${var.ubuntu_owner}"] and owner["default"] == CANONICAL
+    assert search["most_recent"] is True
     assert sources["locals"][0]["image_tags"][BASE_TAG] == "{{ .SourceAMI }}"
     assert source["tags"] == "${local.image_tags}"
 
@@ -366,7 +379,8 @@ def test_the_report_is_json_an_operator_can_read(rebuild: Rebuild, first: str) -
     report = rebuild.report()
     assert set(report) == {"cluster", "target", "started", "finished", "result", "exit_code",
                            "checks", "reasons", "previous_image", "baked", "rolled", "pruned",
-                           "notes", "error"}
+                           "notes", "error", "resumed"}
+    assert report["resumed"] is None  # no unfinished operation was found to finish first
     assert report["previous_image"] == first and report["target"] == "aws"
     assert datetime.fromisoformat(report["finished"]) >= datetime.fromisoformat(report["started"])
     assert os.stat(rebuild.report_file).st_size > 0

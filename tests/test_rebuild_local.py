@@ -9,13 +9,18 @@ is out of date for the first rebuild. The tests run in file order on one cluster
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from swarmforge.rebuild import EXIT_NOTHING_TO_DO, EXIT_REBUILT
-from tests.conftest import invoke, unique_cluster
+from tests.conftest import INVOKE, REPO, invoke, unique_cluster
 from tests.sandbox_swarm import (
     SERVICE_REPLICAS,
     Cluster,
@@ -87,6 +92,46 @@ def test_the_second_rebuild_finds_nothing_to_do(swarm: Cluster) -> None:
     assert done["baked"] == {} and done["rolled"] == [] and done["pruned"] == []
     assert ids(swarm) == before
     assert "builder" not in again.stderr  # no builder host came up
+
+
+def test_a_roll_killed_half_way_is_finished_by_the_next_rebuild(swarm: Cluster) -> None:
+    before = ids(swarm)
+    journal = swarm.state / swarm.name / "journal.json"
+    env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(swarm.state)}
+    rolling = subprocess.Popen([*INVOKE, "roll", "--all", "--yes", "--cluster", swarm.name],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _drained(journal):
+            assert time.monotonic() < deadline and rolling.poll() is None
+            time.sleep(0.1)
+    finally:
+        os.killpg(rolling.pid, signal.SIGKILL)  # a CI runner lost half-way through the roll
+        rolling.wait()
+    refused = swarm.run("apply")
+    assert refused.returncode == 4 and "unfinished roll" in refused.stderr
+
+    resumed = swarm.run("rebuild", timeout=2400)
+
+    assert resumed.returncode == EXIT_REBUILT, resumed.stderr
+    done = report(swarm)
+    assert done["result"] == "rolled" and done["baked"] == {} and done["rolled"] == []
+    assert done["resumed"]["operation"] == "roll" and done["resumed"]["finished"] is True
+    assert sorted(done["resumed"]["replaced"]) == sorted(before)  # --all: every node, once
+    assert not journal.exists()
+    assert not set(before.values()) & set(ids(swarm).values())
+    assert_healthy(swarm)
+    assert "resumed" in resumed.stdout and "the unfinished roll" in resumed.stdout
+
+
+def _drained(journal: Path) -> bool:
+    """Whether the roll in ``journal`` has drained the first node it replaces."""
+    try:
+        current = json.loads(journal.read_text()).get("current")
+    except (FileNotFoundError, ValueError):  # not yet written, or being replaced
+        return False
+    return bool(current and "drain" in current["done"])
 
 
 def test_an_unhealthy_swarm_is_refused_before_anything(swarm: Cluster) -> None:

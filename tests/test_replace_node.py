@@ -63,6 +63,18 @@ def test_the_preview_changes_nothing(swarm: Cluster) -> None:
     assert ids(swarm) == before
 
 
+def test_a_roll_wider_than_the_workers_is_refused(swarm: Cluster) -> None:
+    """--max-unavailable is checked against the workers the cluster has, not a setting."""
+    before = ids(swarm)
+    result = swarm.run("roll", "--max-unavailable", "3", "--yes")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("swarmforge:")]
+    assert (result.returncode, errors) == (2, [
+        "swarmforge: --max-unavailable: 3 must be from 1 to 2 (the cluster has 2 worker(s))"])
+    assert "Traceback" not in result.stderr
+    assert not (swarm.state / swarm.name / "journal.json").exists()
+    assert ids(swarm) == before
+
+
 # -- replacements -----------------------------------------------------------------
 
 

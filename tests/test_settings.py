@@ -8,8 +8,10 @@ import pytest
 from invoke import Config
 
 from swarmforge.errors import ConfigError
+from swarmforge.runtime import runtime_dir
 from swarmforge.settings import PublicPort, Settings, config_defaults, load_settings
 from swarmforge.targets import target_for
+from swarmforge.targets.local.image_store import LocalImageStore
 from tests.conftest import invoke
 
 VPC = "vpc-0123456789abcdef0"
@@ -35,7 +37,7 @@ NAT = {"vpc_id": VPC, "subnet_ids": SUBNET_A, "worker_subnet_ids": SUBNET_B,
         ({"allowed_ssh_cidrs": "0.0.0.0/0"}, "opens SSH to the whole internet"),
         ({"allowed_ssh_cidrs": "10.0.0.1/8"}, "is not a network"),
         ({"region": "mars"}, "region: 'mars' is not an AWS region name"),
-        ({"parallelism": 0}, "parallelism: 0 must be from 1 to 100"),
+        ({"parallelism": 0}, "parallelism: 0 must be from 1 to 256"),
         ({"colour": "blue"}, "unknown setting swarmforge.colour"),
         # SSH open to the whole internet in pieces, not only as one /0.
         ({"allowed_ssh_cidrs": "0.0.0.0/1,128.0.0.0/1"},
@@ -116,7 +118,8 @@ def test_every_timeout_is_a_finite_number_of_seconds_more_than_0(name: str, valu
         load_settings({}, {name: value})
     assert len(caught.value.problems) == 1
     assert caught.value.problems[0].startswith(f"{name}: ")
-    assert caught.value.problems[0].endswith("must be a number of seconds more than 0")
+    assert caught.value.problems[0].endswith("must be a number of seconds more than 0 and at most "
+                                             "604800 (7 days)")
 
 
 def test_timeouts_come_from_env_vars_and_have_generous_defaults(
@@ -127,7 +130,8 @@ def test_timeouts_come_from_env_vars_and_have_generous_defaults(
     config.load_shell_env()
     with pytest.raises(ConfigError) as caught:
         load_settings(config["swarmforge"], {})
-    assert caught.value.problems == ["ssh_timeout: nan must be a number of seconds more than 0"]
+    assert caught.value.problems == ["ssh_timeout: nan must be a number of seconds more than 0 "
+                                     "and at most 604800 (7 days)"]
     settings = load_settings({**config["swarmforge"], "ssh_timeout": None}, {})
     assert (settings.packer_timeout, settings.terraform_timeout, settings.ssh_timeout) == (
         1.0, 3600.0, 300.0)
@@ -247,3 +251,136 @@ def test_the_local_target_refuses_more_workers_than_its_network_holds() -> None:
     with pytest.raises(ConfigError) as caught:
         target_for(load_settings({}, {"workers": 151}))
     assert str(caught.value) == "workers: the local sandbox holds at most 150 workers"
+
+
+# --- bounded input: names, numbers and text that reach ssh_config, a shell or Terraform --------
+
+AWS_OFFLINE = {"INVOKE_SWARMFORGE_TARGET": "aws", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": "/dev/null",
+               "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+               # port 9 (discard) has no listener: nothing here may reach AWS
+               "INVOKE_SWARMFORGE_AWS_ENDPOINT": "http://127.0.0.1:9"}
+INJECTION = "ubuntu\n  ProxyCommand touch /tmp/swarmforge-injected"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        # Python's `$` matches before a trailing line break: "demo\n" passed as a name.
+        ({"cluster": "demo\n"}, "cluster: 'demo\\n' must be 2-24 characters"),
+        # terraform/aws names the security group "<cluster>-swarm-..." and EC2 refuses
+        # group names that start with "sg-".
+        ({"cluster": "sg-web"}, "cluster: 'sg-web' starts with 'sg-', which EC2 keeps for "
+                                "security group ids"),
+        ({"workers": 501}, "workers: 501 is more than 500"),
+        ({"parallelism": 257}, "parallelism: 257 must be from 1 to 256"),
+        # 1e9 s passes "finite", and every wait with it dies with OverflowError.
+        ({"health_timeout": "1e9"}, "health_timeout: 1000000000.0 must be a number of seconds "
+                                    "more than 0 and at most 604800 (7 days)"),
+        ({"docker_log_max_file": 1001}, "docker_log_max_file: 1001 must be from 1 to 1000"),
+        ({"ssh_user": INJECTION}, f"ssh_user: {INJECTION!r} is not a user name"),
+        ({"ssh_user": "-oProxyCommand=x"}, "ssh_user: '-oProxyCommand=x' is not a user name"),
+        ({"ssh_user": "Ubuntu"}, "ssh_user: 'Ubuntu' is not a user name"),
+        ({"ssh_key": "/k\n  ProxyCommand x"}, "ssh_key: '/k\\n  ProxyCommand x' must be a path"),
+        ({"ssh_key": "/keys/my key"}, "ssh_key: '/keys/my key' must be a path"),
+        ({"ssh_key": "%d/.ssh/id"}, "ssh_key: '%d/.ssh/id' must be a path"),
+        ({"ssh_key": "${HOME}/id"}, "ssh_key: '${HOME}/id' must be a path"),
+        ({"state_dir": "/srv/swarm state"}, "state_dir: '/srv/swarm state' must be a path of"),
+        ({"state_dir": "/srv/state\n"}, "state_dir: '/srv/state\\n' must be a path of"),
+        ({"key_name": "ops\n"}, "key_name: 'ops\\n' must be 1 to 255 printable ASCII characters"),
+        ({"key_name": "k" * 256}, "must be 1 to 255 printable ASCII characters"),
+        ({"state_lock_table": "tf locks"}, "state_lock_table: 'tf locks' is not a DynamoDB table"),
+        ({"state_endpoint": "s3.example.com"}, "state_endpoint: 's3.example.com' is not an "
+                                               "http(s) URL"),
+        # urlsplit drops line breaks and tabs: the URL looked fine with one inside.
+        ({"aws_endpoint": "http://127.0.0.1:5000\n"}, "aws_endpoint: 'http://127.0.0.1:5000\\n' "
+                                                      "is not an http(s) URL"),
+        ({"region": "us-east-1\n"}, "region: 'us-east-1\\n' is not an AWS region name"),
+        ({"region": "eu-foo-bar-1"}, "region: 'eu-foo-bar-1' is not an AWS region name"),
+        ({"instance_type": "t3.small\n"}, "instance_type: 't3.small\\n' is not an EC2 instance"),
+        ({"terraform_bin": "/usr/bin/terraform\n"},
+         "terraform_bin: '/usr/bin/terraform\\n' holds a control character"),
+        ({"preload_images": ["/a.tar\n/b.tar"]},
+         "preload_images: '/a.tar\\n/b.tar' holds a control character"),
+        ({"tags": {"team": "a\nb"}}, "tags: 'team': 'a\\nb' holds a control character"),
+        ({"tags": {"aws:x\ny": "v"}}, "tags: 'aws:x\\ny' holds a control character"),
+    ],
+)
+def test_each_unbounded_input_is_refused_in_one_line(flags: dict[str, object],
+                                                     expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, flags)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert expected in caught.value.problems[0]
+    assert "\n" not in caught.value.problems[0]
+
+
+@pytest.mark.parametrize("flags", [
+    {"parallelism": 256}, {"workers": 500}, {"ssh_user": "ec2-user"}, {"ssh_user": "_ops1"},
+    {"ssh_key": "~/.ssh/id_ed25519"}, {"ssh_key": "/keys/ops+ci@corp,2.pem"},
+    {"key_name": "ops key (2024)"}, {"state_lock_table": "tf-locks.v1"},
+    {"state_endpoint": "https://s3.example.com"}, {"region": "us-gov-west-1"},
+    {"region": "us-isob-east-1"}, {"health_timeout": 604800}, {"docker_log_max_file": 1000},
+])
+def test_the_edges_of_each_rule_are_accepted(flags: dict[str, object]) -> None:
+    settings = load_settings({}, flags)
+    assert {name: getattr(settings, name) for name in flags} == flags
+
+
+def test_no_cluster_name_is_a_shared_dir_of_the_state_dir(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state dir holds a dir per cluster and the dirs all clusters share; no cluster may
+    be named as one of those. Each shared dir is asked of the code that makes it."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # else the runtime dir is not ours
+    state = tmp_path.resolve()
+    settings = load_settings({}, {"state_dir": str(state)})
+    shared = [settings.build_dir.parent, LocalImageStore.of(settings).root, runtime_dir(state)]
+    names = {path.relative_to(state).parts[0] for path in shared}
+    assert names == {"_build", "_images", "_run"}
+    for name in sorted(names):
+        with pytest.raises(ConfigError) as caught:
+            load_settings({}, {"cluster": name})
+        assert caught.value.problems[0].startswith(f"cluster: {name!r} must be")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        # 8: numeric flags (not settings): parsed here, never by Invoke's int() (a traceback)
+        (("roll", "--max-unavailable", "0"), {},
+         "--max-unavailable: '0' must be a whole number, 1 or more"),
+        (("roll", "--max-unavailable", "-1"), {},
+         "--max-unavailable: '-1' must be a whole number, 1 or more"),
+        (("roll", "--max-unavailable", "abc"), {},
+         "--max-unavailable: 'abc' must be a whole number, 1 or more"),
+        (("roll", "--drain-timeout", "inf"), {},
+         "--drain-timeout: 'inf' must be a number of seconds more than 0 and at most 604800 "
+         "(7 days)"),
+        (("replace-node", "x-worker-0", "--drain-timeout", "nan"), {},
+         "--drain-timeout: 'nan' must be a number of seconds more than 0 and at most 604800 "
+         "(7 days)"),
+        (("prune-amis", "--keep", "0"), {}, "--keep: '0' must be a whole number, 1 or more"),
+        (("rebuild", "--keep", "-2"), {}, "--keep: '-2' must be a whole number, 1 or more"),
+        (("rebuild", "--max-age-days", "-1"), {},
+         "--max-age-days: '-1' must be a number of days, 0 or more"),
+        # 8: numeric settings
+        (("status",), {"INVOKE_SWARMFORGE_HEALTH_TIMEOUT": "1e9"},
+         "health_timeout: 1000000000.0 must be a number of seconds more than 0 and at most "
+         "604800 (7 days)"),
+        (("status",), {"INVOKE_SWARMFORGE_PARALLELISM": "1000"},
+         "parallelism: 1000 must be from 1 to 256"),
+        # 6: a cluster name EC2 would refuse halfway through the first apply
+        (("status", "--cluster", "sg-web"), {},
+         "cluster: 'sg-web' starts with 'sg-', which EC2 keeps for security group ids"),
+        # 9: text that would reach ssh_config (a ProxyCommand runs a shell line)
+        (("status",), {"INVOKE_SWARMFORGE_SSH_USER": INJECTION},
+         f"ssh_user: {INJECTION!r} is not a user name: 1 to 32 of a-z, 0-9, '_' and '-', "
+         "starting with a-z or '_'"),
+    ],
+)
+def test_the_cli_refuses_unbounded_input_in_one_line_creating_nothing(
+        tmp_path: Path, args: tuple[str, ...], env: dict[str, str], expected: str) -> None:
+    state = tmp_path / "state"
+    result = invoke(*args, state_dir=state, env={**AWS_OFFLINE, **env}, timeout=120)
+    assert (result.returncode, result.stderr.strip().splitlines()) == (2, [f"swarmforge: {expected}"])
+    assert not state.exists()

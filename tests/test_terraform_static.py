@@ -67,7 +67,9 @@ REAL_ACCOUNT = [
         ("swarm_manager_slots=[0,8,8]", "distinct whole numbers from 0 to 15"),
         ("swarm_manager_slots=[16]", "distinct whole numbers from 0 to 15"),
         ("vpc_id=vpc-0123456789abcdef0", "Set vpc_id and subnet_ids together"),
-        ("worker_public_ip=false", "need ssh_bastion_host"),
+        # Private workers need a bastion only to be reached: a precondition of their swarm
+        # steps (join.tf, tests/test_destroy_without_bastion.py), so destroy needs none.
+        ("worker_public_ip=false", None),
         ('public_ports=[{port=4789, protocol="udp"}]', "internal ports"),
         # SSH open to the whole internet in pieces, not only as /0; overlapping
         # blocks that leave a gap are fine (the check is exact, not a size bound).
@@ -91,6 +93,20 @@ REAL_ACCOUNT = [
         ("root_volume_size=4", "whole number of GiB from 8 to 16384"),
         ('tags={Cluster="other"}', "must not set Name, Cluster, Role, Index or Slot"),
         ('tags={"aws:owner"="me"}', "not start with aws:"),
+        # ARNs of every partition, not only arn:aws (issue 16, point 9).
+        (["region=cn-north-1",
+          "root_volume_kms_key_id=arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab"], None),
+        (["region=us-gov-west-1",
+          "root_volume_kms_key_id=arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/1234abcd-12ab"],
+         None),
+        # The overlay pool swarmforge picks outside the VPC (point 10), and the agent (point 11).
+        ("swarm_default_addr_pool=10.1.0.0/16", None),
+        ("swarm_default_addr_pool=100.64.0.0/16", None),
+        ("swarm_default_addr_pool=10.1.2.0/16", "must be empty or an IPv4 network from /8 to /24"),
+        ("swarm_default_addr_pool=10.1.0.0/28", "must be empty or an IPv4 network from /8 to /24"),
+        ("swarm_default_addr_pool=fd00::/48", "must be empty or an IPv4 network from /8 to /24"),
+        ("swarm_default_addr_pool=10.1.0.0", "must be empty or an IPv4 network from /8 to /24"),
+        ("ssh_use_agent=true", None),
     ],
 )
 def test_aws_variables_refuse_unsafe_values(

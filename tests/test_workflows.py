@@ -1,5 +1,6 @@
 """The GitHub workflows: linted (actionlint, yamllint, shellcheck over their scripts), shaped
-as the scheduled rebuild needs, and the rebuild step's exit-code mapping run for real in bash."""
+as the scheduled rebuild needs, and their steps run for real in bash: the rebuild step's
+exit-code mapping, the deadline it passes, and the settings it hands a real `invoke`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,7 @@ def test_every_run_script_is_plain_bash_that_shellcheck_passes(tmp_path: Path) -
     require_tool(SHELLCHECK, "shellcheck")
     scripts = [(name, step) for name in ("rebuild.yml", "test.yml") for step in steps(name)
                if "run" in step]
-    assert len(scripts) == 5
+    assert len(scripts) == 6
     for index, (name, step) in enumerate(scripts):
         # Values reach scripts through env: only, never ${{ }} pasted into the script.
         assert "${{" not in step["run"], f"{name}: {step.get('name')}"
@@ -145,9 +147,31 @@ def rebuild_step() -> dict[str, Any]:
     return step
 
 
+def named_step(name: str) -> dict[str, Any]:
+    (step,) = [s for s in steps("rebuild.yml") if s.get("name") == name]
+    return step
+
+
+def run_step(step: dict[str, Any], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A step's script as the runner runs it: `bash -e {0}` when the step sets no shell."""
+    script = cwd / f".step-{step.get('name', 'step')}.sh"
+    script.write_text(step["run"])
+    return subprocess.run(["bash", "-e", str(script)], env={**step.get("env", {}), **env}, cwd=cwd,
+                          capture_output=True, text=True, check=False)
+
+
+def github_env(path: Path) -> dict[str, str]:
+    """What steps wrote to $GITHUB_ENV (one NAME=value a line)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+STOP_BY = "2026-12-07T07:17:00Z"
+
+
 @pytest.mark.parametrize(("code", "job_exit", "result"), [
-    (0, 0, "nothing to do"), (10, 0, "rebuilt and rolled"), (1, 1, "failed (exit 1)"),
-    (2, 2, "failed (exit 2)"), (4, 4, "failed (exit 4)")])
+    (0, 0, "nothing to do"), (10, 0, "rebuilt and rolled"),
+    (11, 0, f"stopped at {STOP_BY}, before the credentials expire"),
+    (1, 1, "failed (exit 1)"), (2, 2, "failed (exit 2)"), (4, 4, "failed (exit 4)")])
 def test_the_rebuild_step_fails_the_job_on_failure_only(tmp_path: Path, code: int, job_exit: int,
                                                         result: str) -> None:
     """The step's own script, in bash as the runner runs it, with an `invoke` that exits ``code``."""
@@ -157,23 +181,153 @@ def test_the_rebuild_step_fails_the_job_on_failure_only(tmp_path: Path, code: in
     fake = bin_dir / "invoke"
     fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "{tmp_path}/argv"\nexit {code}\n')
     fake.chmod(0o755)
-    (temp / "swarmforge.yaml").write_text("swarmforge: {region: eu-west-1}\n")
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_TEMP": str(temp),
            "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
-           "CLUSTER": "prod", "FORCE": "true"}
-    # `bash -e {0}` is how GitHub runs a step whose shell is not set.
-    script = tmp_path / "step.sh"
-    script.write_text(rebuild_step()["run"])
-    ran = subprocess.run(["bash", "-e", str(script)], env=env, capture_output=True, text=True,
-                         check=False)
+           "CLUSTER": "prod", "FORCE": "true", "STOP_BY": STOP_BY}
+    ran = run_step(rebuild_step(), env, tmp_path)
 
     assert ran.returncode == job_exit, ran.stdout + ran.stderr
     assert (tmp_path / "output").read_text() == f"result={result}\n"
     assert (tmp_path / "summary").read_text() == f"### rebuild of `prod`: {result}\n"
     assert (tmp_path / "argv").read_text().split("\n")[:-1] == [
-        "-f", str(temp / "swarmforge.yaml"), "rebuild", "--cluster", "prod",
-        "--report", str(temp / "rebuild-report.json"), "--force"]
+        "rebuild", "--cluster", "prod", "--report", str(temp / "rebuild-report.json"),
+        "--stop-by", STOP_BY, "--force"]
     assert ("::error title=rebuild of prod failed::" in ran.stdout) == (job_exit != 0)
+    assert ("::warning title=rebuild of prod stopped::" in ran.stdout) == (code == 11)
+
+
+# --- the credentials' life: the role's session, the job's timeout, rebuild's deadline ------------
+
+#: IAM's bounds on a role session (MaxSessionDuration: 1 to 12 hours, default 1).
+SESSION_MIN, SESSION_MAX = 3600, 43200
+#: The longest one node replacement may take on aws (a manager surge: launch, its host key
+#: from the console (up to 15 min), join, drain, demote, destroy), and the prune after it.
+ONE_REPLACEMENT = timedelta(minutes=45)
+
+
+def test_the_job_never_outlives_the_role_session_it_asks_for() -> None:
+    session = uses("rebuild.yml", "aws-actions/configure-aws-credentials")["with"][
+        "role-duration-seconds"]
+    job = workflow("rebuild.yml")["jobs"]["rebuild"]
+    assert SESSION_MIN <= session <= SESSION_MAX
+    # The job started before the credentials were issued: ending by its timeout, it ends
+    # before they expire.
+    assert job["timeout-minutes"] * 60 <= session
+    readme = (REPO / "README.md").read_text()
+    # A new role allows 3600 s: the README's role setup raises it to what the workflow asks.
+    assert f"--max-session-duration {session}" in readme
+
+
+def test_rebuild_stops_starting_replacements_well_before_the_credentials_expire(
+        tmp_path: Path) -> None:
+    names = [s.get("name") or s["uses"] for s in steps("rebuild.yml")]
+    credentials = next(i for i, n in enumerate(names) if "configure-aws-credentials" in n)
+    assert names.index("Deadline") < credentials  # so measured from before they were issued
+    session = timedelta(seconds=uses("rebuild.yml", "aws-actions/configure-aws-credentials")[
+        "with"]["role-duration-seconds"])
+    (tmp_path / "env").touch()
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    ran = run_step(named_step("Deadline"), {"PATH": os.environ["PATH"],
+                                            "GITHUB_ENV": str(tmp_path / "env")}, tmp_path)
+    after = datetime.now(timezone.utc)
+
+    assert ran.returncode == 0, ran.stderr
+    stop_by = datetime.fromisoformat(github_env(tmp_path / "env")["STOP_BY"].replace("Z", "+00:00"))
+    # The replacement under way at the deadline finishes before the session ends...
+    assert stop_by + ONE_REPLACEMENT <= before + session
+    # ...and most of the session is left for the roll.
+    assert stop_by - after >= session / 2
+    assert '--stop-by "$STOP_BY"' in rebuild_step()["run"]
+
+
+# --- settings: what the workflow sets beats what SWARMFORGE_CONFIG pastes ------------------------
+
+SHOW_SETTINGS = """
+
+import json as _json
+from swarmforge.settings import load_settings as _load_settings
+
+
+@task
+def settings(c):
+    \"\"\"Print the settings a task would run with (tests/test_workflows.py).\"\"\"
+    s = _load_settings(*_flags(c))
+    print(_json.dumps({"target": s.target, "region": s.region, "ssh_key": s.ssh_key,
+                       "state_bucket": s.state_bucket, "allowed_ssh_cidrs": s.allowed_ssh_cidrs}))
+
+
+ns.add_task(settings)
+"""
+
+#: SWARMFORGE_CONFIG as an operator may paste it from the README's invoke.yaml examples.
+PASTED = """\
+swarmforge:
+  target: local
+  region: us-west-2
+  state_bucket: acme-swarm-state
+  key_name: swarm
+  ssh_key: ~/.ssh/swarm
+  allowed_ssh_cidrs: [203.0.113.7/32]
+"""
+
+
+def project(tmp_path: Path) -> Path:
+    """A checkout: this repo's tasks.py, plus a task that prints the settings it would use."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "tasks.py").write_text((REPO / "tasks.py").read_text() + SHOW_SETTINGS)
+    return checkout
+
+
+def settings_in(checkout: Path, *args: str, **env: str) -> dict[str, Any]:
+    """The settings the real `invoke` resolves there, with only ``env`` of INVOKE_*."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")}
+    ran = subprocess.run([sys.executable, "-m", "invoke", *args, "settings"], cwd=checkout,
+                         env={**clean, **env}, capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    shown: dict[str, Any] = yaml.safe_load(ran.stdout)
+    return shown
+
+
+def test_invoke_ranks_a_runtime_config_file_above_the_environment(tmp_path: Path) -> None:
+    """Invoke's documented order, run for real: project invoke.yaml < INVOKE_* < `-f FILE`."""
+    checkout = project(tmp_path)
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text("swarmforge: {region: us-west-2, ssh_key: /pasted/key}\n")
+    from_env = {"INVOKE_SWARMFORGE_REGION": "eu-west-1", "INVOKE_SWARMFORGE_SSH_KEY": "/ci/key"}
+
+    with_f = settings_in(checkout, "-f", str(runtime), **from_env)
+    (checkout / "invoke.yaml").write_text(runtime.read_text())
+    beside_tasks = settings_in(checkout, **from_env)
+
+    assert (with_f["region"], with_f["ssh_key"]) == ("us-west-2", "/pasted/key")  # the file wins
+    assert (beside_tasks["region"], beside_tasks["ssh_key"]) == ("eu-west-1", "/ci/key")
+
+
+def test_the_workflow_target_region_and_key_beat_a_pasted_config(tmp_path: Path) -> None:
+    """The settings step, then the real `invoke` with the job's environment, as the rebuild step
+    runs it: SWARMFORGE_CONFIG's other settings arrive; its target, region and key do not."""
+    checkout, temp = project(tmp_path), tmp_path / "runner-temp"
+    temp.mkdir()
+    (tmp_path / "env").touch()
+    step = named_step("Settings and the nodes' SSH key")
+    assert step["env"]["CONFIG"] == "${{ vars.SWARMFORGE_CONFIG }}"
+    ran = run_step(step, {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(temp),
+                          "GITHUB_ENV": str(tmp_path / "env"), "CONFIG": PASTED,
+                          "SSH_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\n"}, checkout)
+    assert ran.returncode == 0, ran.stderr
+    job_env = workflow("rebuild.yml")["jobs"]["rebuild"]["env"]
+    assert job_env["INVOKE_SWARMFORGE_REGION"] == "${{ vars.AWS_REGION }}"
+    env = {**{k: v for k, v in job_env.items() if k.startswith("INVOKE_")},
+           "INVOKE_SWARMFORGE_REGION": "eu-west-1", **github_env(tmp_path / "env")}
+    assert "invoke rebuild " in rebuild_step()["run"]  # no -f: it would rank above env
+
+    used = settings_in(checkout, **env)
+
+    assert used == {"target": "aws", "region": "eu-west-1", "ssh_key": str(temp / "swarm-ssh-key"),
+                    "state_bucket": "acme-swarm-state", "allowed_ssh_cidrs": ["203.0.113.7/32"]}
+    assert (temp / "swarm-ssh-key").stat().st_mode & 0o077 == 0
 
 
 def test_pull_requests_run_the_whole_suite_as_ci_does() -> None:

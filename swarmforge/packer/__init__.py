@@ -23,6 +23,7 @@ from swarmforge.packer.machine_readable import (
 )
 from swarmforge.packer.manifest import MANIFEST_FILE, Manifest, cross_check, read_manifest
 from swarmforge.packer.render import (
+    BUILDER_INSTANCE_TYPE,
     RUN_ID_VARIABLE,
     TEMPLATES,
     VAR_FILE_TEMPLATE,
@@ -51,6 +52,7 @@ from swarmforge.packer.run import (
 
 __all__ = [
     "BAKE_MINIMUM_VERSION",
+    "BUILDER_INSTANCE_TYPE",
     "MANIFEST_FILE",
     "MINIMUM_VERSION",
     "PLUGINS_FILE",

@@ -24,6 +24,11 @@ TEMPLATES = Path(__file__).parent.parent / "templates"
 VAR_FILE_TEMPLATE = "bake.pkrvars.hcl.j2"
 #: The Packer variable that carries the run id (packer/variables.pkr.hcl).
 RUN_ID_VARIABLE = "swarmforge_run_id"
+#: The bake's temporary build instance (packer/variables.pkr.hcl's default too).
+BUILDER_INSTANCE_TYPE = "t3.small"
+#: Canonical's account in the commercial partition (packer/variables.pkr.hcl's default
+#: ubuntu_owner); the aws bake passes the one of its region's partition.
+CANONICAL_COMMERCIAL = "099720109477"
 
 
 # --- Docker version spec ---------------------------------------------------------
@@ -123,7 +128,8 @@ class BakeVariables:
     docker: DockerPin
     scripts_dir: Path
     ami_regions: tuple[str, ...] = ()
-    instance_type: str = "t3.small"
+    instance_type: str = BUILDER_INSTANCE_TYPE
+    ubuntu_owner: str = CANONICAL_COMMERCIAL  # whose Ubuntu AMIs the build starts from
     docker_log_max_size: str = "10m"
     docker_log_max_file: int = 5
     run_id: str = field(default_factory=new_run_id)  # tags the AMI, checked in the manifest

@@ -16,7 +16,9 @@ from typing import Protocol
 from packaging.version import Version
 
 from swarmforge.catalog import ImageCatalog
+from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef
+from swarmforge.operation import OperationStore
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageStore
 from swarmforge.ssh import SshProfile
@@ -64,8 +66,17 @@ class Target(Protocol):
     def variables(self) -> dict[str, str]:
         """The target's own Terraform variables (never secrets)."""
 
+    def check_capacity(self, progress: Progress) -> None:
+        """Before an apply makes machines: ConfigError, one line per problem, when the
+        target cannot hold the cluster at its busiest (aws: the AMI against the root
+        volume, the vCPU quotas); what it cannot check it says as a detail."""
+
     def exists(self) -> bool:
         """Whether anything of this cluster may exist on the target."""
+
+    def operation_store(self) -> OperationStore:
+        """Where the cluster's lock and operation journal live: every machine that acts on
+        the cluster must see the same ones (aws: beside the state in S3; local: its dir)."""
 
     def teardown(self) -> None:
         """Remove what prepare() made, after Terraform destroyed the nodes."""
@@ -81,8 +92,10 @@ class Target(Protocol):
     def desired_image(self) -> str | None:
         """The image new nodes should boot from; None if the target has none yet."""
 
-    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
-        """The image each node (by name) booted from, where the target can tell."""
+    def node_facts(self, refs: Sequence[NodeRef]) -> dict[str, NodeFacts]:
+        """Each node (by name) as the target sees it now, read in one go: the image it booted
+        from, its state and addresses, and how it drifted from the settings, where the
+        target can tell; a node it does not know is left out."""
 
     def images(self) -> ImageCatalog:
         """The cluster's baked images, to list and prune."""

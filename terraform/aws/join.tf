@@ -20,36 +20,41 @@ resource "null_resource" "swarm_join" {
     aws_vpc_security_group_ingress_rule.swarm,
   ]
 
+  # Here, not as a validation of ssh_bastion_host: Terraform checks a
+  # precondition only for a step it creates or keeps, never for one it
+  # destroys, so `destroy` works with no manager running to be the bastion.
+  lifecycle {
+    precondition {
+      condition     = var.worker_public_ip || each.value.role == "manager" || var.ssh_bastion_host != ""
+      error_message = "Private workers (worker_public_ip = false) need ssh_bastion_host: a manager's public address."
+    }
+  }
+
+  # `agent` is always said: with a key file, a stray SSH_AUTH_SOCK is never
+  # used; with an encrypted key (ssh_use_agent), the agent is the only way in.
   connection {
     type                = "ssh"
     host                = self.triggers.ssh_host
     user                = var.ssh_user
-    private_key         = local.private_key
+    agent               = var.ssh_use_agent
+    private_key         = local.connection_key
     host_key            = var.swarm_host_keys[each.key]
     timeout             = var.ssh_timeout
     script_path         = local.script_path
     bastion_host        = self.triggers.role == "worker" ? local.bastion_host : null
     bastion_host_key    = self.triggers.role == "worker" && local.bastion_host != null ? var.ssh_bastion_host_key : null
     bastion_user        = var.ssh_user
-    bastion_private_key = local.private_key
+    bastion_private_key = local.connection_key
   }
 
-  # No secret in this step: its script may use the default path in /tmp,
-  # since the private directory does not exist yet.
+  # This step makes the private directory, so its own script cannot live there
+  # yet: it goes to the home directory (no secret in it), never to /tmp, which
+  # may be mounted noexec. Terraform merges this block over the one above.
   provisioner "remote-exec" {
     inline = [local.make_dir]
 
     connection {
-      type                = "ssh"
-      host                = self.triggers.ssh_host
-      user                = var.ssh_user
-      private_key         = local.private_key
-      host_key            = var.swarm_host_keys[each.key]
-      timeout             = var.ssh_timeout
-      bastion_host        = self.triggers.role == "worker" ? local.bastion_host : null
-      bastion_host_key    = self.triggers.role == "worker" && local.bastion_host != null ? var.ssh_bastion_host_key : null
-      bastion_user        = var.ssh_user
-      bastion_private_key = local.private_key
+      script_path = local.home_script_path
     }
   }
 
@@ -73,8 +78,16 @@ resource "null_resource" "swarm_join" {
   provisioner "remote-exec" {
     inline = [
       var.swarm_init
-      ? "${local.run_node} init ${self.triggers.private_ip}"
+      ? trimspace("${local.run_node} init ${self.triggers.private_ip} ${var.swarm_default_addr_pool}")
       : "${local.run_node} join ${local.join_file}"
     ]
   }
+}
+
+locals {
+  # No key for Terraform's connections when the operator's agent holds an
+  # encrypted one: Terraform cannot ask for a passphrase.
+  connection_key = var.ssh_use_agent ? null : local.private_key
+  # The script of the step that makes the private directory (see above).
+  home_script_path = "${local.home_dir}/.swarmforge-tf-%RAND%.sh"
 }

@@ -38,8 +38,9 @@ resource "aws_instance" "swarm_manager" {
     # See main.tf: replacements are explicit and one node at a time. subnet_id
     # too, so that a new default subnet appearing does not reshuffle the nodes.
     # The instance type and the root volume's KMS key too: changing them
-    # would stop (type) or replace (key) every node at once; new nodes take
-    # them, and `invoke roll --all` brings them to every node, one at a time.
+    # would stop (type) or replace (key) every node at once. New nodes take
+    # them; `invoke status` shows a node of another type or key (drift),
+    # which `invoke roll` replaces, one node at a time.
     ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id]
 
     precondition {

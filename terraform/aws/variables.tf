@@ -336,10 +336,8 @@ variable "ssh_bastion_host" {
     error_message = "The ssh_bastion_host must be empty, an IP address or a host name."
   }
 
-  validation {
-    condition     = var.worker_public_ip || var.swarm_workers == 0 || var.ssh_bastion_host != ""
-    error_message = "Private workers (worker_public_ip = false) need ssh_bastion_host: a manager's public address."
-  }
+  # That private workers need it is a precondition of their swarm steps (join.tf):
+  # a validation here would be checked by `destroy` too, which needs no bastion.
 }
 
 variable "ssh_bastion_host_key" {
@@ -383,6 +381,23 @@ variable "iam_instance_profile" {
   validation {
     condition     = var.iam_instance_profile == null || can(regex("^[\\w+=,.@-]{1,128}$", var.iam_instance_profile))
     error_message = "The iam_instance_profile must be null or an instance profile's name (1-128 letters, digits and +=,.@_-), not its ARN."
+  }
+}
+
+variable "ssh_use_agent" {
+  description = "Log in through the operator's ssh-agent instead of ssh_private_key_path's content: set by swarmforge when that key has a passphrase (which Terraform cannot ask for) and the agent holds it. False: the key file only, whatever SSH_AUTH_SOCK says."
+  type        = bool
+  default     = false
+}
+
+variable "swarm_default_addr_pool" {
+  description = "Where the swarm's overlay networks take their subnets (/24s of it: `docker swarm init --default-addr-pool`); empty: Docker's default, 10.0.0.0/8. swarmforge picks one outside the VPC's networks. Read once, by the first manager's `docker swarm init`: a change does nothing to a swarm that exists."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.swarm_default_addr_pool == "" || try(cidrsubnet(var.swarm_default_addr_pool, 0, 0) == var.swarm_default_addr_pool && tonumber(split("/", var.swarm_default_addr_pool)[1]) >= 8 && tonumber(split("/", var.swarm_default_addr_pool)[1]) <= 24 && !strcontains(var.swarm_default_addr_pool, ":"), false)
+    error_message = "The swarm_default_addr_pool must be empty or an IPv4 network from /8 to /24 written as its first address, such as 10.1.0.0/16."
   }
 }
 

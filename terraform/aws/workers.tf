@@ -38,10 +38,12 @@ resource "aws_instance" "swarm_worker" {
 
   lifecycle {
     # See main.tf: replacements are explicit and one node at a time.
-    # The instance type and the root volume's KMS key too: changing them
-    # would stop (type) or replace (key) every node at once; new nodes take
-    # them, and `invoke roll --all` brings them to every node, one at a time.
-    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id]
+    # The instance type, the root volume's KMS key and the public address
+    # too: changing them would stop (type) or replace (key, address: the
+    # worker_public_ip setting) every worker at once. New nodes take them;
+    # `invoke status` shows a node of another type, address or key (drift),
+    # which `invoke roll` replaces, one node at a time.
+    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id, associate_public_ip_address]
 
     precondition {
       condition     = length(local.worker_subnets) > 0

@@ -104,10 +104,12 @@ resource "null_resource" "swarm_join" {
     provision = each.value.role == "manager" ? local.manager_provision[each.value.index] : local.worker_provision[each.value.index]
   }
 
+  # `agent` said explicitly: the sandbox's key file, never a stray SSH_AUTH_SOCK.
   connection {
     type        = "ssh"
     host        = self.triggers.address
     user        = var.ssh_user
+    agent       = false
     private_key = file(var.ssh_private_key_path)
     host_key    = file(var.ssh_host_ca_public_key_path)
     timeout     = "1m"

@@ -19,6 +19,7 @@ from swarmforge.progress import Progress
 from swarmforge.provenance import git_commit
 from swarmforge.settings import PACKER_DIR, REGION, REPO_ROOT, SCRIPTS_DIR, Settings
 from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, parameter_name, record_path
+from swarmforge.targets.aws.canonical import canonical_owner
 from swarmforge.targets.base import Baked, BakeRequest
 
 VAR_FILE = "bake.pkrvars.hcl"
@@ -81,7 +82,8 @@ def _variables(settings: Settings, pin: DockerPin, copy_to: tuple[str, ...]) -> 
                          git_commit=git_commit(REPO_ROOT), docker=pin,
                          scripts_dir=SCRIPTS_DIR, ami_regions=copy_to,
                          docker_log_max_size=settings.docker_log_max_size,
-                         docker_log_max_file=settings.docker_log_max_file)
+                         docker_log_max_file=settings.docker_log_max_file,
+                         ubuntu_owner=canonical_owner(settings.region))
 
 
 def _record(variables: BakeVariables, result: packer.BuildResult) -> BakeRecord:

@@ -1,21 +1,30 @@
 """What the aws target checks before anything runs, one line per problem.
 
-Settings that cannot work on aws are caught without an AWS call; then the
-credentials (STS), the region (it exists and is enabled for the account), the
-state bucket and the EC2 key pair are asked of AWS, so that nothing fails in
-the middle of a Terraform run for a reason that could be known up front.
+Settings that cannot work on aws are caught without an AWS call (an SSH key
+with a passphrase that no agent holds among them); then the credentials (STS),
+the region (it exists and is enabled for the account), the state bucket and the
+EC2 key pair are asked of AWS, so that nothing fails in the middle of a
+Terraform run for a reason that could be known up front. Before an apply makes
+machines, what the account must allow for them: the root volume holds the
+AMI's snapshot, and the vCPU quotas hold the cluster at its busiest.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from swarmforge.errors import ConfigError
+from swarmforge.packer import BUILDER_INSTANCE_TYPE
 from swarmforge.settings import Settings
 from swarmforge.targets.aws import client, partition_of
+from swarmforge.targets.aws.quotas import Need, quota_problems
+from swarmforge.targets.aws.ssh_keys import agent_holds, is_encrypted, public_key
 
 # A region every account of its partition has enabled, so it can tell whether
 # another region exists and is enabled (`ec2 describe-regions --all-regions`).
@@ -40,8 +49,26 @@ def settings_problems(s: Settings) -> list[str]:
                         "203.0.113.7/32: SSH to the nodes is open to nothing else")
     problems += [f"allowed_ssh_cidrs: {cidr} is IPv6; terraform/aws takes IPv4 networks only"
                  for cidr in s.allowed_ssh_cidrs if ":" in cidr]
+    problems += _kms_key_problems(s)
     key = _key_problem(s.ssh_key)
     return problems + ([key] if key else [])
+
+
+def _kms_key_problems(s: Settings) -> list[str]:
+    """A KMS key serves volumes of its own region only, and its ARN names its partition."""
+    arn = s.root_volume_kms_key_id
+    if not arn:
+        return []
+    partition, region = arn.split(":")[1], arn.split(":")[3]
+    problems = []
+    if partition != partition_of(s.region):
+        problems.append(f"root_volume_kms_key_id: {arn} is an ARN of partition {partition}, but "
+                        f"{s.region} is in {partition_of(s.region)}: "
+                        f"arn:{partition_of(s.region)}:kms:...")
+    elif region != s.region:
+        problems.append(f"root_volume_kms_key_id: {arn} is a key of {region}; EBS volumes in "
+                        f"{s.region} need a key of {s.region}")
+    return problems
 
 
 def _key_problem(ssh_key: str | None) -> str | None:
@@ -56,7 +83,22 @@ def _key_problem(ssh_key: str | None) -> str | None:
     with path.open(errors="replace") as key:
         if "PRIVATE KEY" not in key.readline():
             return f"ssh_key: {path} is not a private key (the .pub half?)"
+    if is_encrypted(path) and not agent_holds(path):
+        # Terraform cannot ask for a passphrase; through the agent, it needs none.
+        if public_key(path) is None:
+            return (f"ssh_key: {path} has a passphrase, and without its public half swarmforge "
+                    f"cannot find it in the ssh-agent: ssh-keygen -y -f {path} > {path}.pub")
+        agent = ("no ssh-agent holds it" if os.environ.get("SSH_AUTH_SOCK")
+                 else "no ssh-agent runs (SSH_AUTH_SOCK is not set)")
+        return (f"ssh_key: {path} has a passphrase and {agent}: run `ssh-add {path}` "
+                "(in a shell with an agent), or use a key without a passphrase")
     return None
+
+
+def key_uses_agent(s: Settings) -> bool:
+    """Whether SSH to the nodes goes through the agent: the key has a passphrase (the
+    settings' check made sure that the agent holds it)."""
+    return is_encrypted(key_path(s))
 
 
 def key_path(s: Settings) -> Path:
@@ -138,6 +180,50 @@ def require_key_pair(s: Settings) -> None:
         raise ConfigError([f"key_name: no EC2 key pair {s.key_name!r} in {s.region}: import the "
                            f"public half of {s.ssh_key} (aws ec2 import-key-pair --key-name "
                            f"{s.key_name} ...)"]) from None
+
+
+# --- what the account must allow for an apply's machines -----------------------------
+
+
+def capacity_problems(s: Settings, ami_id: str, say: Callable[[str], None]) -> list[str]:
+    """The root volume against the AMI's snapshot, the vCPU quotas against the cluster at
+    its busiest: one line each; what cannot be read is said through ``say``, not refused."""
+    ec2 = client("ec2", s.region, s.aws_endpoint)
+    problems = _root_volume_problems(s, ec2, ami_id)
+    manager_type = s.manager_instance_type or s.instance_type
+    worker_type = s.worker_instance_type or s.instance_type
+    nodes = Counter({manager_type: s.managers})
+    nodes[worker_type] += s.workers
+    need = Need(nodes={t: n for t, n in nodes.items() if n}, surge=(manager_type, worker_type),
+                builder=BUILDER_INSTANCE_TYPE)
+    quotas = client("service-quotas", s.region, s.aws_endpoint)
+    try:
+        problems += quota_problems(need, ec2, quotas, s.cluster, s.region, say)
+    except ClientError as error:
+        if error_code(error) != "InvalidInstanceType":
+            raise
+        problems.append(f"instance_type: {_message(error)}")
+    return problems
+
+
+def _root_volume_problems(s: Settings, ec2: Any, ami_id: str) -> list[str]:
+    try:
+        images = ec2.describe_images(ImageIds=[ami_id])["Images"]
+    except ClientError as error:
+        if error_code(error) not in ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable",
+                                     "InvalidAMIID.Malformed"):
+            raise
+        images = []
+    if not images:
+        return [f"ami: {ami_id} is not an AMI in {s.region} (deregistered, or of another region)"]
+    image = images[0]
+    root: dict[str, Any] = next((m for m in image.get("BlockDeviceMappings", [])
+                                 if m.get("DeviceName") == image.get("RootDeviceName")), {})
+    size = root.get("Ebs", {}).get("VolumeSize")
+    if size is not None and s.root_volume_size < size:
+        return [f"root_volume_size: {s.root_volume_size} GiB cannot hold {ami_id}, whose root "
+                f"snapshot is {size} GiB: set swarmforge.root_volume_size to {size} or more"]
+    return []
 
 
 def error_code(error: ClientError) -> str:

@@ -2,9 +2,9 @@
 from (its tags), and which Ubuntu AMI a bake would start from now.
 
 The search for the base AMI is packer/sources.pkr.hcl's ``source_ami_filter``,
-asked of EC2 the same way (Canonical's owner id, the same name pattern and
-filters, the most recent by creation date); tests/test_rebuild.py holds the two
-in step.
+asked of EC2 the same way (Canonical's owner id in the region's partition, the
+same name pattern and filters, the most recent by creation date);
+tests/test_rebuild.py holds the two in step.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from swarmforge.settings import Settings
 from swarmforge.targets.aws.ami_choice import choose_ami
 from swarmforge.targets.aws.amis import DOCKER_TAG, ClusterAmis
 from swarmforge.targets.aws.bake import DEFAULT_DOCKER_VERSION
+from swarmforge.targets.aws.canonical import CANONICAL_OWNERS, canonical_owner
 
 # Tag keys; packer/sources.pkr.hcl writes BASE_TAG, rebuild writes INPUTS_TAG after a bake.
 BASE_TAG = "swarmforge:base-ami"
 INPUTS_TAG = "swarmforge:inputs"
 
-CANONICAL = "099720109477"
+#: Canonical's account in the commercial partition; other partitions: canonical.py.
+CANONICAL = CANONICAL_OWNERS["aws"]
 #: packer/variables.pkr.hcl's default ``ubuntu_release``.
 UBUNTU_RELEASE = "noble-24.04"
 UBUNTU_NAME = "ubuntu/images/hvm-ssd*/ubuntu-{release}-amd64-server-*"
@@ -42,8 +44,10 @@ def base_filters(release: str = UBUNTU_RELEASE) -> list[dict[str, Any]]:
 
 
 def newest_base_ami(ec2: Any, release: str = UBUNTU_RELEASE) -> str | None:
-    """The Ubuntu AMI ``packer build`` would start from now (``most_recent``), or None."""
-    pages = ec2.get_paginator("describe_images").paginate(Owners=[CANONICAL],
+    """The Ubuntu AMI ``packer build`` would start from now (``most_recent``), or None:
+    Canonical's, in the partition of ``ec2``'s region."""
+    owner = canonical_owner(ec2.meta.region_name)
+    pages = ec2.get_paginator("describe_images").paginate(Owners=[owner],
                                                           Filters=base_filters(release))
     images = [image for page in pages for image in page["Images"]]
     if not images:

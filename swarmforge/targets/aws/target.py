@@ -18,12 +18,15 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
+from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef
+from swarmforge.operation import OperationStore
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageStore
 from swarmforge.runtime import private_dir
@@ -31,13 +34,18 @@ from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
 from swarmforge.state_file import state_document
 from swarmforge.targets.aws import client
+from swarmforge.targets.aws.address_pool import choose_pool, vpc_cidrs
 from swarmforge.targets.aws.ami_choice import choose_ami
-from swarmforge.targets.aws.amis import HOLDING_STATES, ClusterAmis
+from swarmforge.targets.aws.amis import ClusterAmis
 from swarmforge.targets.aws.bake import bake_ami
 from swarmforge.targets.aws.host_keys import HostKeyPins
+from swarmforge.targets.aws.instances import cluster_instances, node_facts, tag
+from swarmforge.targets.aws.lease import S3Operations
 from swarmforge.targets.aws.preflight import (
     caller_account,
+    capacity_problems,
     key_path,
+    key_uses_agent,
     require_key_pair,
     require_region,
     require_state_bucket,
@@ -77,6 +85,8 @@ class AwsTarget:
         self._pins = HostKeyPins(self.ssh_dir)
         self._profile = self._ssh_profile(bastion=None)
         self._ami: str | None = None
+        self._operations: S3Operations | None = None
+        self._bucket_checked = False
         self.ami_source: str | None = None  # where the AMI came from, once variables() chose it
 
     @property
@@ -86,9 +96,7 @@ class AwsTarget:
     def prepare(self) -> SshProfile:
         self._require_cluster_settings()
         s = self.settings
-        account = caller_account(s)
-        require_region(s, account)
-        require_state_bucket(s)
+        self._require_state_bucket()
         require_key_pair(s)
         private_dir(self.ssh_dir)
         self._profile = self._ssh_profile(self._bastion())
@@ -110,6 +118,9 @@ class AwsTarget:
             "worker_public_ip": str(s.worker_public_ip).lower(),
             # One setting for SSH's deadline: also how long provisioners wait for a node's SSH.
             "ssh_timeout": f"{math.ceil(s.ssh_timeout)}s",
+            # A key with a passphrase reaches Terraform through the agent (preflight checked it).
+            "ssh_use_agent": str(key_uses_agent(s)).lower(),
+            "swarm_default_addr_pool": self._address_pool,
             **account_variables(s),
         }
         bastion = self._refresh_bastion()
@@ -117,6 +128,20 @@ class AwsTarget:
             variables["ssh_bastion_host"] = bastion
             variables["ssh_bastion_host_key"] = self._pins.key_at(bastion)
         return variables
+
+    @cached_property
+    def _address_pool(self) -> str:
+        """The overlay pool, outside the VPC's networks ("": Docker's default fits)."""
+        s = self.settings
+        return choose_pool(vpc_cidrs(client("ec2", s.region, s.aws_endpoint), s.vpc_id, s.region))
+
+    def check_capacity(self, progress: Progress) -> None:
+        """Before an apply makes machines: the root volume holds the AMI, and the account's
+        vCPU quotas hold the cluster at its busiest (see preflight.py)."""
+        with progress.step("checking the AMI's root snapshot and the account's vCPU quotas"):
+            problems = capacity_problems(self.settings, self._ami_id(), progress.detail)
+            if problems:
+                raise ConfigError(problems)
 
     def pin_host_keys(self, refs: Sequence[NodeRef], say: Callable[[str], None]) -> dict[str, str]:
         """Each node's host key, read from its console the first time (see host_keys.py)."""
@@ -136,15 +161,10 @@ class AwsTarget:
     def desired_image(self) -> str | None:
         return self._ami_id()
 
-    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
-        """The AMI each node (by name) was launched from, as EC2 tells."""
-        names = [ref.name for ref in refs]
-        if not names:
-            return {}
+    def node_facts(self, refs: Sequence[NodeRef]) -> dict[str, NodeFacts]:
+        """Each node's AMI, state, live addresses and drift, as EC2 tells (instances.py)."""
         ec2 = client("ec2", self.settings.region, self.settings.aws_endpoint)
-        return {_tag(i, "Name") or "": i["ImageId"]
-                for i in cluster_instances(ec2, self.settings.cluster, {
-                    "tag:Name": names, "instance-state-name": list(HOLDING_STATES)})}
+        return node_facts(ec2, self.settings, refs)
 
     def images(self) -> ImageCatalog:
         return ClusterAmis.of(self.settings)
@@ -159,11 +179,30 @@ class AwsTarget:
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
         return bake_ami(self.settings, request, progress)
 
+    def operation_store(self) -> OperationStore:
+        """The lock and journal beside the state in S3 (lease.py): one for every machine."""
+        if self._operations is None:
+            self._require_cluster_settings()
+            self._require_state_bucket()  # the lock is taken there, before anything else
+            s = self.settings
+            self._operations = S3Operations(
+                client("s3", s.state_region or s.region, s.state_endpoint), str(s.state_bucket),
+                s.state_key, s.cluster)
+        return self._operations
+
     def teardown(self) -> None:
         """Forget the nodes' host keys and connections; Terraform's destroy removed the rest."""
         shutil.rmtree(self._profile.control_dir, ignore_errors=True)
         for stale in (self._profile.known_hosts, self._profile.config, self._pins.path):
             stale.unlink(missing_ok=True)
+
+    def _require_state_bucket(self) -> None:
+        """The credentials, the region and the state bucket, asked of AWS once per run."""
+        if not self._bucket_checked:
+            s = self.settings
+            require_region(s, caller_account(s))
+            require_state_bucket(s)
+            self._bucket_checked = True
 
     def _require_cluster_settings(self) -> None:
         """What a cluster needs that listing or baking images does not, checked first."""
@@ -230,20 +269,8 @@ def manager_address(ec2: Any, cluster: str) -> str | None:
     running = cluster_instances(ec2, cluster, {"tag:Role": ["manager"],
                                                "instance-state-name": ["running"]})
     managers = [i for i in running if i.get("PublicIpAddress")]
-    managers.sort(key=lambda i: int(_tag(i, "Slot") or 0))
+    managers.sort(key=lambda i: int(tag(i, "Slot") or 0))
     return str(managers[0]["PublicIpAddress"]) if managers else None
-
-
-def cluster_instances(ec2: Any, cluster: str, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The instances terraform/aws tagged for ``cluster`` that also match ``filters``."""
-    wanted = [{"Name": name, "Values": values}
-              for name, values in {"tag:Cluster": [cluster], **filters}.items()]
-    pages = ec2.get_paginator("describe_instances").paginate(Filters=wanted)
-    return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
-
-
-def _tag(instance: dict[str, Any], key: str) -> str | None:
-    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)
 
 
 def console_output(ec2: Any, instance_id: str) -> str:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
+from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef
+from swarmforge.operation import LocalOperations, OperationStore
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageStore
 from swarmforge.settings import REPO_ROOT, Settings
@@ -78,6 +80,9 @@ class LocalTarget:
             "sandbox_image": self._recorded_image_dir(),
         }
 
+    def check_capacity(self, progress: Progress) -> None:
+        """Nothing to check: the sandbox's hosts are namespaces, bounded by this machine only."""
+
     def pin_host_keys(self, refs: Sequence[NodeRef], say: Callable[[str], None]) -> dict[str, str]:
         return {}  # every host's key is signed by the sandbox's host CA, which is pinned
 
@@ -95,23 +100,28 @@ class LocalTarget:
         image = recorded_image(self.settings)
         return image.id if image else None
 
-    def node_images(self, refs: Sequence[NodeRef]) -> dict[str, str]:
-        """The local image each host booted from, as the host itself says."""
+    def node_facts(self, refs: Sequence[NodeRef]) -> dict[str, NodeFacts]:
+        """The local image each host booted from, as the host itself says. A host keeps its
+        address for life and has no settings Terraform leaves alone: no drift to report."""
         if not (self.sandbox.dir / LAYOUT_FILE).exists():
             return {}
         layout = self._layout or SandboxLayout.load(self.sandbox.dir)
-        booted = {}
+        facts = {}
         for ref in refs:
             marker = Host.named(layout, ref.name).dir / HOST_IMAGE_FILE
             if marker.exists():  # it holds the image's dir, named by the image's id
-                booted[ref.name] = Path(marker.read_text().strip()).name
-        return booted
+                facts[ref.name] = NodeFacts(image=Path(marker.read_text().strip()).name)
+        return facts
 
     def _recorded_image_dir(self) -> str:
         # Not checked here: destroy passes these variables too, and must work whatever
         # happened to the store. A host that cannot boot from it says so at host-up.
         record = ImageRecord.load(image_record_path(self.settings))
         return str(LocalImageStore.of(self.settings).path(record.image)) if record else ""
+
+    def operation_store(self) -> OperationStore:
+        """The lock (an flock) and journal as files in the cluster's dir, as ever."""
+        return LocalOperations(self.settings.cluster_dir, self.settings.cluster)
 
     def teardown(self) -> None:
         if self._profile:
