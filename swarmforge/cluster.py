@@ -64,6 +64,7 @@ class Cluster:
         self._joined: list[str] = []  # the nodes whose swarm step exists, as the state showed
         self._pins: dict[str, str] = {}  # {node name: pinned host key}, for the swarm steps
         self._unpinned: set[str] = set()  # nodes being made anew: their old pin is no use
+        self._destroying = False  # the target asks nothing of what may be gone
         self._facts: dict[str, NodeFacts] = {}  # {node name: as the target saw it last}
         self._said: set[str] = set()  # what was said of the nodes' facts: once per command
 
@@ -196,6 +197,7 @@ class Cluster:
             return self._destroy()
 
     def _destroy(self) -> bool:
+        self._destroying = True
         tf = self._prepare()
         managers, workers = self._nodes_in_state(tf, pin=False)  # nothing is reached over SSH
         with self.progress.step(f"destroying {len(managers)} manager(s) and {len(workers)} worker(s)"):
@@ -213,7 +215,7 @@ class Cluster:
         """The target's own checks and preparation (once): before anything is planned."""
         if self._profile is None:
             self.settings.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._profile = self.target.prepare()
+            self._profile = self.target.prepare(destroying=self._destroying)
         return self._profile
 
     def _prepare(self) -> Terraform:
@@ -237,7 +239,7 @@ class Cluster:
         slots = slots if slots is not None else manager_slots(self._slots, managers)
         # A node about to be made anew has no pin yet: its step waits for the new key.
         pins = {name: key for name, key in self._pins.items() if name not in self._unpinned}
-        return {**self.target.variables(), "swarm_init": str(swarm_init).lower(),
+        return {**self.target.variables(destroying=self._destroying), "swarm_init": str(swarm_init).lower(),
                 "swarm_managers": str(managers), "swarm_workers": str(workers),
                 "swarm_manager_slots": "[" + ",".join(map(str, slots)) + "]",
                 # JSON is valid HCL, as `-var` takes a map.

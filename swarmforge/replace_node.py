@@ -47,6 +47,7 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         if not act:
             return outcome
         if not resumed:
+            cluster.target.check_capacity(cluster.progress)  # the twin is one more machine
             journal.begin(record)
         replacement.run()
         if rotate:

@@ -64,6 +64,7 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
         if record.started is None:
             if past(stop_by):  # nothing begun, nothing to leave in the journal
                 return RollOutcome(plan, acted=False, replaced=[], left=_left(record))
+            cluster.target.check_capacity(cluster.progress)  # each twin is one more machine
             journal.begin(record)
         replaced = _roll(cluster, record, journal, drain_timeout, stop_by)
         if rotate:

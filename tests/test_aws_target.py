@@ -24,10 +24,11 @@ from packaging.specifiers import SpecifierSet
 
 from swarmforge.backend import S3Backend, render_backend_settings
 from swarmforge.cluster import NodeRef
+from swarmforge.errors import ConfigError, SwarmforgeError
 from swarmforge.settings import load_settings
 from swarmforge.targets.aws import client
 from swarmforge.targets.aws.state_bucket import ensure_state_bucket
-from swarmforge.targets.aws.target import AwsTarget, account_variables
+from swarmforge.targets.aws.target import NO_AMI, AwsTarget, account_variables
 from swarmforge.terraform import Terraform, TerraformError
 from swarmforge.tools import PROVIDER_MIRROR, cli_config, find_terraform
 from tests.bastion_stand_in import bastion_stand_in
@@ -475,6 +476,27 @@ def test_private_workers_need_a_manager_to_exist_first(config: dict[str, Any], e
         assert terraform.addresses() == []
     finally:
         target.teardown()
+
+
+def test_a_destroy_asks_nothing_of_what_may_be_gone(config: dict[str, Any], ec2: Any,
+                                                   tmp_path: Path) -> None:
+    """No AMI on record (pruned, or never baked here) and the key pair deleted: apply is
+    refused on both, and destroy's variables still pass every terraform/aws validation."""
+    config = {**config, "ami_id": None}
+    ec2.delete_key_pair(KeyName=config["key_name"])
+    target = AwsTarget(load_settings(config, {}))
+    try:
+        with pytest.raises(ConfigError, match="no EC2 key pair"):
+            target.prepare()
+        target.prepare(destroying=True)
+        with pytest.raises(SwarmforgeError, match="AMI"):
+            target.variables()
+        variables = target.variables(destroying=True)
+    finally:
+        target.teardown()
+
+    assert variables["swarm_ami_id"] == NO_AMI
+    assert variables_only(tmp_path).plan({**variables, **SWARM_VARIABLES}, {}).empty
 
 
 def test_node_images_are_read_from_ec2(target: AwsTarget, ec2: Any, images: list[str]) -> None:

@@ -246,11 +246,11 @@ class StandInTarget:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.local, name)
 
-    def prepare(self) -> SshProfile:
+    def prepare(self, *, destroying: bool = False) -> SshProfile:
         return SshProfile(name=self.cluster, user=self.login_user, identity=self.home / "id",
                           known_hosts=self.home / "known_hosts", config=self.home / "ssh_config")
 
-    def variables(self) -> dict[str, str]:
+    def variables(self, *, destroying: bool = False) -> dict[str, str]:
         return {"cluster_name": self.cluster, "allowed_ssh_cidrs": json.dumps(self.cidrs),
                 "order_log": str(self.order_log)}
 

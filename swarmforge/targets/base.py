@@ -60,11 +60,13 @@ class Target(Protocol):
     def login_user(self) -> str:
         """The user SSH logs in as on the nodes."""
 
-    def prepare(self) -> SshProfile:
-        """Make what must exist before Terraform runs; return how to reach the nodes."""
+    def prepare(self, *, destroying: bool = False) -> SshProfile:
+        """Make what must exist before Terraform runs; return how to reach the nodes.
+        ``destroying``: only what a destroy needs, whatever state the nodes are in."""
 
-    def variables(self) -> dict[str, str]:
-        """The target's own Terraform variables (never secrets)."""
+    def variables(self, *, destroying: bool = False) -> dict[str, str]:
+        """The target's own Terraform variables (never secrets); ``destroying``: valid ones
+        that ask nothing of what may be gone (an AMI, a key pair, a running manager)."""
 
     def check_capacity(self, progress: Progress) -> None:
         """Before an apply makes machines: ConfigError, one line per problem, when the

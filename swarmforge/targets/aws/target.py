@@ -54,6 +54,9 @@ from swarmforge.targets.aws.preflight import (
 from swarmforge.targets.aws.provenance import AmiStore
 from swarmforge.targets.base import Baked, BakeRequest
 
+# What a destroy passes as the AMI (see variables()): valid for terraform/aws, never launched.
+NO_AMI = "ami-00000000000000000"
+
 # ssh_config patterns for private (RFC 1918) addresses: private workers' ssh_host.
 PRIVATE_HOSTS = ("10.*", *(f"172.{n}.*" for n in range(16, 32)), "192.168.*")
 
@@ -93,22 +96,25 @@ class AwsTarget:
     def login_user(self) -> str:
         return self.settings.ssh_user or "ubuntu"  # Canonical's Ubuntu AMIs
 
-    def prepare(self) -> SshProfile:
+    def prepare(self, *, destroying: bool = False) -> SshProfile:
         self._require_cluster_settings()
         s = self.settings
         self._require_state_bucket()
-        require_key_pair(s)
+        if not destroying:  # a key pair deleted before the nodes must not keep them running
+            require_key_pair(s)
         private_dir(self.ssh_dir)
         self._profile = self._ssh_profile(self._bastion())
         self._profile.write_config()
         return self._profile
 
-    def variables(self) -> dict[str, str]:
+    def variables(self, *, destroying: bool = False) -> dict[str, str]:
         s = self.settings
         variables = {
             "cluster_name": s.cluster,
             "region": s.region,
-            "swarm_ami_id": self._ami_id(),
+            # A destroy creates nothing, so the AMI is never read: none is chosen, and a
+            # pruned AMI or a disagreeing record cannot keep the nodes running.
+            "swarm_ami_id": NO_AMI if destroying else self._ami_id(),
             "swarm_instance_type": s.instance_type,
             "key_name": str(s.key_name),
             # A list in HCL syntax (JSON is valid HCL), as `-var` takes it.
@@ -120,7 +126,7 @@ class AwsTarget:
             "ssh_timeout": f"{math.ceil(s.ssh_timeout)}s",
             # A key with a passphrase reaches Terraform through the agent (preflight checked it).
             "ssh_use_agent": str(key_uses_agent(s)).lower(),
-            "swarm_default_addr_pool": self._address_pool,
+            "swarm_default_addr_pool": "" if destroying else self._address_pool,
             **account_variables(s),
         }
         bastion = self._refresh_bastion()

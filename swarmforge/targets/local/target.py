@@ -55,7 +55,7 @@ class LocalTarget:
     def login_user(self) -> str:
         return "root"  # the sandbox's sshd lets only root in, with the cluster's key
 
-    def prepare(self) -> SshProfile:
+    def prepare(self, *, destroying: bool = False) -> SshProfile:
         self._layout = self.sandbox.prepare()
         self._profile = ensure_trust(self._layout)
         return self._profile
@@ -66,7 +66,7 @@ class LocalTarget:
         assert self._layout, "prepare() first"
         return self._layout
 
-    def variables(self) -> dict[str, str]:
+    def variables(self, *, destroying: bool = False) -> dict[str, str]:
         assert self._layout and self._profile, "prepare() first"
         return {
             "cluster_name": self.settings.cluster,
