@@ -319,6 +319,21 @@ def test_private_workers_are_reached_through_the_first_running_manager(
         target.teardown()
 
 
+def test_workers_made_private_before_the_setting_changed_are_still_reached(
+        config: dict[str, Any], ec2: Any, images: list[str]) -> None:
+    """worker_public_ip turned true: the workers made before keep no public address until
+    `invoke roll` replaces them (drift), and the roll reaches them through a manager."""
+    target = AwsTarget(load_settings({**config, "worker_public_ip": True}, {}))
+    try:
+        manager = launch(ec2, images[0], config["cluster"], slot=0)["PublicIpAddress"]
+        profile = target.prepare()
+        assert proxy_jump(profile.config, "10.0.1.5") == manager
+        # Terraform's steps reach public workers only: no bastion for them.
+        assert "ssh_bastion_host" not in target.variables()
+    finally:
+        target.teardown()
+
+
 def test_teardown_forgets_host_keys_and_connections(target: AwsTarget) -> None:
     profile = target.prepare()
     profile.known_hosts.write_text("203.0.113.20 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA\n")

@@ -8,7 +8,9 @@ tests against moto's server.
 
 Private workers (``worker_public_ip: false``) have no public address: our SSH
 and Terraform's provisioners reach them through a running manager (ProxyJump,
-``ssh_bastion_host``), found by the tags terraform/aws puts on it.
+``ssh_bastion_host``), found by the tags terraform/aws puts on it. Our SSH does
+so whatever the setting says now, so that workers made private before it turned
+true are still reached until a roll replaces them.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class AwsTarget:
             **account_variables(s),
         }
         bastion = self._refresh_bastion()
-        if bastion:
+        if bastion and not s.worker_public_ip:  # Terraform's steps for private workers only
             variables["ssh_bastion_host"] = bastion
             variables["ssh_bastion_host_key"] = self._pins.key_at(bastion)
         return variables
@@ -224,8 +226,8 @@ class AwsTarget:
                              state_dir=Path(self.settings.state_dir), bastion=bastion)
 
     def _bastion(self) -> str | None:
-        if self.settings.worker_public_ip:
-            return None
+        # Whatever worker_public_ip says now: workers made private before it turned true
+        # keep no public address until a roll replaces them, and are reached through it.
         return manager_address(client("ec2", self.settings.region, self.settings.aws_endpoint),
                                self.settings.cluster)
 
