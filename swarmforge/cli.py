@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,17 +21,27 @@ from swarmforge import images
 from swarmforge.bake import bake as run_bake
 from swarmforge.catalog import image_table, plan_table
 from swarmforge.cluster import Cluster
-from swarmforge.errors import CommandTimeout, ConfigError, SwarmforgeError
+from swarmforge.errors import (
+    CommandTimeout,
+    ConfigError,
+    Interrupted,
+    SwarmforgeError,
+    duration,
+    interrupted,
+)
 from swarmforge.node_facts import NodeFacts
 from swarmforge.rebuild import RebuildOptions, report_path, summary
 from swarmforge.rebuild import rebuild as run_rebuild
+from swarmforge.redact import redact
 from swarmforge.replace_node import Outcome as ReplaceOutcome
 from swarmforge.replace_node import replace_node as run_replace_node
 from swarmforge.roll import roll as run_roll
 from swarmforge.setting_values import days_flag, seconds_flag, whole_flag
 from swarmforge.settings import Settings, load_settings
 from swarmforge.state_bootstrap import state_bootstrap as run_state_bootstrap
+from swarmforge.state_dir import no_such_cluster
 from swarmforge.swarm import node_table
+from swarmforge.targets import target_for
 from swarmforge.targets.base import Baked, BakeRequest
 from swarmforge.unlock import force_unlock, lock_status, terraform_unlock
 
@@ -42,7 +53,8 @@ KEEP = 3
 
 
 def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
-    """Turn our errors into ``Exit``: a message and an exit code, no traceback."""
+    """Turn our errors into ``Exit``: a message and an exit code, no traceback; Ctrl-C and
+    a deadline nobody caught too. Every message goes through ``redact``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -51,14 +63,54 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
         except SwarmforgeError as exc:
             if isinstance(exc, CommandTimeout) and not exc.resume:  # no caller knew better
                 exc.resume = "Run the same command again to carry on."
-            raise Exit(f"swarmforge: {exc}", code=exc.exit_code) from exc
+            raise failure(str(exc), exc.exit_code) from exc
         except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions
-            raise Exit(f"swarmforge: AWS: {exc}", code=1) from exc
+            raise failure(f"AWS: {exc}") from exc
         except PermissionError as exc:  # not root: a dir of root's, such as a state dir it made
             denied = exc.filename if exc.filename is not None else exc
-            raise Exit(f"swarmforge: permission denied: {denied}", code=1) from exc
+            raise failure(f"permission denied: {denied}") from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C: where it stopped, how to carry on; exit 130
+            raise failure(str(interrupted(exc)), Interrupted.exit_code) from None
+        except subprocess.TimeoutExpired as exc:  # a deadline outside process.run's (a library's)
+            program = Path(str(exc.cmd[0] if isinstance(exc.cmd, (list, tuple)) else exc.cmd))
+            within = duration(round(exc.timeout, 1))  # what was left of it: 0.199972 s
+            raise failure(f"{program.name} did not finish within {within}. Run the same "
+                          "command again to carry on.") from None
 
     return wrapper
+
+
+def failure(message: str, code: int = 1) -> Exit:
+    """The one line an operator sees when a task fails, with no secret in it."""
+    return Exit(redact(f"swarmforge: {message}"), code=code)
+
+
+def resumable(fn: Callable[..., T]) -> Callable[..., T]:
+    """A journalled operation's task (under ``clean_exit``): a Ctrl-C that no journalled
+    step caught (between two, the lock, the end) still says how to carry on when an
+    operation is in the journal."""
+
+    @functools.wraps(fn)
+    def wrapper(config: Mapping[str, Any], flags: Mapping[str, Any], *args: Any,
+                **kwargs: Any) -> T:
+        try:
+            return fn(config, flags, *args, **kwargs)
+        except KeyboardInterrupt as exc:
+            stop = interrupted(exc)
+            stop.resume = stop.resume or _journal_resume(config, flags)
+            raise stop from None
+
+    return wrapper
+
+
+def _journal_resume(config: Mapping[str, Any], flags: Mapping[str, Any]) -> str:
+    """How to finish the operation in the cluster's journal; "" when there is none, or it
+    cannot be read now (a second Ctrl-C gives up on it)."""
+    try:
+        record = target_for(load_settings(config, flags)).operation_store().journal().load()
+    except (Exception, KeyboardInterrupt):
+        return ""
+    return f"run `{record.resume}` to carry on" if record else ""
 
 
 @clean_exit
@@ -95,7 +147,7 @@ def status(config: Mapping[str, Any], flags: Mapping[str, Any], as_json: bool,
     as many as Terraform manages."""
     settings = load_settings(config, flags)
     expected = _count("managers", managers), _count("workers", workers)
-    cluster = Cluster(settings)
+    cluster = _existing(settings)
     health = cluster.status(*expected)
     facts = cluster.node_facts()  # read with the nodes: no second look-up
     if as_json:
@@ -157,6 +209,7 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
 
 
 @clean_exit
+@resumable
 def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str, yes: bool,
                  rotate: bool, drain_timeout: object = None) -> None:
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
@@ -166,22 +219,25 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
         print(f"{heading}: replace {node} in cluster {settings.cluster!r}\n"
               + "\n".join(outcome.plan), flush=True)
 
-    outcome = run_replace_node(Cluster(settings), node, act=yes, rotate=rotate,
+    outcome = run_replace_node(_existing(settings), node, act=yes, rotate=rotate,
                                drain_timeout=drain, show=show)
     if not outcome.acted:
         print("\npreview only: nothing changed; run again with --yes to do it")
         return
     print(f"\n{node} replaced; the swarm is healthy" + ("; join tokens rotated" if rotate else ""))
+    if outcome.then:  # it interrupted another operation, now back in the journal
+        print(f"the interrupted operation is unfinished: run `{outcome.then}` to carry on")
 
 
 @clean_exit
+@resumable
 def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
          max_unavailable: object, yes: bool, rotate: bool, drain_timeout: object) -> None:
     # At most the cluster's workers, too: the roll checks that against them.
     batch = whole_flag("max-unavailable", max_unavailable, MAX_UNAVAILABLE, 1)
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
-    outcome = run_roll(Cluster(settings), everything=everything, max_unavailable=batch,
+    outcome = run_roll(_existing(settings), everything=everything, max_unavailable=batch,
                        act=yes, rotate=rotate, drain_timeout=drain,
                        show=lambda plan: print(f"roll of cluster {settings.cluster!r}:\n"
                                                + "\n".join(plan), flush=True))
@@ -192,6 +248,14 @@ def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
         return
     print(f"\nreplaced {len(outcome.replaced)} node(s); the swarm is healthy"
           + ("; join tokens rotated" if rotate else ""))
+
+
+def _existing(settings: Settings) -> Cluster:
+    """The cluster, if it exists: else one line and nothing made (only apply makes one)."""
+    cluster = Cluster(settings)
+    if not cluster.target.exists():
+        raise no_such_cluster(settings)
+    return cluster
 
 
 def _confirmed(settings: Settings, ask: Callable[[str], str]) -> bool:
@@ -256,7 +320,7 @@ def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: object
     if dry_run or not yes:
         return
     # Even with nothing to prune: that deletes the snapshots an earlier prune had to leave.
-    deleted = images.prune(catalog, plan)
+    deleted = images.prune(settings, catalog, plan, lambda line: print(line, file=sys.stderr))
     left = catalog.snapshots_left
     still = f"{', '.join(left)}: EC2 still holds them, and the next prune-amis deletes them"
     if deleted and amis:
@@ -269,6 +333,7 @@ def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: object
 
 
 @clean_exit
+@resumable
 def rebuild(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
             docker_version: str | None, ami_regions: str | None, keep: object,
             max_age_days: object, drain_timeout: object, report: str | None,
@@ -338,6 +403,8 @@ def unlock(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
     terminal), unless ``yes``; without a terminal, only with ``yes``."""
     settings = load_settings(config, flags)
     name = settings.cluster
+    if not lock_status(settings).held_or_unfinished and not target_for(settings).exists():
+        raise no_such_cluster(settings)  # a lock or a journal left alone counts as a cluster
     if not force and not terraform_lock:
         print("\n".join(_lock_lines(settings)))
         return

@@ -11,10 +11,11 @@ swarm only for what changes nodes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from swarmforge.apply_guards import (
@@ -24,7 +25,7 @@ from swarmforge.apply_guards import (
     refuse_scale_down,
 )
 from swarmforge.apply_plan import apply_plan
-from swarmforge.errors import CommandError, SwarmError
+from swarmforge.errors import CommandError, SwarmError, SwarmforgeError
 from swarmforge.node_facts import NodeFacts, refreshed
 from swarmforge.nodes import (
     NodeRef,
@@ -32,10 +33,14 @@ from swarmforge.nodes import (
     ref_for,
     refs_from_output,
 )
+from swarmforge.operation import BusyError
+from swarmforge.picks import replace_advice
+from swarmforge.private_files import private_dirs
 from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
-from swarmforge.swarm import Health, Node, Swarm
+from swarmforge.state_file import state_outputs
+from swarmforge.swarm import DeadNodeError, Health, Node, Swarm
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Target
 from swarmforge.terraform import Terraform
@@ -67,6 +72,7 @@ class Cluster:
         self._destroying = False  # the target asks nothing of what may be gone
         self._facts: dict[str, NodeFacts] = {}  # {node name: as the target saw it last}
         self._said: set[str] = set()  # what was said of the nodes' facts: once per command
+        self._handed_out: Swarm | None = None  # whose join tokens left us since the last rotation
 
     # -- apply --------------------------------------------------------------
 
@@ -91,20 +97,25 @@ class Cluster:
                 self._phase_one()
                 managers, workers = self._nodes_in_state(tf)
             swarm = self.swarm(managers)
-            if bootstrapped:
-                changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm), managers)
-            else:
-                changed = self._phase_two(tf, swarm, managers, workers)
-            health = self._wait_healthy(swarm)
+            with self.tokens_rotated_if_failed(rotate):
+                if bootstrapped:
+                    changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm),
+                                                       managers)
+                else:
+                    changed = self._phase_two(tf, swarm, managers, workers)
+                health = self._wait_healthy(swarm)
             if rotate:
                 self.rotate_tokens(swarm)
             return ApplyReport(bootstrapped, changed or bootstrapped, health)
 
     def _wait_healthy(self, swarm: Swarm) -> Health:
         with self.progress.step("waiting for the swarm to be healthy"):
-            return swarm.wait_healthy(
-                self.settings.managers, self.settings.workers, self.settings.health_timeout,
-                on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+            try:
+                return swarm.wait_healthy(
+                    self.settings.managers, self.settings.workers, self.settings.health_timeout,
+                    on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+            except DeadNodeError as exc:  # an apply does not replace nodes: say what does
+                raise DeadNodeError(exc.nodes, replace_advice(self.settings, exc.nodes)) from exc
 
     def rotate_tokens(self, swarm: Swarm | None = None) -> None:
         """New join tokens, so that the ones that travelled (env, nodes) are worth nothing.
@@ -114,6 +125,34 @@ class Cluster:
         swarm = swarm or self.swarm(self.nodes_in_state()[0])
         with self.progress.step("rotating the join tokens"):
             swarm.rotate_tokens(self.answering_manager(swarm))
+        self._handed_out = None
+
+    @contextlib.contextmanager
+    def tokens_rotated_if_failed(self, rotate: bool = True) -> Iterator[None]:
+        """Rotate the join tokens if the block fails (Ctrl-C included) once they were read
+        for Terraform: they went to a child's environment and towards the nodes, and no
+        success will rotate them now. ``rotate`` False (--no-rotate) keeps them, as asked.
+        A rotation that cannot run is said in one line; the block's own error goes on."""
+        try:
+            yield
+        except BaseException:
+            if rotate and self._handed_out is not None:
+                self._rotate_after_failure(self._handed_out)
+            raise
+
+    def _rotate_after_failure(self, swarm: Swarm) -> None:
+        self.progress.say("==> rotating the join tokens: they left this process for a run "
+                          "that failed")
+        try:
+            swarm.rotate_tokens(self.answering_manager(swarm))
+        except SwarmforgeError as exc:
+            reason = (str(exc).splitlines() or [""])[0].split(". ", 1)[0]
+            self.progress.detail(
+                f"could not rotate the join tokens ({reason}); once a manager answers, run "
+                "`docker swarm join-token --rotate -q worker >/dev/null && docker swarm "
+                "join-token --rotate -q manager >/dev/null` on it")
+        else:
+            self._handed_out = None
 
     def _needs_bootstrap(self, managers: list[NodeRef], joined: list[str]) -> bool:
         """No swarm yet: no node at all, or nodes of which only the first manager's swarm
@@ -183,11 +222,40 @@ class Cluster:
 
     def status(self, managers: int | None = None, workers: int | None = None) -> Health:
         """The swarm's nodes and health, judged against the counts given or, for a count
-        not given, against the nodes Terraform manages."""
-        in_state, workers_in_state = self.existing_nodes()
+        not given, against the nodes Terraform manages.
+
+        It reads only (no lock: it may run beside an apply): the nodes from the state file,
+        without Terraform or its workspace, reached with the SSH files the last apply left."""
+        in_state, workers_in_state = self._nodes_as_read()
         wanted = (len(in_state) if managers is None else managers,
                   len(workers_in_state) if workers is None else workers)
         return self.swarm(in_state).health(*wanted)
+
+    def _nodes_as_read(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The nodes in the state, at the addresses the target sees now; writes nothing
+        unless this machine never reached the cluster (then as an apply prepares it)."""
+        outputs = state_outputs(self.settings)
+        managers = refs_from_output(outputs.get("managers"))
+        workers = refs_from_output(outputs.get("workers"))
+        if not managers:
+            held = self.target.operation_store().holder()
+            if held:  # the first apply, say, before Terraform wrote the nodes to the state
+                raise BusyError(f"cluster {self.settings.cluster!r} is being changed and has "
+                                f"no nodes yet: {held}")
+            raise SwarmError(f"cluster {self.settings.cluster!r} has no nodes; "
+                             "run `invoke apply` to create it")
+        profile = self.target.ssh_profile()
+        if profile is None:
+            return self.existing_nodes()
+        profile.control_ready()  # in the runtime dir (gone after a reboot), not the state
+        self._profile = profile
+        self._facts = self.target.node_facts(managers + workers)
+        managers = refreshed(managers, self._facts, self._say_once)
+        workers = refreshed(workers, self._facts, self._say_once)
+        self._slots = [m.slot for m in managers]
+        self._refs = managers + workers
+        self._joined = list(outputs.get("joined") or [])
+        return managers, workers
 
     def destroy(self) -> bool:
         """Destroy every node and what the target made; False if there was nothing."""
@@ -214,7 +282,7 @@ class Cluster:
     def _prepare_target(self) -> SshProfile:
         """The target's own checks and preparation (once): before anything is planned."""
         if self._profile is None:
-            self.settings.cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dirs(self.settings.cluster_dir)
             self._profile = self.target.prepare(destroying=self._destroying)
         return self._profile
 
@@ -327,6 +395,7 @@ class Cluster:
     def secrets(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> dict[str, str]:
         """The join tokens and address, read from ``via``: for the child's environment only."""
         tokens = swarm.join_tokens(via)
+        self._handed_out = swarm  # from here on, a failure rotates them
         return {"swarm_manager_token": tokens.manager, "swarm_worker_token": tokens.worker,
                 "swarm_manager_ip": next(m.private_ip for m in managers if m.ssh_host == via)}
 

@@ -1,18 +1,28 @@
 """The errors swarmforge raises.
 
 Every error carries what an operator needs to act on it and prints nothing when
-created; the task layer turns it into one clean exit.
+created; the task layer turns it into one clean exit. No error holds a secret: its
+text goes through ``redact`` when it is made and when it is shown (a command's output
+may hold a join token).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from swarmforge.redact import redact
+
 
 class SwarmforgeError(Exception):
     """Base of every error this package raises on purpose."""
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class ConfigError(SwarmforgeError):
@@ -35,10 +45,10 @@ class CommandError(SwarmforgeError):
     def __init__(self, what: str, returncode: int, output: str = "", hint: str = "") -> None:
         self.what = what
         self.returncode = returncode
-        self.output = output
+        self.output = redact(output)  # a command may print a token: never kept
         self.hint = hint
         message = f"{what} failed (exit {returncode})"
-        tail = last_lines(output, 15)
+        tail = last_lines(self.output, 15)
         if tail:
             message += f":\n{tail}"
         if hint:
@@ -76,7 +86,7 @@ class CommandTimeout(CommandError):
         sentences = [f"{self.what} did not finish within {duration(self.seconds)}{setting}; "
                      f"{stopped}.", self.detail, self.resume]
         line = " ".join(sentence for sentence in sentences if sentence)
-        return line + (f"\nfull log: {self.log}" if self.log else "")
+        return redact(line + (f"\nfull log: {self.log}" if self.log else ""))
 
 
 def duration(seconds: float) -> str:
@@ -86,6 +96,34 @@ def duration(seconds: float) -> str:
     if seconds >= 120 and seconds % 60 == 0:
         return f"{seconds / 60:g} min"
     return f"{seconds:g} s"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a run: a KeyboardInterrupt still, which says where.
+
+    ``where``: the step under way (the innermost one that knew); ``resume``: how to carry
+    on, from the operation that journals its steps. The interface shows it as one line and
+    exits 130, as a shell does for a command SIGINT ended."""
+
+    exit_code = 130
+
+    def __init__(self, where: str = "", resume: str = "") -> None:
+        super().__init__(where)
+        self.where = where
+        self.resume = resume
+
+    def __str__(self) -> str:
+        line = "interrupted" + (f" during {self.where}" if self.where else "")
+        return redact(line + (f"; {self.resume}" if self.resume else ""))
+
+
+def interrupted(exc: KeyboardInterrupt, where: str = "") -> Interrupted:
+    """``exc`` as an Interrupted, saying ``where`` unless an inner step said it already."""
+    if isinstance(exc, Interrupted):
+        if not exc.where:
+            exc.where = where
+        return exc
+    return Interrupted(where)
 
 
 class SwarmError(SwarmforgeError):

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from swarmforge.errors import SwarmforgeError
+from swarmforge.private_files import open_private, private_dirs, write_private
+from swarmforge.redact import redact
 
 Say = Callable[[str], None]
 
@@ -169,9 +171,9 @@ LOCK_FILE = "operation.lock"
 @contextlib.contextmanager
 def exclusive(lock_dir: Path, cluster: str, what: str) -> Iterator[None]:
     """Hold the ``flock`` in ``lock_dir`` for the ``with`` block, or fail at once if it is taken."""
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(lock_dir)
     path = lock_dir / LOCK_FILE
-    with path.open("a+") as handle:
+    with open_private(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -212,9 +214,7 @@ class FileStorage:
             return None
 
     def write(self, text: str) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.path)
+        write_private(self.path, text)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -246,6 +246,7 @@ class ReplacementRecord:
     slots: list[int]  # the managers' slots before the replacement
     new_slot: int | None = None  # a manager's replacement: the twin slot it joins in
     done: list[str] = field(default_factory=list)
+    stopped: str | None = None  # where and why an earlier run stopped (failed, Ctrl-C)
 
     @property
     def names(self) -> str:
@@ -271,6 +272,9 @@ class ReplaceNodeRecord(Operation):
     operation: str = "replace-node"
     query: str  # the node as the operator named it
     replacement: ReplacementRecord
+    # The operation this one interrupted to replace a dead node (as journalled): it goes
+    # back into the journal when this one is done, to be resumed.
+    interrupted: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True)
@@ -307,7 +311,8 @@ class Journal:
         self.save(record)
 
     def save(self, record: Operation) -> None:
-        self.storage.write(json.dumps(asdict(record), indent=2) + "\n")
+        # Whatever a record holds (an error's text), no secret is kept, here or in S3.
+        self.storage.write(redact(json.dumps(asdict(record), indent=2) + "\n"))
 
     def finish(self) -> None:
         self.storage.remove()
@@ -317,6 +322,11 @@ class Journal:
         record = self.load()
         if record:
             raise unfinished(cluster, record)
+
+
+def restored(data: dict[str, Any]) -> Operation:
+    """An operation as the journal held it (``asdict``), e.g. one set aside by another."""
+    return _parsed(data, "the interrupted operation")
 
 
 def _parsed(data: dict[str, Any], where: str) -> Operation:

@@ -16,7 +16,8 @@ from swarmforge.errors import ConfigError, QuorumError, UnhealthyError
 from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
 from swarmforge.operation import NodeEntry
-from swarmforge.swarm import Node, assess, is_sound, member_at
+from swarmforge.settings import Settings
+from swarmforge.swarm import Node, assess, dead_nodes, describe_dead, is_sound, member_at
 
 
 @dataclass(frozen=True)
@@ -83,27 +84,51 @@ def _names(pick: Pick) -> set[str]:
     return names
 
 
+def replace_advice(settings: Settings, dead: Sequence[Node], then: str = "") -> str:
+    """How to get rid of ``dead`` nodes: the replace-node command for each, one at a time
+    (each is a surge, the only quorum-safe way to swap a manager), then ``then``."""
+    flags = f"--cluster {settings.cluster} --target {settings.target}"
+    commands = "; then ".join(f"`invoke replace-node {n.hostname} {flags} --yes`" for n in dead)
+    text = f"Replace {'it' if len(dead) == 1 else 'them, one at a time'}: {commands}"
+    if then:
+        return text + f" (it may run while this operation is unfinished); then `{then}` carries on."
+    return text + "."
+
+
 def check_replaceable(picks: Sequence[Pick], nodes: Sequence[Node], managers: int,
-                      workers: int) -> None:
+                      workers: int, settings: Settings | None = None, then: str = "") -> None:
     """Refuse (QuorumError / UnhealthyError) unless replacing ``picks`` is safe now.
 
     A swarm that is unhealthy only because of the nodes being replaced is fine:
-    a dead node is the common reason to replace one.
+    a dead node is the common reason to replace one. With ``settings``, a refusal for
+    other dead nodes names the command that replaces them (and ``then``, the command that
+    carries on the unfinished operation that asked).
     """
     leaving = frozenset(p.member.id for p in picks if p.member)
     quitting_managers = sum(p.role == "manager" for p in picks)
+    others = [n for n in nodes if n.id not in leaving]
+    dead = dead_nodes(others)
+    advice = f" {replace_advice(settings, dead, then)}" if dead and settings else ""
     if quitting_managers:
-        _check_quorum(picks[0], nodes, [n for n in nodes if n.id not in leaving])
+        _check_quorum(picks[0], nodes, others, advice)
     health = assess(nodes, managers - quitting_managers, workers - (len(picks) - quitting_managers),
                     ignore=leaving)
     problems = health.problems
     if problems:
         names = ", ".join(p.label for p in picks)
+        if dead:
+            raise UnhealthyError(f"refusing to replace {names}: "
+                                 + ", ".join(describe_dead(n) for n in dead) + " (dead, and not "
+                                 "this replacement's)." + (advice or " Replace it first."))
         raise UnhealthyError(f"refusing to replace {names}: the swarm is not healthy apart from it: "
                              f"{'; '.join(problems)}. Fix or replace those nodes first.")
 
 
-def _check_quorum(pick: Pick, nodes: Sequence[Node], others: Sequence[Node]) -> None:
+def _check_quorum(pick: Pick, nodes: Sequence[Node], others: Sequence[Node],
+                  advice: str = "") -> None:
+    """Majority arithmetic of the surge: the twin joins (n + 1 managers), the old one goes.
+    The managers that stay sound must be a majority of the n there are now, so that they
+    are one of n + 1 during the surge too (3 with one dead: 2 of 3, then 3 of 4)."""
     members = [n for n in nodes if n.role == "manager"]
     if len(members) <= 1:
         raise QuorumError(f"refusing to replace {pick.label}: it is the swarm's only manager, and "
@@ -115,4 +140,4 @@ def _check_quorum(pick: Pick, nodes: Sequence[Node], others: Sequence[Node]) -> 
             f"refusing to replace manager {pick.label}: of {len(members)} managers only "
             f"{len(sound)} other(s) are reachable, not a majority, so the swarm would lose quorum "
             "during the swap. Bring the unreachable manager(s) back (or replace them first), "
-            "then retry.")
+            "then retry." + advice)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from swarmforge.errors import CommandError, CommandTimeout
+from swarmforge.private_files import CHILD_UMASK
 
 LineSink = Callable[[str], None]
 
@@ -65,9 +66,18 @@ class Completed:
         return self.returncode == 0
 
 
+#: The join tokens as Terraform reads them. Only a caller that means to hand them on
+#: passes them in ``env`` (Terraform's runs); a child never inherits them from ours (the
+#: sandbox command runs with Terraform's environment, tokens included, and starts
+#: ip, ssh-keygen, docker).
+SECRET_VARIABLES = frozenset({"TF_VAR_swarm_manager_token", "TF_VAR_swarm_worker_token"})
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Our environment plus ``extra``, for one child only (ours is never changed)."""
-    env = dict(os.environ)
+    """Our environment without any join token, plus ``extra``, for one child only (ours is
+    never changed)."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in SECRET_VARIABLES and "SWMTKN-" not in value}
     env.update(extra or {})
     return env
 
@@ -153,7 +163,7 @@ def _running(argv: Sequence[str], grace: float, **options: Any) -> Iterator[subp
     """The child, started in a session of its own; stopped (see ``_stop``) if the block
     ends in any exception: Ctrl-C, a forwarded SIGTERM, a deadline, an error of ours."""
     with _sigterm_raises(), subprocess.Popen(list(argv), start_new_session=True,
-                                             **options) as proc:
+                                             umask=CHILD_UMASK, **options) as proc:
         try:
             yield proc
         except BaseException:

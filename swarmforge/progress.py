@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from swarmforge.errors import interrupted
+from swarmforge.redact import redact
+
 
 class Progress:
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -20,11 +23,15 @@ class Progress:
     def step(self, title: str) -> Iterator[None]:
         self.say(f"==> {title}")
         started = time.monotonic()
-        yield
+        try:
+            yield
+        except KeyboardInterrupt as exc:  # Ctrl-C: the innermost step says where it stopped
+            raise interrupted(exc, title) from None
         self.say(f"    ({time.monotonic() - started:.1f}s)")
 
     def detail(self, line: str) -> None:
         self.say(f"    {line}")
 
     def say(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        # Details quote errors and command output: no secret reaches a terminal or a CI log.
+        print(redact(line), file=self.stream, flush=True)

@@ -33,7 +33,6 @@ journal is left for the next run to carry on.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,9 +42,12 @@ from swarmforge import packer
 from swarmforge.bake import bake as run_bake
 from swarmforge.cluster import Cluster
 from swarmforge.errors import UnhealthyError
+from swarmforge.images import pruning
 from swarmforge.operation import ReplaceNodeRecord, RollRecord, exclusive, unfinished
+from swarmforge.private_files import private_dirs, write_private
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageFacts, ImageStore, inputs_digest
+from swarmforge.redact import redact
 from swarmforge.replace_node import replace_node
 from swarmforge.roll import RollOutcome, past, roll
 from swarmforge.settings import Settings
@@ -123,10 +125,9 @@ class RebuildReport:
 
     def save(self, path: Path) -> None:
         """Write atomically: CI uploads the file whatever state the run died in."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
-        os.replace(partial, path)
+        private_dirs(path.parent)
+        # Kept for months as a CI artifact: no secret in it, whatever an error said.
+        write_private(path, redact(json.dumps(self.as_dict(), indent=2) + "\n"))
 
 
 def report_path(settings: Settings, options: RebuildOptions) -> Path:
@@ -140,8 +141,8 @@ def rebuild(settings: Settings, options: RebuildOptions,
     report = RebuildReport(settings.cluster, settings.target, _now())
     try:
         _rebuild(settings, options, progress, report)
-    except Exception as error:
-        report.error = str(error)
+    except (Exception, KeyboardInterrupt) as error:  # Ctrl-C too: the report says where
+        report.error = str(error) or type(error).__name__
         report.exit_code = int(getattr(error, "exit_code", 1))
         raise
     finally:
@@ -154,6 +155,9 @@ def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
              report: RebuildReport) -> None:
     target = target_for(settings)
     store = target.image_store(options.ami_regions)
+    # The bake dir's lock: this machine's rebuilds of the cluster one at a time. The
+    # cluster's lock (the target's) is not re-entrant: each step takes it in turn (the
+    # checks, the bake, the roll, the prune), never one inside another.
     with exclusive(settings.build_dir, settings.cluster, "invoke rebuild"):
         report.resumed = _resume(settings, options, progress, report)
         if report.resumed and report.resumed.left:
@@ -184,7 +188,8 @@ def _rebuild(settings: Settings, options: RebuildOptions, progress: Progress,
             report.notes.append("the cluster has no nodes: nothing to roll; `invoke apply` "
                                 "will launch nodes from the current image")
         if report.baked or report.rolled:
-            with progress.step(f"pruning old images (keeping the newest {options.keep})"):
+            with progress.step(f"pruning old images (keeping the newest {options.keep})"), \
+                    pruning(target, settings.cluster, "invoke rebuild (prune)", progress.detail):
                 report.pruned = store.prune(options.keep)
     replaced = bool(report.rolled or (report.resumed and report.resumed.replaced))
     report.result = "rebuilt" if report.baked else "rolled" if replaced else "nothing-to-do"

@@ -1,15 +1,32 @@
-"""The replace-node use case: check, show the plan, and (with --yes) do it, resumably."""
+"""The replace-node use case: check, show the plan, and (with --yes) do it, resumably.
+
+A dead node may be replaced while another operation (a roll, a replace-node) is
+unfinished, when that one stopped because of the dead node: the dead node blocks
+its health wait for good, and a surge (twin joins, then the dead one goes) is the
+quorum-safe fix. The unfinished operation is set aside in this one's record and
+put back in the journal when this one is done, its pending list without the node
+replaced here; its own command then carries on.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from swarmforge.cluster import Cluster
-from swarmforge.nodes import short_address
-from swarmforge.operation import ReplaceNodeRecord, unfinished
-from swarmforge.picks import check_replaceable, find_node
+from swarmforge.nodes import index_of, short_address
+from swarmforge.operation import (
+    Operation,
+    ReplacementRecord,
+    ReplaceNodeRecord,
+    RollRecord,
+    UnfinishedError,
+    restored,
+    unfinished,
+)
+from swarmforge.picks import Pick, check_replaceable, find_node
 from swarmforge.replacement import Replacement
+from swarmforge.swarm import dead_nodes
 
 OPERATION = "replace-node"
 
@@ -19,6 +36,7 @@ class Outcome:
     plan: list[str]  # the steps, numbered; "(done)" on those an earlier run did
     acted: bool
     resumed: bool
+    then: str = ""  # the command that resumes the operation this one interrupted
 
 
 def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True,
@@ -28,7 +46,6 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
 
     ``show`` gets the plan once the checks passed, before anything is done.
     """
-    settings = cluster.settings
     operations = cluster.target.operation_store()
     with operations.exclusive(f"invoke {OPERATION} {query}", cluster.progress.detail):
         journal = operations.journal()
@@ -39,34 +56,91 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         elif isinstance(found, ReplaceNodeRecord) and _names_same_node(found, query):
             record = found
         else:
-            raise unfinished(settings.cluster, found)
+            record = _new_record(cluster, query, interrupting=found)
+            resumed = False
         replacement = Replacement(cluster, record.replacement, lambda: journal.save(record),
                                   drain_timeout=drain_timeout, resume=record.resume)
-        outcome = Outcome(replacement.describe(), acted=act, resumed=resumed)
+        paused = restored(record.interrupted) if record.interrupted else None
+        outcome = Outcome(replacement.describe(), acted=act, resumed=resumed,
+                          then=paused.resume if paused else "")
         show(outcome)
         if not act:
             return outcome
         if not resumed:
             cluster.target.check_capacity(cluster.progress)  # the twin is one more machine
             journal.begin(record)
-        replacement.run()
+        with cluster.tokens_rotated_if_failed(rotate):
+            replacement.run()
         if rotate:
             cluster.rotate_tokens()
-        journal.finish()
+        if paused:
+            journal.save(_without(paused, record.replacement))
+        else:
+            journal.finish()
         return outcome
 
 
-def _new_record(cluster: Cluster, query: str) -> ReplaceNodeRecord:
+def _new_record(cluster: Cluster, query: str,
+                interrupting: Operation | None = None) -> ReplaceNodeRecord:
     """Find the node, refuse if replacing it now is unsafe, and describe the operation."""
     managers, workers = cluster.existing_nodes()
     nodes = cluster.members(managers)
     pick = find_node(query, cluster.target.resource_type, managers, workers, nodes)
-    check_replaceable([pick], nodes, len(managers), len(workers))
+    if interrupting is not None:
+        _check_may_interrupt(cluster, interrupting, pick)
+    check_replaceable([pick], nodes, len(managers), len(workers), cluster.settings)
     s = cluster.settings
     return ReplaceNodeRecord(
         summary=f"replace {pick.role} {pick.label}", query=query,
         resume=f"invoke {OPERATION} {query} --cluster {s.cluster} --target {s.target} --yes",
-        replacement=Replacement.record_for([pick], managers, workers))
+        replacement=Replacement.record_for([pick], managers, workers),
+        interrupted=asdict(interrupting) if interrupting is not None else None)
+
+
+def _check_may_interrupt(cluster: Cluster, found: Operation, pick: Pick) -> None:
+    """Refuse (UnfinishedError) unless ``pick`` is dead, not ``found``'s own node, and
+    ``found`` stands where setting it aside is safe: between two replacements, or with
+    only its last health wait left (where a dead node stops it)."""
+    current = (found.current if isinstance(found, RollRecord)
+               else found.replacement if isinstance(found, ReplaceNodeRecord) else None)
+    why = ""
+    if pick.member is None or not dead_nodes([pick.member]):
+        why = f"only a dead node may be replaced meanwhile, and {pick.label} is not"
+    elif isinstance(found, ReplaceNodeRecord) and found.interrupted:
+        why = "it already interrupted another operation"
+    elif current is None and not isinstance(found, RollRecord):
+        why = "it is not one a replacement can be set aside from"
+    elif current is not None and pick.address in {n.address for n in current.nodes}:
+        why = f"it is replacing {pick.label} itself: carrying it on does that"
+    elif current is not None and not _only_settle_left(cluster, current):
+        why = (f"its replacement of {current.names} is half done; carry it on until it stops "
+               "for the dead node")
+    if why:
+        error = unfinished(cluster.settings.cluster, found)
+        raise UnfinishedError(f"{error} ({why})")
+
+
+def _only_settle_left(cluster: Cluster, current: ReplacementRecord) -> bool:
+    steps = Replacement(cluster, current, lambda: None, drain_timeout=0, resume="").steps()
+    return {n for n, _, _ in steps} - set(current.done) <= {"settle"}
+
+
+def _without(paused: Operation, replaced: ReplacementRecord) -> Operation:
+    """``paused`` as it goes back into the journal: a roll no longer has to replace the
+    node just replaced (its address now holds a fresh node; it counts as replaced), and
+    the replacement it has under way knows the slot the fresh manager took (its last
+    check compares Terraform's plan with the cluster's slots)."""
+    current = (paused.current if isinstance(paused, RollRecord)
+               else paused.replacement if isinstance(paused, ReplaceNodeRecord) else None)
+    address = replaced.nodes[0].address
+    if current is not None and replaced.role == "manager" and replaced.new_slot is not None:
+        index = index_of(address)
+        if index < len(current.slots):
+            current.slots[index] = replaced.new_slot
+    if isinstance(paused, RollRecord) and address in paused.pending:
+        paused.pending.remove(address)
+        paused.replaced.append(replaced.nodes[0].hostname)
+    return paused
 
 
 def _names_same_node(record: ReplaceNodeRecord, query: str) -> bool:

@@ -19,16 +19,17 @@ crash or a kill carries on from the first step not done.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from swarmforge.cluster import Cluster
-from swarmforge.errors import CommandTimeout, SwarmError, SwarmforgeError
+from swarmforge.errors import CommandTimeout, SwarmError, SwarmforgeError, interrupted
 from swarmforge.nodes import NodeRef, address_of, index_of, is_node, join_step_address, twin_slot
-from swarmforge.operation import ReplacementRecord
-from swarmforge.picks import Pick
+from swarmforge.operation import ReplacementRecord, utc_now
+from swarmforge.picks import Pick, replace_advice
 from swarmforge.ssh import SSH
-from swarmforge.swarm import RECHECK, Node, Swarm, is_sound, member_at
+from swarmforge.swarm import RECHECK, DeadNodeError, Node, Swarm, is_sound, member_at
 
 
 class Replacement:
@@ -95,17 +96,44 @@ class Replacement:
                 self.progress.detail(f"{text}: done in an earlier run")
                 continue
             try:
-                with self.progress.step(f"[{number}/{len(steps)}] {text}"):
+                with (self.progress.step(f"[{number}/{len(steps)}] {text}"),
+                      self._stops_journalled(f"step {number}/{len(steps)} ({text})")):
                     step()
             except CommandTimeout as exc:  # one line, its "full log:" line last
                 exc.resume = (f"It was step {number}/{len(steps)} ({text}); the journal keeps "
                               f"what was done: run `{self.resume}` to carry on.")
                 raise
+            except DeadNodeError as exc:  # cannot happen by waiting: say which node, what fixes it
+                raise StepFailed(f"step {number}/{len(steps)} ({text}) stopped: {exc}. "
+                                 + replace_advice(self.cluster.settings, exc.nodes, self.resume),
+                                 exc.exit_code) from exc
             except SwarmforgeError as exc:
                 raise StepFailed(f"step {number}/{len(steps)} ({text}) failed: {exc}. "
                                  f"The journal keeps what was done; fix the cause and run "
                                  f"`{self.resume}` to carry on.", exc.exit_code) from exc
             self.record.done.append(name)
+            self.save()
+
+    @contextlib.contextmanager
+    def _stops_journalled(self, where: str) -> Iterator[None]:
+        """The journal says where the replacement stopped and why (a failure, Ctrl-C), and
+        a Ctrl-C says how to carry on; a step that succeeds clears that."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            stop = interrupted(exc, where)
+            stop.where = where  # the journal's step, not a step inside it
+            stop.resume = f"the journal keeps what was done: run `{self.resume}` to carry on"
+            self._note_stop(f"{where}: interrupted (Ctrl-C) at {utc_now()}")
+            raise stop from None
+        except Exception as exc:
+            self._note_stop(f"{where}: failed at {utc_now()}: {exc}")
+            raise
+        self.record.stopped = None
+
+    def _note_stop(self, why: str) -> None:
+        self.record.stopped = why
+        with contextlib.suppress(Exception):  # the journal's steps stand; never hide the cause
             self.save()
 
     # -- the steps ----------------------------------------------------------
@@ -158,7 +186,10 @@ class Replacement:
             self._clear_strays(swarm, via, [new.private_ip])
         self._apply(managers, [new_address], replace=(), count=r.managers + 1,
                     slots=self._surged_slots(), swarm=swarm, via=via)
-        self._wait_healthy(r.managers + 1)
+        try:
+            self._wait_healthy(r.managers + 1)
+        except DeadNodeError as exc:
+            self._carry_on_past(exc)
 
     def _swap(self) -> None:
         """The new manager takes the old one's index, the old one the last index, where the
@@ -248,6 +279,25 @@ class Replacement:
                            self.record.workers, self.cluster.settings.health_timeout,
                            ignore=leaving,
                            on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+
+    def _carry_on_past(self, dead: DeadNodeError) -> None:
+        """Another node died while the twin joined. Stopping here would leave the swap half
+        done, where replacing the dead node cannot start (the Terraform indices are in
+        flux); so, if the twin is in and a majority of the managers (the twin counted) is
+        sound, this replacement goes on to its last health check, and stops there for the
+        dead node. (Docker itself still refuses the demote should it cost quorum.)"""
+        swarm, via = self._swarm()
+        nodes = swarm.nodes(via)
+        managers = [n for n in nodes if n.role == "manager"]
+        sound = [n for n in managers if is_sound(n)]
+        in_state = self.cluster.nodes_in_state()[0]
+        twin = (member_at(nodes, in_state[self.record.managers].private_ip)
+                if len(in_state) > self.record.managers else None)
+        if not (twin and twin.role == "manager" and is_sound(twin)) or len(sound) <= len(managers) // 2:
+            raise dead
+        self.progress.detail(f"{dead.nodes[0].hostname} died meanwhile; {len(sound)} of "
+                             f"{len(managers)} managers are sound: this replacement goes on "
+                             "and stops at its last health check")
 
     def _surged_slots(self) -> list[int]:
         """The managers' slots while the replacement runs beside the old manager."""

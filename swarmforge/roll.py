@@ -18,9 +18,9 @@ from swarmforge.cluster import Cluster
 from swarmforge.errors import ConfigError, UnhealthyError
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
 from swarmforge.operation import Journal, ReplacementRecord, RollRecord, unfinished
-from swarmforge.picks import Pick, check_replaceable, find_node, out_of_date
+from swarmforge.picks import Pick, check_replaceable, find_node, out_of_date, replace_advice
 from swarmforge.replacement import Replacement
-from swarmforge.swarm import Node, assess
+from swarmforge.swarm import Node, assess, dead_nodes
 
 OPERATION = "roll"
 
@@ -66,7 +66,8 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
                 return RollOutcome(plan, acted=False, replaced=[], left=_left(record))
             cluster.target.check_capacity(cluster.progress)  # each twin is one more machine
             journal.begin(record)
-        replaced = _roll(cluster, record, journal, drain_timeout, stop_by)
+        with cluster.tokens_rotated_if_failed(rotate):
+            replaced = _roll(cluster, record, journal, drain_timeout, stop_by)
         if rotate:
             cluster.rotate_tokens()
         if record.pending:  # stopped at the deadline: the journal keeps the rest
@@ -92,8 +93,11 @@ def _new_record(cluster: Cluster, everything: bool,
     nodes = cluster.members(managers)
     health = assess(nodes, len(managers), len(workers))
     if not health.healthy:
+        dead = dead_nodes(nodes)
+        advice = (replace_advice(cluster.settings, dead) if dead
+                  else "Replace the broken node first (`invoke replace-node NODE`).")
         raise UnhealthyError("refusing to roll an unhealthy swarm: " + "; ".join(health.problems)
-                             + ". Replace the broken node first (`invoke replace-node NODE`).")
+                             + ". " + advice)
     refs = [*workers, *managers]
     # The facts were read with the nodes (one look-up): by swarm address, here by name.
     at = cluster.node_facts()
@@ -157,7 +161,7 @@ def _next_batch(cluster: Cluster, record: RollRecord) -> ReplacementRecord:
     picks = [find_node(a, cluster.target.resource_type, managers, workers, nodes)
              for a in record.pending]
     batch = _batch(picks, record.max_unavailable)
-    check_replaceable(batch, nodes, len(managers), len(workers))
+    check_replaceable(batch, nodes, len(managers), len(workers), cluster.settings, record.resume)
     return Replacement.record_for(batch, managers, workers)
 
 

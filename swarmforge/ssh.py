@@ -14,6 +14,7 @@ from pathlib import Path
 
 from swarmforge import runtime
 from swarmforge.errors import CommandError, SSHConnectionError
+from swarmforge.private_files import write_private
 from swarmforge.process import Completed, run
 from swarmforge.settings import Settings
 
@@ -52,8 +53,16 @@ class SshProfile:
         return self.runtime_dir / CONTROL_NAME.format(digest)
 
     def write_config(self) -> None:
-        """(Re)write the ssh_config this profile stands for; makes its control dir, 0700."""
-        control = runtime.private_dir(self.control_dir, root=self.runtime_dir)
+        """(Re)write the ssh_config this profile stands for, 0600 and whole at once (a run
+        beside this one reads the old file or the new); makes its control dir, 0700."""
+        write_private(self.config, self.config_text(self.control_ready()))
+
+    def control_ready(self) -> Path:
+        """The control dir, made (0700) if missing: ssh shares no connection without it."""
+        return runtime.private_dir(self.control_dir, root=self.runtime_dir)
+
+    def config_text(self, control: Path) -> str:
+        """The ssh_config, with its shared connections in ``control``."""
         checking = "accept-new" if self.accept_new_host_keys else "yes"
         lines = [
             "Host *",
@@ -72,7 +81,7 @@ class SshProfile:
             "  LogLevel ERROR",
             "",
         ]
-        self.config.write_text("\n".join(lines))
+        return "\n".join(lines)
 
 
 class SSH:

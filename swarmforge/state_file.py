@@ -9,12 +9,22 @@ alone writes the state.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from swarmforge.aws_api import client
+from swarmforge.errors import SwarmforgeError
 from swarmforge.settings import Settings
 
 LOCAL_STATE = "terraform/terraform.tfstate"  # under the cluster's dir, without a state bucket
+READ_ATTEMPTS = 50
+READ_PAUSE = 0.1  # seconds: Terraform writes a state in far less
+
+
+class StateBeingWritten(SwarmforgeError):
+    """The local state file never read whole: Terraform kept writing it."""
+
+    exit_code = 4  # as BusyError: another run holds the cluster
 
 
 def state_document(settings: Settings) -> dict[str, Any]:
@@ -31,10 +41,29 @@ def state_outputs(settings: Settings) -> dict[str, Any]:
 
 
 def _local_state(settings: Settings) -> str:
+    """The state file's text, whole: Terraform rewrites it in place (truncated, then
+    written), so a reader beside a running apply may catch it empty or half written;
+    it reads again until the text is whole, for up to a few seconds."""
+    path = settings.cluster_dir / LOCAL_STATE
+    for _ in range(READ_ATTEMPTS):
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return ""
+        if _whole(text):
+            return text
+        time.sleep(READ_PAUSE)
+    raise StateBeingWritten(f"cluster {settings.cluster!r} is being changed: its Terraform state "
+                            f"{path} was being written each time it was read; run the same "
+                            "command again once that is done")
+
+
+def _whole(text: str) -> bool:
     try:
-        return (settings.cluster_dir / LOCAL_STATE).read_text()
-    except FileNotFoundError:
-        return ""
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _s3_state(settings: Settings) -> str:

@@ -21,6 +21,9 @@ SWARM_STATE = "docker info --format '{{json .Swarm}}'"
 MANAGER_CHECK = (f"{SWARM_STATE} && "
                  "if docker node ls -q >/dev/null 2>&1; then echo quorum; else echo no-quorum; fi")
 RECHECK = 0.25  # seconds before looking again at what is not there yet (tasks, health)
+# A node Docker calls Down (its heartbeats stopped ~10 s before) or a manager raft calls
+# unreachable, seen so this long in a row, will not come back by waiting: a wait stops.
+DEAD_AFTER = 8.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,30 @@ class Health:
     @property
     def workers(self) -> list[Node]:
         return [n for n in self.nodes if n.role == "worker"]
+
+
+class DeadNodeError(UnhealthyError):
+    """A wait for health that cannot end well: ``nodes`` are dead and nothing replaces them."""
+
+    def __init__(self, nodes: Sequence[Node], advice: str = "") -> None:
+        self.nodes = tuple(nodes)
+        super().__init__(", ".join(describe_dead(n) for n in self.nodes)
+                         + ": waiting cannot make the swarm healthy" + (f". {advice}" if advice else ""))
+
+
+def describe_dead(node: Node) -> str:
+    """``manager x-manager-1 is unreachable``: what a dead node looks like to the swarm."""
+    state = node.manager_status if node.status == "ready" else node.status
+    return f"{node.role} {node.hostname} is {state}"
+
+
+def dead_nodes(nodes: Sequence[Node]) -> list[Node]:
+    """Nodes that are not coming back by themselves: Down, or a manager raft cannot reach.
+
+    A node that is joining shows up Ready (or is not listed yet), so it is never here.
+    """
+    return [n for n in nodes if n.status == "down"
+            or (n.role == "manager" and n.manager_status == "unreachable")]
 
 
 class JoinTokens:
@@ -172,9 +199,13 @@ class Swarm:
 
     def join_tokens(self, via: str) -> JoinTokens:
         # Both tokens in one call; they come back only in memory, on ssh's stdout.
-        out = self.ssh.check(via, "docker swarm join-token -q manager && "
-                                  "docker swarm join-token -q worker", "docker swarm join-token")
-        lines = out.split()
+        result = self.ssh.run(via, "docker swarm join-token -q manager && "
+                                   "docker swarm join-token -q worker",
+                              what="docker swarm join-token")
+        if not result.ok:  # its stdout may hold the manager's token already: only stderr says why
+            raise CommandError(f"docker swarm join-token on {via}", result.returncode,
+                               result.stderr)
+        lines = result.stdout.split()
         if len(lines) != 2:
             raise SwarmError(f"{via} did not return two join tokens")
         return JoinTokens(manager=lines[0], worker=lines[1])
@@ -231,9 +262,14 @@ class Swarm:
     def wait_healthy(self, managers: int, workers: int, timeout: float,
                      on_wait: Callable[[Health], None] = lambda h: None,
                      streak: int = 2, interval: float = 1.0,
-                     ignore: frozenset[str] = frozenset()) -> Health:
+                     ignore: frozenset[str] = frozenset(),
+                     dead_after: float = DEAD_AFTER) -> Health:
         """Poll until healthy ``streak`` times in a row, ``interval`` apart: one lucky poll
         proves little.
+
+        "Not yet" (a node joining, a count short, no leader for a moment) is waited for up to
+        ``timeout``; "cannot happen" is not: a node outside ``ignore`` that stays Down or
+        unreachable for ``dead_after`` seconds raises DeadNodeError at once, naming it.
 
         While it is not healthy yet it looks again sooner (RECHECK): that finds the
         first good poll earlier, and the streak still spans ``interval`` per poll. The
@@ -244,12 +280,18 @@ class Swarm:
         good = 0
         via = self._answering
         reported: tuple[tuple[str, ...], float] = ((), float("-inf"))  # what on_wait got, when
+        dead_since: dict[str, float] = {}  # node ID: when it was first seen dead, this run
         while True:
             health, via = self._health_via(via, managers, workers, ignore)
             good = good + 1 if health.healthy else 0
             if good >= streak:
                 return health
             now = time.monotonic()
+            dead = dead_nodes(health.nodes)
+            dead_since = {n.id: dead_since.get(n.id, now) for n in dead}
+            gone = [n for n in dead if now - dead_since[n.id] >= dead_after]
+            if gone:
+                raise DeadNodeError(gone)
             if now > deadline:
                 raise UnhealthyError("the swarm is not healthy after "
                                      f"{timeout:.0f}s: {'; '.join(health.problems)}")

@@ -38,6 +38,7 @@ from python_terraform import IsFlagged
 from python_terraform import Terraform as _PythonTerraform
 
 from swarmforge.errors import CommandError, CommandTimeout, SwarmforgeError, ToolError
+from swarmforge.private_files import open_private, private_dirs, write_private
 from swarmforge.process import DEFAULT_TIMEOUT, Completed, run, stream
 from swarmforge.terraform_output import (
     Plan,
@@ -174,7 +175,7 @@ class Terraform:
         backend_config = None
         if backend_settings is not None:
             backend_config = self.workdir / BACKEND_CONFIG_FILE
-            backend_config.write_text(backend_settings)
+            write_private(backend_config, backend_settings)
         argv = self._argv("init", input=False, no_color=IsFlagged, reconfigure=IsFlagged,
                           backend_config=str(backend_config) if backend_config else None)
         try:
@@ -302,8 +303,8 @@ class Terraform:
     def _keep_log(self, argv: list[str], result: Completed) -> None:
         if self.log_file is None:
             return
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("a") as log:
+        private_dirs(self.log_file.parent)
+        with open_private(self.log_file) as log:
             log.write(f"$ {' '.join(argv)}  (exit {result.returncode}, {result.seconds:.1f}s)\n")
             log.write(result.stdout + "\n")
 

@@ -14,6 +14,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from swarmforge.errors import ToolError
+from swarmforge.private_files import write_private
 from swarmforge.settings import REPO_ROOT
 from swarmforge.terraform import Terraform
 
@@ -43,10 +44,11 @@ def cli_config(path: Path, mirrored: tuple[str, ...] = MIRRORED) -> Path:
     """A Terraform CLI config that takes the ``mirrored`` providers from this machine's
     mirror (``.tools/providers``, made by setup-host.sh) and the rest from the registry."""
     if not mirrored:
-        path.write_text("provider_installation {\n  direct {}\n}\n")
+        write_private(path, "provider_installation {\n  direct {}\n}\n")
         return path
     included = ", ".join(f'"{p}"' for p in mirrored)
-    path.write_text(
+    write_private(
+        path,
         "provider_installation {\n"
         f'  filesystem_mirror {{\n    path    = "{PROVIDER_MIRROR}"\n    include = [{included}]\n  }}\n'
         f"  direct {{\n    exclude = [{included}]\n  }}\n"

@@ -28,6 +28,10 @@ class LockStatus:
     holder: str | None  # None: free
     unfinished: Operation | None  # an operation the journal says is half done
 
+    @property
+    def held_or_unfinished(self) -> bool:
+        return bool(self.holder or self.unfinished)
+
 
 def lock_status(settings: Settings) -> LockStatus:
     operations = target_for(settings).operation_store()

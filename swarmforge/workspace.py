@@ -13,6 +13,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from swarmforge.backend import S3Backend, render_backend, render_backend_settings
+from swarmforge.private_files import private_dirs, write_private
 from swarmforge.settings import SCRIPTS_DIR, Settings
 from swarmforge.terraform import ProgressSink, Terraform, required_version
 from swarmforge.tools import cli_config, find_terraform
@@ -20,7 +21,7 @@ from swarmforge.tools import cli_config, find_terraform
 
 def render_workspace(config_dir: Path, dest: Path, backend_tf: str | None = None) -> Path:
     """Copy ``config_dir``'s .tf files and ``scripts/`` into ``dest``; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
+    private_dirs(dest)
     for stale in dest.glob("*.tf"):
         stale.unlink()
     for source in [*config_dir.glob("*.tf"), *config_dir.glob(".terraform.lock.hcl")]:
@@ -28,7 +29,7 @@ def render_workspace(config_dir: Path, dest: Path, backend_tf: str | None = None
     shutil.rmtree(dest / "scripts", ignore_errors=True)
     shutil.copytree(SCRIPTS_DIR, dest / "scripts")
     if backend_tf:
-        (dest / "backend.tf").write_text(backend_tf)
+        write_private(dest / "backend.tf", backend_tf)
     return dest
 
 
@@ -38,7 +39,7 @@ def initialised_terraform(settings: Settings, config_dir: Path, mirrored: tuple[
     ``terraform init`` done against the state the settings name; ``mirrored`` providers
     come from this machine's offline mirror."""
     cluster_dir = settings.cluster_dir
-    cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(cluster_dir)
     binary, version = find_terraform(settings.terraform_bin, required_version(config_dir),
                                      f"terraform/{config_dir.name}", settings.terraform_timeout)
     tf = Terraform(binary, cluster_dir / "terraform",

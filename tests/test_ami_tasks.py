@@ -16,6 +16,7 @@ from swarmforge.targets.aws.ami_choice import FROM_FLAG, FROM_NEWEST, choose_ami
 from swarmforge.targets.aws.amis import BakeRecord, ClusterAmis, parameter_name, record_path
 from tests.conftest import invoke, unique_cluster
 from tests.test_amis import Baker, launch, snapshot_exists
+from tests.test_bake import aws_cluster_env
 
 REGION = "eu-west-1"
 
@@ -27,8 +28,22 @@ def ec2(endpoint: str) -> Any:
 
 @pytest.fixture
 def settings(endpoint: str, tmp_path: Path) -> Settings:
+    # A whole aws cluster's settings: prune-amis takes the cluster's lock, in the state bucket.
     return load_settings({}, {"cluster": unique_cluster("ami"), "region": REGION,
-                              "state_dir": str(tmp_path / "state"), "aws_endpoint": endpoint})
+                              "state_dir": str(tmp_path / "state"), "aws_endpoint": endpoint,
+                              **cluster_flags(endpoint, tmp_path)})
+
+
+def cluster_flags(endpoint: str, tmp_path: Path) -> dict[str, str]:
+    return {name.removeprefix("INVOKE_SWARMFORGE_").lower(): value
+            for name, value in aws_cluster_env(endpoint).items()}
+
+
+def cluster_env(settings: Settings) -> dict[str, str]:
+    """``settings``' own cluster settings, for a task run through the CLI."""
+    return {f"INVOKE_SWARMFORGE_{name.upper()}": str(getattr(settings, name))
+            for name in ("state_bucket", "state_region", "state_endpoint", "key_name", "ssh_key")
+            } | {"INVOKE_SWARMFORGE_ALLOWED_SSH_CIDRS": ",".join(settings.allowed_ssh_cidrs)}
 
 
 @pytest.fixture
@@ -171,7 +186,7 @@ def run(settings: Settings, *args: str) -> Any:
     done = invoke(*args, "--cluster", settings.cluster, "--region", REGION,
                   state_dir=Path(settings.state_dir),
                   env={"INVOKE_SWARMFORGE_AWS_ENDPOINT": settings.aws_endpoint,
-                       "INVOKE_SWARMFORGE_TARGET": "aws"}, timeout=120)
+                       "INVOKE_SWARMFORGE_TARGET": "aws", **cluster_env(settings)}, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -134,6 +134,7 @@ def test_tag_reaches_the_ami_and_its_snapshots(amis: ClusterAmis, ec2: Any) -> N
     (ami,) = amis.inventory()
     assert ami.id == ami_id and ami.snapshot_ids
     snapshots = ec2.describe_snapshots(SnapshotIds=list(ami.snapshot_ids))["Snapshots"]
+    assert len(snapshots) == len(ami.snapshot_ids)  # every one of them checked below
     for snapshot in snapshots:
         assert {"Key": "swarmforge:packer-run", "Value": "run-1"} in snapshot["Tags"]
 
@@ -174,6 +175,7 @@ def test_prune_keeps_current_in_use_and_newest(amis: ClusterAmis, baker: Baker, 
     assert [ami.id for ami in amis.inventory()] == [newest, current, in_use]
     for ami in listed:
         gone = ami.id in deleted
+        assert ami.snapshot_ids, ami  # else all() below holds of nothing
         assert all(snapshot_exists(ec2, s) != gone for s in ami.snapshot_ids)
     assert amis.snapshots_left == ()
 
@@ -215,6 +217,7 @@ def test_snapshots_still_held_are_left_marked_and_the_next_prune_deletes_them(
 ) -> None:
     old, new = baker.bake(), baker.bake()
     snapshots = snapshots_of(ec2, old)
+    assert snapshots  # else snapshots_left == () and the loop below would hold of nothing
     Intercept(amis.ec2, "DeleteSnapshot", IN_USE)  # for longer than the patience
 
     assert amis.prune(plan_prune(amis.inventory(), keep=1, current_id=None, in_use=())) == [old]

@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
     "swarmforge.process": 0,
     "swarmforge.progress": 0,
     "swarmforge.redact": 0,
+    "swarmforge.private_files": 0,  # 0600 files, 0700 dirs, whatever the umask
+    "swarmforge.state_dir": 0,  # the clusters the state dir holds
     "swarmforge.runtime": 0,  # not in the layout note: imports only errors, used by ssh
     "swarmforge.ssh": 1,
     "swarmforge.swarm": 1,

@@ -204,6 +204,27 @@ def test_destroying_a_cluster_that_never_was_changes_nothing(config: dict[str, A
     assert not (Path(config["state_dir"]) / config["cluster"]).exists()
 
 
+@pytest.mark.parametrize("command", [["status"], ["replace-node", "worker-0", "--yes"],
+                                     ["roll", "--all", "--yes"], ["unlock", "--force", "--yes"]])
+def test_a_command_on_a_cluster_that_never_was_says_so_and_makes_nothing(
+        config: dict[str, Any], bucket: str, endpoint: str, command: list[str]) -> None:
+    s3 = client("s3", REGION, endpoint)
+
+    def listed() -> list[str]:
+        return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    before = listed()
+
+    result = run_task(config, *command)
+
+    assert result.returncode == 2, result.stderr
+    assert one_line_error(result) == (
+        f"swarmforge: no cluster {config['cluster']!r} in {config['state_dir']} or "
+        f"s3://{bucket}/swarmforge/; clusters here: none (only `invoke apply` makes one)")
+    assert not Path(config["state_dir"]).exists()
+    assert listed() == before  # no lease taken, no journal written
+
+
 # --- apply as far as this machine lets it go ------------------------------------------
 
 

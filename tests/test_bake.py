@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,16 @@ def packer_made_ami(endpoint: str, region: str, cluster: str) -> str:
     return ami_id
 
 
+def aws_cluster_env(endpoint: str) -> dict[str, str]:
+    """The one setting a bake needs beyond the region, as an INVOKE_SWARMFORGE_* variable:
+    a state bucket of its own on moto, where the cluster's lock lives (no key pair: the
+    nodes' settings are apply's business)."""
+    bucket = f"state-{uuid.uuid4().hex[:12]}"
+    client("s3", EAST, endpoint).create_bucket(Bucket=bucket)
+    return {"INVOKE_SWARMFORGE_STATE_BUCKET": bucket, "INVOKE_SWARMFORGE_STATE_REGION": EAST,
+            "INVOKE_SWARMFORGE_STATE_ENDPOINT": endpoint}
+
+
 class Bake:
     """One cluster's `invoke bake` runs, with the fake Packer first on PATH."""
 
@@ -67,6 +78,7 @@ class Bake:
             "FAKE_PACKER_RECORD": str(self.calls_file),
             "INVOKE_SWARMFORGE_AWS_ENDPOINT": endpoint,
             "INVOKE_SWARMFORGE_TARGET": "aws",  # the default target is local
+            **aws_cluster_env(endpoint),  # a bake takes the cluster's lock, in S3
         }
 
     @property

@@ -359,7 +359,7 @@ def local_environment(builder_dir: Path) -> dict[str, str]:
     assert unquoted(step["remote_folder"]) == "${var.builder_dir}/provision"
     pairs = [unquoted(v).split("=", 1) for v in step["environment_vars"]]  # type: ignore[attr-defined]
     # Every path it is given is the builder's: never one of this machine's.
-    assert all(value.startswith("${var.builder_dir}") for _, value in pairs), pairs
+    assert pairs and all(value.startswith("${var.builder_dir}") for _, value in pairs), pairs
     return {name: value.replace("${var.builder_dir}", str(builder_dir)) for name, value in pairs}
 
 

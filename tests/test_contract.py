@@ -54,7 +54,9 @@ def test_only_the_tokens_are_sensitive_and_they_default_to_empty() -> None:
 
 def test_every_variable_is_described_and_typed() -> None:
     for target in ("local", "aws"):
-        for name, body in _variables(target).items():
+        variables = _variables(target)
+        assert set(variables) >= SHARED_VARIABLES, target  # read, not an empty parse
+        for name, body in variables.items():
             assert body.get("description"), (target, name)
             assert body.get("type"), (target, name)
 
@@ -97,17 +99,22 @@ def test_every_node_joins_through_one_swarm_step() -> None:
 
 
 def test_the_swarm_step_runs_the_same_provisioning_steps() -> None:
-    """Upload the node script, write the join request, run the script: in that order."""
+    """Upload the node script, then one script writes the join request and runs it.
+
+    That script deletes itself before anything else: Terraform leaves a script that
+    failed as it was, and only blanks one that succeeded (issue 17.3)."""
     for target in NODE_TYPE:
         steps = _provisioners(_resources(target)[("null_resource", "swarm_join")])
         creation = [kind for kind, body in steps if body.get("when") != "destroy"]
         # Before these, aws makes the private provisioning dir (the sandbox's host has it).
-        assert creation[-3:] == ["file", "remote-exec", "remote-exec"], target
-        join_request = _expanded(target, steps[-2][1])
-        assert "JoinToken" in join_request and "umask 077" in join_request, target
-        assert "swarm_manager_token" in join_request and "swarm_worker_token" in join_request
+        assert creation[-2:] == ["file", "remote-exec"], target
         run = _expanded(target, steps[-1][1])
+        assert "JoinToken" in run and "umask 077" in run, target
+        assert "swarm_manager_token" in run and "swarm_worker_token" in run
         assert "swarm-node.sh join" in run and "swarm-node.sh init" in run, target
+        before_token = run[run.index('join("; ", ['):run.index("JoinToken")]
+        assert re.search(r'^\["rm -f -- \W+\$0\W+", ', before_token[len('join("; ", '):]), target
+        assert "trap " in before_token and "join.json" in _expanded(target, before_token), target
 
 
 def test_the_swarm_step_follows_the_node_it_runs_on() -> None:
@@ -123,11 +130,12 @@ def test_the_swarm_step_follows_the_node_it_runs_on() -> None:
 def test_tokens_are_never_uploaded_with_file_content() -> None:
     # Terraform writes a file provisioner's `content` to a local temp file first.
     for target in NODE_TYPE:
-        for body in _resources(target).values():
-            for kind, step in _provisioners(body):
-                if kind == "file":
-                    assert "content" not in step, target
-                    assert "swarm-node.sh" in _expanded(target, step), target
+        uploads = [step for body in _resources(target).values()
+                   for kind, step in _provisioners(body) if kind == "file"]
+        assert uploads, target  # the node script is uploaded: there is something to check
+        for step in uploads:
+            assert "content" not in step, target
+            assert "swarm-node.sh" in _expanded(target, step), target
 
 
 def test_the_node_script_is_taken_from_next_to_the_config() -> None:

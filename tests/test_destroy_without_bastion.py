@@ -35,12 +35,14 @@ def test_the_bastion_is_required_by_the_swarm_step_not_by_a_variable() -> None:
     assert [part.strip() for part in condition.split("||")] == [
         "var.worker_public_ip", 'each.value.role == "manager"', 'var.ssh_bastion_host != ""']
     assert "need ssh_bastion_host" in message
-    for block in blocks(AWS)["variable"]:
-        for name, body in block.items():
-            for validation in body.get("validation", []) if isinstance(body, dict) else []:
-                # A validation is checked by destroy too: none may ask for a bastion.
-                asks = {"var.worker_public_ip", "var.ssh_bastion_host"}
-                assert not asks <= set(re.findall(r"var\.\w+", validation["condition"])), name
+    validations = [(name, validation) for block in blocks(AWS)["variable"]
+                   for name, body in block.items() if isinstance(body, dict)
+                   for validation in body.get("validation", [])]
+    assert validations  # terraform/aws validates its variables: each one is checked
+    for name, validation in validations:
+        # A validation is checked by destroy too: none may ask for a bastion.
+        asks = {"var.worker_public_ip", "var.ssh_bastion_host"}
+        assert not asks <= set(re.findall(r"var\.\w+", validation["condition"])), name
 
 
 def test_destroy_needs_no_bastion_and_apply_still_does(tmp_path: Path) -> None:

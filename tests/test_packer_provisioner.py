@@ -41,7 +41,8 @@ def test_every_apt_command_waits_for_the_dpkg_lock() -> None:
     assert [rest for name, rest in commands if name == "apt-get"] == [
         ' -o DPkg::Lock::Timeout="${APT_WAIT_SECONDS}" "$@"'
     ]
-    assert all("DPkg::Lock::Timeout" in rest for name, rest in commands if name == "apt-mark")
+    marks = [rest for name, rest in commands if name == "apt-mark"]
+    assert marks and all("DPkg::Lock::Timeout" in rest for rest in marks)
     assert re.search(r"^readonly APT_WAIT_SECONDS=600$", text, re.MULTILINE)
     first_apt = min(text.index(call) for call in ("apt_get ", "apt-mark "))
     assert re.search(r"^wait_for_apt_daily$", text[:first_apt], re.MULTILINE)

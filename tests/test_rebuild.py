@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from dataclasses import replace
@@ -78,13 +79,13 @@ class Rebuild:
         key = tmp_path / "swarm.key"
         key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n")
         key.chmod(0o600)
-        bucket = f"state-{uuid.uuid4().hex[:12]}"
-        client("s3", EAST, endpoint).create_bucket(Bucket=bucket)
+        # The bucket of bake.env: a bake by hand and a rebuild share the cluster's lock.
         self.config.write_text(json.dumps({"swarmforge": {  # JSON is YAML
             "target": "aws", "cluster": self.cluster, "region": EAST,
             "state_dir": str(bake.state_dir), "aws_endpoint": endpoint,
-            "state_bucket": bucket, "state_endpoint": endpoint, "key_name": "swarm",
-            "ssh_key": str(key), "allowed_ssh_cidrs": ["203.0.113.7/32"]}}))
+            "state_bucket": bake.env["INVOKE_SWARMFORGE_STATE_BUCKET"],
+            "state_endpoint": endpoint, "key_name": "swarm", "ssh_key": str(key),
+            "allowed_ssh_cidrs": ["203.0.113.7/32"]}}))
 
     def packer_will_make(self, base: str, docker: str = "27.*") -> str:
         """The AMI the next `packer build` makes: built on ``base``, tagged as Packer tags it."""
@@ -350,12 +351,35 @@ def test_the_inputs_digest_follows_content_paths_and_modes(tmp_path: Path) -> No
     for change in (lambda: (b / "scripts" / "install.sh").chmod(0o755),
                    lambda: (b / "packer" / "build.pkr.hcl").write_text("build { }\n"),
                    lambda: (b / "packer" / "build.pkr.hcl").rename(b / "packer" / "b.pkr.hcl"),
-                   lambda: (b / "scripts" / "new.sh").write_text(""),
-                   lambda: (b / "other").mkdir()):  # outside the trees: no change
+                   lambda: (b / "scripts" / "new.sh").write_text("")):
         change()
+        assert inputs_digest(b) not in seen  # each change is seen, none undoes another
         seen.add(inputs_digest(b))
-    assert len(seen) == 5
-    assert inputs_digest(REPO) == inputs_digest(REPO)
+    before = inputs_digest(b)
+    (b / "other").mkdir()  # outside the trees: no change
+    (b / "other" / "notes.txt").write_text("x\n")
+    assert inputs_digest(b) == before
+
+
+def test_the_inputs_digest_of_the_repo_sees_packer_and_scripts_only(tmp_path: Path) -> None:
+    """The real trees, copied: the digest is the repo's wherever it lies, and only an
+    edit under packer/ or scripts/ changes it."""
+    copy = tmp_path / "repo"
+    for tree in ("packer", "scripts", "terraform"):
+        shutil.copytree(REPO / tree, copy / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "README.md").write_text((REPO / "README.md").read_text())
+    original = inputs_digest(copy)
+    assert original == inputs_digest(REPO)
+
+    (copy / "README.md").write_text("edited\n")
+    (copy / "terraform" / "aws" / "main.tf").write_text("# edited\n")
+    assert inputs_digest(copy) == original  # outside packer/ and scripts/
+    for inside in (copy / "packer" / "variables.pkr.hcl", copy / "scripts" / "install-docker.sh"):
+        kept = inside.read_bytes()
+        inside.write_bytes(kept + b"\n# edited\n")
+        assert inputs_digest(copy) != original, inside
+        inside.write_bytes(kept)
+        assert inputs_digest(copy) == original, inside
 
 
 def test_an_old_image_is_baked_again_for_newer_docker_releases() -> None:

@@ -56,6 +56,7 @@ def test_every_connection_says_whether_the_agent_is_used(target: str) -> None:
     connection = _join_step(target)["connection"][0]
 
     assert "agent" in connection
+    assert _remote_execs(target), target  # else the loop below checks nothing
     for step in _remote_execs(target):
         assert "agent" in _effective(target, step)
 
@@ -76,6 +77,7 @@ def test_the_sandbox_never_uses_an_agent() -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_no_provisioner_script_goes_to_tmp(target: str) -> None:
     """/tmp may be mounted noexec; each script gets its own name (%RAND%)."""
+    assert _remote_execs(target), target  # else the loop below checks nothing
     for step in _remote_execs(target):
         path = _expanded(target, _effective(target, step)["script_path"])
         assert "%RAND%" in path and "/tmp" not in path, path
@@ -97,9 +99,10 @@ def test_on_aws_every_script_lives_under_the_login_users_home() -> None:
 
 def test_a_provisioner_overrides_its_script_path_only() -> None:
     """No second copy of the connection to drift from the first."""
-    for step in _remote_execs("aws"):
-        for block in step.get("connection", []):
-            assert set(block) - {"__is_block__"} == {"script_path"}
+    blocks = [block for step in _remote_execs("aws") for block in step.get("connection", [])]
+    assert blocks  # aws's steps do override their script path: each override is checked
+    for block in blocks:
+        assert set(block) - {"__is_block__"} == {"script_path"}
 
 
 def inline_of(step: dict[str, Any]) -> list[str]:

@@ -79,10 +79,29 @@ def aws(endpoint: str, user: Unprivileged, home: Path) -> dict[str, Any]:
     user.give(key)
     key_name = f"swarmforge-{uuid.uuid4().hex[:8]}"
     ec2.import_key_pair(KeyName=key_name, PublicKeyMaterial=Path(f"{key}.pub").read_bytes())
-    return {"cluster": f"sfu-{uuid.uuid4().hex[:6]}", "region": REGION, "state_bucket": bucket,
+    cluster = f"sfu-{uuid.uuid4().hex[:6]}"
+    # The cluster exists, as another machine made it: its state in the bucket has a node
+    # (`status` on a cluster that does not exist stops before anything is made).
+    s3.put_object(Bucket=bucket, Key=f"swarmforge/{cluster}/terraform.tfstate",
+                  Body=json.dumps(state_with_a_manager(cluster)).encode())
+    return {"cluster": cluster, "region": REGION, "state_bucket": bucket,
             "state_region": REGION, "state_endpoint": endpoint, "aws_endpoint": endpoint,
             "key_name": key_name, "ssh_key": str(key), "allowed_ssh_cidrs": ["203.0.113.7/32"],
             "ami_id": AMI}
+
+
+def state_with_a_manager(cluster: str) -> dict[str, Any]:
+    """A Terraform state (as Terraform reads it) with one manager in its resources and outputs."""
+    manager = {"name": f"{cluster}-manager-0", "private_ip": "10.0.0.10",
+               "ssh_host": "203.0.113.10", "id": "i-0123456789abcdef0"}
+    node = ["object", {key: "string" for key in manager}]
+    return {"version": 4, "terraform_version": "1.5.7", "serial": 1, "lineage": str(uuid.uuid4()),
+            "resources": [{"mode": "managed", "type": "aws_instance", "name": "swarm_manager",
+                           "provider": 'provider["registry.terraform.io/hashicorp/aws"]',
+                           "instances": []}],
+            "outputs": {"managers": {"value": [manager], "type": ["tuple", [node]]},
+                        "workers": {"value": [], "type": ["tuple", []]},
+                        "joined": {"value": [manager["name"]], "type": ["tuple", ["string"]]}}}
 
 
 def run_as(user: Unprivileged, home: Path, settings: dict[str, Any], *args: str,
@@ -214,7 +233,17 @@ def test_a_state_dir_the_user_may_not_write_in_is_one_line(
 @pytest.mark.parametrize("task", ["status", "apply"])
 def test_the_local_sandbox_says_in_one_line_that_it_needs_root(user: Unprivileged, home: Path,
                                                                 task: str) -> None:
-    result = run_as(user, home, {"state_dir": str(home / "state")}, task, "--target", "local")
+    cluster = f"sfu-{uuid.uuid4().hex[:6]}"
+    if task == "status":  # of a cluster that exists, its state the user's, never reached here
+        state = home / "state" / cluster / "terraform" / "terraform.tfstate"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps(state_with_a_manager(cluster)))
+        for made in (state, *state.parents):
+            if made == home:
+                break
+            user.give(made)
+    result = run_as(user, home, {"state_dir": str(home / "state"), "cluster": cluster}, task,
+                    "--target", "local")
 
     assert result.returncode == 1, result.stderr
     assert one_line_error(result) == NEEDS_ROOT

@@ -5,6 +5,7 @@ exit-code mapping, the deadline it passes, and the settings it hands a real `inv
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def test_rebuild_pins_its_tools_and_assumes_a_role_by_oidc() -> None:
                    "hashicorp/setup-terraform", "aws-actions/configure-aws-credentials",
                    "actions/upload-artifact"):
         ref = uses("rebuild.yml", action)["uses"].split("@")[1]
-        assert len(ref) == 40 and int(ref, 16) >= 0, f"{action} is not pinned to a commit"
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action} is not pinned to a commit"
     assert uses("rebuild.yml", "hashicorp/setup-packer")["with"]["version"] == "1.11.2"
     terraform = uses("rebuild.yml", "hashicorp/setup-terraform")["with"]
     assert terraform["terraform_version"] == "1.11.4"  # S3-native locking needs >= 1.10

@@ -64,6 +64,10 @@ class Target(Protocol):
         """Make what must exist before Terraform runs; return how to reach the nodes.
         ``destroying``: only what a destroy needs, whatever state the nodes are in."""
 
+    def ssh_profile(self) -> SshProfile | None:
+        """How to reach the nodes as the last prepare() on this machine left it, making and
+        writing nothing (for `status`, beside a running apply); None if it never ran here."""
+
     def variables(self, *, destroying: bool = False) -> dict[str, str]:
         """The target's own Terraform variables (never secrets); ``destroying``: valid ones
         that ask nothing of what may be gone (an AMI, a key pair, a running manager)."""

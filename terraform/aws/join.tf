@@ -63,23 +63,23 @@ resource "null_resource" "swarm_join" {
     destination = "${local.provision_dir}/swarm-node.sh"
   }
 
-  # The join request holds the token: written by a shell builtin (never in argv)
-  # into the 0700 provision dir, and removed by swarm-node.sh once used.
-  provisioner "remote-exec" {
-    inline = [
-      var.swarm_init ? "true" : join(" ", [
-        "umask 077; printf '%s'",
-        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = self.triggers.role == "manager" ? var.swarm_manager_token : var.swarm_worker_token })}'",
-        "> ${local.join_file}",
-      ])
-    ]
-  }
-
+  # One script joins, and it holds the token: it deletes itself first (Terraform
+  # only blanks a script after a success, and leaves it whole after a failure),
+  # writes the join request with a shell builtin (never in argv) into the 0700
+  # provision dir, and runs swarm-node.sh, which removes the request whatever
+  # happens (the traps too, should it never get that far: a lost connection).
   provisioner "remote-exec" {
     inline = [
       var.swarm_init
       ? trimspace("${local.run_node} init ${self.triggers.private_ip} ${var.swarm_default_addr_pool}")
-      : "${local.run_node} join ${local.join_file}"
+      : join("; ", [
+        "rm -f -- \"$0\"",
+        "trap 'rm -f -- ${local.join_file}' EXIT",
+        "trap 'exit 129' HUP INT TERM", # sh runs no EXIT trap on a signal of itself
+        "umask 077",
+        "printf '%s' '${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.private_ip}:2377", RemoteAddrs = local.join_address, JoinToken = self.triggers.role == "manager" ? var.swarm_manager_token : var.swarm_worker_token })}' > ${local.join_file}",
+        "${local.run_node} join ${local.join_file}",
+      ])
     ]
   }
 }

@@ -121,23 +121,23 @@ resource "null_resource" "swarm_join" {
     destination = "${self.triggers.provision}/swarm-node.sh"
   }
 
-  # The join request holds the token: written by a shell builtin (never in argv)
-  # into the 0700 provision dir, and removed by swarm-node.sh once used.
-  provisioner "remote-exec" {
-    inline = [
-      var.swarm_init ? "true" : join(" ", [
-        "umask 077; printf '%s'",
-        "'${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = self.triggers.role == "manager" ? var.swarm_manager_token : var.swarm_worker_token })}'",
-        "> ${self.triggers.provision}/join.json",
-      ])
-    ]
-  }
-
+  # One script joins, and it holds the token: it deletes itself first (Terraform
+  # only blanks a script after a success, and leaves it whole after a failure),
+  # writes the join request with a shell builtin (never in argv) into the 0700
+  # provision dir, and runs swarm-node.sh, which removes the request whatever
+  # happens (the traps too, should it never get that far: a lost connection).
   provisioner "remote-exec" {
     inline = [
       var.swarm_init
       ? "bash ${self.triggers.provision}/swarm-node.sh init ${self.triggers.address}"
-      : "bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json"
+      : join("; ", [
+        "rm -f -- \"$0\"",
+        "trap 'rm -f -- ${self.triggers.provision}/join.json' EXIT",
+        "trap 'exit 129' HUP INT TERM", # sh runs no EXIT trap on a signal of itself
+        "umask 077",
+        "printf '%s' '${jsonencode({ ListenAddr = "0.0.0.0:2377", AdvertiseAddr = "${self.triggers.address}:2377", RemoteAddrs = local.join_address, JoinToken = self.triggers.role == "manager" ? var.swarm_manager_token : var.swarm_worker_token })}' > ${self.triggers.provision}/join.json",
+        "bash ${self.triggers.provision}/swarm-node.sh join ${self.triggers.provision}/join.json",
+      ])
     ]
   }
 }

@@ -18,7 +18,6 @@ a snapshot cannot be deleted for a while after its AMI is deregistered
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from swarmforge.catalog import Image, PrunePlan, newest_first, plan_prune
 from swarmforge.errors import AmiError
+from swarmforge.private_files import private_dirs, write_private
 from swarmforge.settings import Settings
 from swarmforge.targets.aws import client
 
@@ -105,10 +105,8 @@ class BakeRecord:
 
     def save(self, path: Path) -> None:
         """Write atomically: a bake that dies half-way leaves the previous record whole."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json.dumps({**asdict(self), "amis": dict(self.amis)}, indent=2) + "\n")
-        os.replace(partial, path)
+        private_dirs(path.parent)
+        write_private(path, json.dumps({**asdict(self), "amis": dict(self.amis)}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> BakeRecord | None:

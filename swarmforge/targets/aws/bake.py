@@ -6,14 +6,21 @@ var file, ``packer validate`` (after ``packer init`` where Packer has plugins),
 in every region the AMI landed in) and in ``<state_dir>/_build/<cluster>/ami.json``,
 beside the var file and Packer's full logs. Nothing is recorded unless every step
 before succeeded, so a failed bake leaves the previous record in place.
+
+The build and the record hold the cluster's lock (the lease in S3, lease.py): a
+prune meanwhile could deregister what a roll is about to launch, and a roll
+meanwhile would launch whichever AMI was current at its start. A dry run changes
+nothing another operation reads, and takes no lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from swarmforge import packer
 from swarmforge.errors import ConfigError, PackerOutputError
+from swarmforge.operation import OperationStore
 from swarmforge.packer import BakeVariables, DockerPin, ValidationLevel
 from swarmforge.progress import Progress
 from swarmforge.provenance import git_commit
@@ -28,8 +35,10 @@ TEMPLATE_LABEL = "packer/"
 DEFAULT_DOCKER_VERSION = "27.*"
 
 
-def bake_ami(settings: Settings, request: BakeRequest, progress: Progress) -> Baked:
-    """Validate, and unless ``request.dry_run``, build and record the AMI."""
+def bake_ami(settings: Settings, request: BakeRequest, progress: Progress,
+             operations: Callable[[], OperationStore]) -> Baked:
+    """Validate, and unless ``request.dry_run``, build and record the AMI holding the
+    cluster's lock (``operations``: the target's store, asked for once the inputs are good)."""
     pin = _checked_inputs(request)
     # A dry run only validates, which the Packer Debian ships can do; a build needs the plugin.
     minimum = packer.MINIMUM_VERSION if request.dry_run else packer.BAKE_MINIMUM_VERSION
@@ -43,12 +52,14 @@ def bake_ami(settings: Settings, request: BakeRequest, progress: Progress) -> Ba
     syntax_only = level is ValidationLevel.LEGACY
     if request.dry_run:
         return Baked(TEMPLATE_LABEL, var_file, version, syntax_only)
-    with progress.step(f"baking the Docker AMI of cluster {settings.cluster!r} in {settings.region}"):
-        result = packer.build(PACKER_DIR, var_file, work_dir, _indented(progress),
-                              version=version, init=False, timeout=settings.packer_timeout)
-    record = _record(variables, result)
-    with progress.step("recording the AMI in SSM and in " + str(record_path(settings))):
-        _record_everywhere(settings, record)
+    with operations().exclusive("invoke bake --target aws", progress.detail):
+        with progress.step(f"baking the Docker AMI of cluster {settings.cluster!r} in "
+                           f"{settings.region}"):
+            result = packer.build(PACKER_DIR, var_file, work_dir, _indented(progress),
+                                  version=version, init=False, timeout=settings.packer_timeout)
+        record = _record(variables, result)
+        with progress.step("recording the AMI in SSM and in " + str(record_path(settings))):
+            _record_everywhere(settings, record)
     return Baked(TEMPLATE_LABEL, var_file, version, syntax_only, images=dict(record.amis),
                  recorded=f"{record_path(settings)} and in SSM {parameter_name(settings.cluster)}",
                  log=record.log)

@@ -69,11 +69,11 @@ class AwsSshProfile(SshProfile):
 
     bastion: str | None = None
 
-    def write_config(self) -> None:
-        super().write_config()
+    def config_text(self, control: Path) -> str:
+        text = super().config_text(control)
         if self.bastion:
-            with self.config.open("a") as config:
-                config.write(f"Host {' '.join(PRIVATE_HOSTS)}\n  ProxyJump {self.bastion}\n")
+            text += f"Host {' '.join(PRIVATE_HOSTS)}\n  ProxyJump {self.bastion}\n"
+        return text
 
 
 class AwsTarget:
@@ -108,6 +108,10 @@ class AwsTarget:
         self._profile = self._ssh_profile(self._bastion())
         self._profile.write_config()
         return self._profile
+
+    def ssh_profile(self) -> SshProfile | None:
+        # The config as the last prepare() wrote it, its ProxyJump included.
+        return self._profile if self._profile.config.exists() else None
 
     def variables(self, *, destroying: bool = False) -> dict[str, str]:
         s = self.settings
@@ -185,12 +189,16 @@ class AwsTarget:
         return AmiStore(self.settings, regions)
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
-        return bake_ami(self.settings, request, progress)
+        return bake_ami(self.settings, request, progress, self.operation_store)
 
     def operation_store(self) -> OperationStore:
         """The lock and journal beside the state in S3 (lease.py): one for every machine."""
         if self._operations is None:
-            self._require_cluster_settings()
+            # Only the bucket: a bake or a prune takes this lock too, and needs no key pair.
+            bucket = [line for line in settings_problems(self.settings)
+                      if line.startswith("state_bucket:")]
+            if bucket:
+                raise ConfigError(bucket)
             self._require_state_bucket()  # the lock is taken there, before anything else
             s = self.settings
             self._operations = S3Operations(

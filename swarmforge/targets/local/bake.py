@@ -26,7 +26,7 @@ from packaging.version import Version
 
 from swarmforge import packer
 from swarmforge.errors import ConfigError, SandboxError
-from swarmforge.operation import exclusive
+from swarmforge.operation import OperationStore
 from swarmforge.packer import DockerPin
 from swarmforge.progress import Progress
 from swarmforge.provenance import git_commit
@@ -71,15 +71,18 @@ class SandboxBakeVariables:
 
 
 def bake_local(settings: Settings, request: BakeRequest, progress: Progress,
-               prepare: PrepareSandbox) -> Baked:
-    """Validate, and unless ``request.dry_run``, build, capture and record the local image."""
+               prepare: PrepareSandbox, operations: OperationStore) -> Baked:
+    """Validate, and unless ``request.dry_run``, build, capture and record the local image,
+    holding the cluster's lock (``operations``: the target's store)."""
     pin, extra_images = _checked_inputs(settings, request)
     # The null builder is built in: any Packer will do.
     version = packer.require_version(packer.MINIMUM_VERSION, timeout=settings.packer_timeout)
     work_dir = settings.build_dir
-    # Its own lock, not the cluster's: a bake may run beside apply (or inside rebuild,
-    # which holds the bake dir's), but two bakes would share one builder host.
-    with exclusive(work_dir / "builder", settings.cluster, "invoke bake --target local"):
+    # The cluster's lock, once the inputs are good: preparing the sandbox writes what
+    # apply and roll use (its hosts' network, the SSH files), the new record changes what
+    # a roll launches, a prune meanwhile could remove it; and two bakes would share one
+    # builder host. Rebuild bakes between its steps, never while holding this lock.
+    with operations.exclusive("invoke bake --target local", progress.detail):
         with progress.step(f"preparing the sandbox of cluster {settings.cluster!r}"):
             layout, identity = prepare()
         builder = Builder(layout)

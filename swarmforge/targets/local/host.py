@@ -41,6 +41,12 @@ from swarmforge.targets.local.system import (
 
 HOSTNAME = re.compile(r"-(manager|worker|builder)-(\d+)$")
 READY_TIMEOUT = 30.0
+#: All a host's daemons get of the environment of the command that starts them. That
+#: command runs under Terraform's local-exec, whose environment holds the join tokens
+#: while phase 2 makes a host: a daemon would keep them in /proc/<pid>/environ for its
+#: whole life, and hand them to containerd and every shim it starts.
+DAEMON_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The host's daemon settings: what /etc/docker/daemon.json is to a machine.
 DAEMON_SETTINGS_FILE = "daemon-settings.json"
 
@@ -185,7 +191,7 @@ class Host:
         try:
             subprocess.Popen([*enter, *argv], stdin=subprocess.DEVNULL, stdout=output,
                              stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**os.environ, **env}, close_fds=True)
+                             env=daemon_env(self.dir / "home", env), close_fds=True)
         finally:
             if log:
                 output.close()  # type: ignore[union-attr]
@@ -245,6 +251,13 @@ class Host:
         pid = pid_from_file(self.dir / pidfile)
         if pid and alive(pid) and cmdline_mentions(pid, str(self.dir)):
             stop([pid], grace)
+
+
+def daemon_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """A daemon's environment: the allowed variables of ours, its host's home, ``extra``."""
+    env = {name: os.environ[name] for name in DAEMON_ENVIRONMENT if name in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return {**env, "HOME": str(home), **extra}
 
 
 def mac_for(address: str) -> str:

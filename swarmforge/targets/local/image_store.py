@@ -27,6 +27,7 @@ from pathlib import Path
 
 from swarmforge.catalog import Image, PrunePlan, plan_prune
 from swarmforge.errors import AmiError, SandboxError
+from swarmforge.private_files import private_dirs
 from swarmforge.settings import Settings
 from swarmforge.targets.local.node_image import HOST_IMAGE_FILE, ID_PREFIX, META_FILE, LocalImage, write_json
 from swarmforge.targets.local.sandbox import SANDBOX_ROOT
@@ -71,7 +72,7 @@ class LocalImageStore:
 
     def staging(self) -> Path:
         """A fresh dir in the store to write an image into before it is committed."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.root)
         # What a killed bake left: a day old is long dead (a capture takes seconds).
         for stale in self.root.glob(".partial-*"):
             if time.time() - stale.stat().st_mtime > STALE_AFTER:
@@ -101,7 +102,7 @@ class LocalImageStore:
 
     def claim(self, image_id: str, cluster: str) -> None:
         folder = self.path(image_id) / CLAIMS_DIR
-        folder.mkdir(exist_ok=True)
+        private_dirs(folder)
         (folder / cluster).touch()
 
     def release(self, image_id: str, cluster: str) -> bool:

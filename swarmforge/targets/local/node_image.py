@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmforge.errors import SandboxError
+from swarmforge.private_files import private_dirs, write_private
 
 META_FILE = "image.json"
 DAEMON_FILE = "daemon.json"
@@ -121,7 +121,5 @@ def _shown(settings: Mapping[str, Any], key: str) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON, atomically: a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    private_dirs(path.parent)
+    write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
+from swarmforge.private_files import PRIVATE_FILE, private_dirs
 
 SAMPLE_IMAGE = "swarmforge/sample:1"
 BUSYBOX = Path("/bin/busybox")
@@ -38,12 +39,13 @@ def sample_image(dest: Path, tag: str = SAMPLE_IMAGE) -> Path:
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [tag],
                             "Layers": ["layer/layer.tar"]}]).encode()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(dest.parent)  # every host loads what is here: nobody else may put it there
     partial = dest.with_suffix(".partial")
     with tarfile.open(partial, "w") as image:
         for name, data in (("layer/layer.tar", layer), (config_name, config),
                            ("manifest.json", manifest)):
             _add(image, name, data)
+    partial.chmod(PRIVATE_FILE)  # tarfile's went through the umask
     partial.replace(dest)
     return dest
 

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
-from swarmforge.process import run
+from swarmforge.private_files import private_dirs, write_private
+from swarmforge.process import SECRET_VARIABLES, run
 from swarmforge.targets.local.sample_image import sample_image
 from swarmforge.targets.local.system import sh, succeeds
 
@@ -59,7 +60,7 @@ class SandboxLayout:
                 "-m", "comment", "--comment", comment]
 
     def save(self) -> None:
-        Path(self.dir, LAYOUT_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_private(Path(self.dir, LAYOUT_FILE), json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, sandbox_dir: Path) -> SandboxLayout:
@@ -87,7 +88,7 @@ class Sandbox:
     def prepare(self) -> SandboxLayout:
         """Make (or find again) the bridge and the command Terraform calls; idempotent."""
         require_root()
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dirs(self.dir)
         layout = self._existing_layout() or self._new_layout()
         layout.save()
         ensure_network(layout)
@@ -137,12 +138,14 @@ class Sandbox:
         raise SandboxError(f"no free /24 left in {NETWORK_POOL} for a new sandbox")
 
     def _write_command(self) -> None:
-        """The ``sandbox`` command Terraform's local-exec runs: this Python, this sandbox."""
+        """The ``sandbox`` command Terraform's local-exec runs: this Python, this sandbox,
+        without the join tokens Terraform's environment holds in phase 2 (a host needs none)."""
         command = self.dir / "sandbox"
+        unset = " ".join(f"-u {name}" for name in sorted(SECRET_VARIABLES))
         command.write_text(
             "#!/bin/sh\n"
             "# Written by swarmforge: Terraform creates and removes sandbox hosts through it.\n"
-            f'exec "{sys.executable}" -m swarmforge.targets.local "{self.dir}" "$@"\n'
+            f'exec env {unset} "{sys.executable}" -m swarmforge.targets.local "{self.dir}" "$@"\n'
         )
         command.chmod(stat.S_IRWXU)
 

@@ -60,6 +60,13 @@ class LocalTarget:
         self._profile = ensure_trust(self._layout)
         return self._profile
 
+    def ssh_profile(self) -> SshProfile | None:
+        ssh_dir = self.sandbox.ssh_dir  # as ensure_trust() writes it
+        profile = SshProfile(name=self.settings.cluster, user=self.login_user,
+                             identity=ssh_dir / "id_ed25519", known_hosts=ssh_dir / "known_hosts",
+                             config=ssh_dir / "config")
+        return profile if profile.config.exists() else None
+
     @property
     def layout(self) -> SandboxLayout:
         """The cluster's sandbox, as prepare() made or found it."""
@@ -137,7 +144,8 @@ class LocalTarget:
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
         _refuse_regions(request.regions)
-        return bake_local(self.settings, request, progress, prepare=self._prepared_sandbox)
+        return bake_local(self.settings, request, progress, prepare=self._prepared_sandbox,
+                          operations=self.operation_store())
 
     def _prepared_sandbox(self) -> tuple[SandboxLayout, Path]:
         identity = self.prepare().identity

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from swarmforge.private_files import private_dirs, write_private
 from swarmforge.ssh import SshProfile
 from swarmforge.targets.local.sandbox import SandboxLayout
 from swarmforge.targets.local.system import sh
@@ -16,17 +17,17 @@ from swarmforge.targets.local.system import sh
 def ensure_trust(layout: SandboxLayout) -> SshProfile:
     """Keys, authorized_keys, known_hosts and ssh_config for the cluster; idempotent."""
     ssh_dir = Path(layout.ssh_dir)
-    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dirs(ssh_dir)
     identity = ssh_dir / "id_ed25519"
     for key, comment in ((identity, f"swarmforge-{layout.cluster}"),
                          (layout.ca_key, f"swarmforge-{layout.cluster}-host-ca")):
         if not key.exists():
             sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
                "generate an SSH key")
-    layout.authorized_keys.write_text(Path(f"{identity}.pub").read_text())
+    write_private(layout.authorized_keys, Path(f"{identity}.pub").read_text())
     known_hosts = ssh_dir / "known_hosts"
     ca_public = Path(f"{layout.ca_key}.pub").read_text().strip()
-    known_hosts.write_text(f"@cert-authority {host_pattern(layout.network)} {ca_public}\n")
+    write_private(known_hosts, f"@cert-authority {host_pattern(layout.network)} {ca_public}\n")
     profile = SshProfile(name=layout.cluster, user="root", identity=identity,
                          known_hosts=known_hosts, config=ssh_dir / "config")
     profile.write_config()
