@@ -6,8 +6,8 @@ One 3+1 sandbox cluster (not timed). Each run of each order kills a follower
 manager's dockerd (by PID, this cluster's own) while an operation runs:
 
 - roll: 6 s into ``invoke roll --all --yes`` (the case issue 17 saw deadlock);
-- roll-managers: 20 s into it, when the first manager's twin is joining (its
-  replacement finishes, then the roll stops for the dead one);
+- roll-managers: as soon as its journal shows a manager's replacement begun, its
+  twin about to join (that replacement finishes, then the roll stops for the dead one);
 - replace-node: 2 s into ``invoke replace-node <cluster>-worker-0 --yes``;
 
 then recovers as the failed operation's message says (tests/chaos.py): the
@@ -22,24 +22,26 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 # _bench puts this checkout on sys.path: tests.* below import from it.
 from _bench import Cleanup, load, machine, median, require_root, say, state_root, table
 
-from tests.chaos import Recovery, kill_during
+from tests.chaos import Recovery, kill_during, replacing_a_manager
 from tests.conftest import invoke
 from tests.sandbox_swarm import Cluster
 
-ORDERS = {
-    "roll": (["roll", "--all", "--yes"], 6.0),
-    "roll-managers": (["roll", "--all", "--yes"], 20.0),
-    "replace-node": (["replace-node", "{cluster}-worker-0", "--yes"], 2.0),
+ORDERS: dict[str, tuple[list[str], float, Callable[[dict], bool] | None]] = {
+    "roll": (["roll", "--all", "--yes"], 6.0, None),
+    "roll-managers": (["roll", "--all", "--yes"], 0.0, replacing_a_manager),
+    "replace-node": (["replace-node", "{cluster}-worker-0", "--yes"], 2.0, None),
 }
 
 
 def scenario(cluster: Cluster, order: str) -> Recovery:
-    words, after = ORDERS[order]
-    return kill_during(cluster, [w.format(cluster=cluster.name) for w in words], after=after)
+    words, after, when = ORDERS[order]
+    return kill_during(cluster, [w.format(cluster=cluster.name) for w in words], after=after,
+                       when=when)
 
 
 def main() -> None:

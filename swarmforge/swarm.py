@@ -23,7 +23,9 @@ MANAGER_CHECK = (f"{SWARM_STATE} && "
 RECHECK = 0.25  # seconds before looking again at what is not there yet (tasks, health)
 # A node Docker calls Down (its heartbeats stopped ~10 s before) or a manager raft calls
 # unreachable, seen so this long in a row, will not come back by waiting: a wait stops.
-DEAD_AFTER = 8.0
+# Longer than a reboot takes (an EC2 instance is back within about a minute), so that a
+# node restarted by maintenance is waited for, not named dead.
+DEAD_AFTER = 60.0
 
 
 @dataclass(frozen=True)

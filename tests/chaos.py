@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tests.conftest import INVOKE, REPO
@@ -42,25 +42,39 @@ class Recovery:
         return self.healthy and len(self.commands) <= 2 and not self.quorum_problem
 
 
-def terraform_index_zero(cluster: Cluster) -> str:
-    """The manager at index 0 in the Terraform state: the one the tool asks first."""
+def managers_by_index(cluster: Cluster) -> list[str]:
+    """The managers' hostnames in Terraform's index order: the tool asks index 0 first,
+    and a roll replaces the followers in this order, the leader last."""
     state = cluster.state / cluster.name / "terraform" / "terraform.tfstate"
     data = json.loads(state.read_text())
-    for resource in data["resources"]:
-        if resource["name"] == "swarm_manager" and resource.get("mode") == "managed":
-            for instance in resource["instances"]:
-                if instance.get("index_key") == 0:
-                    return str(instance["attributes"]["triggers"]["host"])
-    raise AssertionError("no manager at index 0 in the Terraform state")
+    instances = next(r["instances"] for r in data["resources"]
+                     if r["name"] == "swarm_manager" and r.get("mode") == "managed")
+    return [str(i["attributes"]["triggers"]["host"])
+            for i in sorted(instances, key=lambda i: int(i["index_key"]))]
 
 
 def pick_victim(cluster: Cluster) -> str:
-    """A follower manager the tool does not ask first: the case the issue saw."""
-    first = terraform_index_zero(cluster)
-    followers = sorted(n["hostname"] for n in cluster.status()["nodes"]
-                       if n["manager_status"] == "reachable" and n["hostname"] != first)
-    assert followers, "no follower manager to kill"
-    return followers[-1]
+    """The follower manager with the highest index: not the one the tool asks first, and
+    (of two followers) not the first a roll replaces, so still alive when that one is."""
+    followers = {n["hostname"] for n in cluster.status()["nodes"]
+                 if n["manager_status"] == "reachable"}
+    candidates = [h for h in managers_by_index(cluster)[1:] if h in followers]
+    assert candidates, "no follower manager to kill"
+    return candidates[-1]
+
+
+def journal_says(cluster: Cluster, wanted: Callable[[dict], bool]) -> bool:
+    path = cluster.state / cluster.name / "journal.json"
+    try:
+        return wanted(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):  # not begun, or being replaced
+        return False
+
+
+def replacing_a_manager(journal: dict) -> bool:
+    """A roll's journal: a manager's replacement has begun (its twin is about to join)."""
+    current = journal.get("current")
+    return bool(current) and current["role"] == "manager"
 
 
 def kill_manager(cluster: Cluster, hostname: str) -> None:
@@ -71,9 +85,10 @@ def kill_manager(cluster: Cluster, hostname: str) -> None:
 
 
 def kill_during(cluster: Cluster, operation: Sequence[str], after: float = 6.0,
-                timeout: float = 1500) -> Recovery:
+                when: Callable[[dict], bool] | None = None, timeout: float = 1500) -> Recovery:
     """Run ``operation`` (CLI words, with --yes), kill a follower manager ``after`` seconds
-    in, then recover as the messages say; the swarm is watched from outside throughout."""
+    in (or, given ``when``, as soon as its journal satisfies it), then recover as the
+    messages say; the swarm is watched from outside throughout."""
     victim = pick_victim(cluster)
     found = Recovery(victim, list(operation))
     env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(cluster.state)}
@@ -82,7 +97,11 @@ def kill_during(cluster: Cluster, operation: Sequence[str], after: float = 6.0,
                                  env=env, stdout=subprocess.DEVNULL, stderr=err, text=True,
                                  start_new_session=True)
         try:
-            time.sleep(after)
+            if when is None:
+                time.sleep(after)
+            while when is not None and not journal_says(cluster, when):
+                assert child.poll() is None, "the operation ended before the moment to kill"
+                time.sleep(0.1)
             kill_manager(cluster, victim)
             killed = time.monotonic()
             found.rc = child.wait(timeout=timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import Recovery, kill_during
+from tests.chaos import Recovery, kill_during, replacing_a_manager
 from tests.conftest import invoke, unique_cluster
 from tests.sandbox_swarm import Cluster
 
@@ -54,9 +54,9 @@ def test_a_manager_killed_during_a_roll(swarm: Cluster) -> None:
 
 
 def test_a_manager_killed_while_a_roll_replaces_another_manager(swarm: Cluster) -> None:
-    # 20 s in, the worker is done and the first manager's twin is joining: stopping there
+    # The first manager's replacement has begun, its twin about to join: stopping there
     # would leave the swap half done, so that replacement finishes, then the roll stops.
-    found = kill_during(swarm, ["roll", "--all", "--yes"], after=20.0)
+    found = kill_during(swarm, ["roll", "--all", "--yes"], when=replacing_a_manager)
     assert found.rc != 0, "a roll of every node cannot finish with a dead manager"
     assert found.commands[0] == f"replace-node {found.victim} --yes"
     assert_recovered(found)
