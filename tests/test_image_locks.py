@@ -65,8 +65,8 @@ def prune(settings: Settings) -> Any:
 @pytest.fixture
 def three(settings: Settings) -> list[str]:
     """Three AMIs of the cluster, oldest first, the newest recorded as current."""
-    amis = [Baker(client("ec2", EAST, settings.aws_endpoint), settings.cluster).bake()
-            for _ in range(3)]
+    baker = Baker(client("ec2", EAST, settings.aws_endpoint), settings.cluster)
+    amis = [baker.bake() for _ in range(3)]  # one baker: its names order same-second AMIs
     ClusterAmis.of(settings).record_current(amis[-1])
     return amis
 
