@@ -17,6 +17,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from swarmforge.apply_guards import (
     changes_before_the_swarm,
@@ -235,9 +236,7 @@ class Cluster:
         """The nodes in the state, at the addresses the target sees now; writes nothing
         unless this machine never reached the cluster (then as an apply prepares it)."""
         outputs = state_outputs(self.settings)
-        managers = refs_from_output(outputs.get("managers"))
-        workers = refs_from_output(outputs.get("workers"))
-        if not managers:
+        if not refs_from_output(outputs.get("managers")):
             held = self.target.operation_store().holder()
             if held:  # the first apply, say, before Terraform wrote the nodes to the state
                 raise BusyError(f"cluster {self.settings.cluster!r} is being changed and has "
@@ -249,13 +248,7 @@ class Cluster:
             return self.existing_nodes()
         profile.control_ready()  # in the runtime dir (gone after a reboot), not the state
         self._profile = profile
-        self._facts = self.target.node_facts(managers + workers)
-        managers = refreshed(managers, self._facts, self._say_once)
-        workers = refreshed(workers, self._facts, self._say_once)
-        self._slots = [m.slot for m in managers]
-        self._refs = managers + workers
-        self._joined = list(outputs.get("joined") or [])
-        return managers, workers
+        return self._take_nodes(outputs, live=True)
 
     def destroy(self) -> bool:
         """Destroy every node and what the target made; False if there was nothing."""
@@ -318,18 +311,24 @@ class Cluster:
         target sees now (the outputs are as old as the last Terraform run; a stop/start
         changes a public address), and each node's host key pinned (read where the target
         trusts it) before anything reaches it over SSH."""
-        outputs = tf.outputs()
+        managers, workers = self._take_nodes(tf.outputs(), live=pin)
+        if pin:
+            self._pins = self.target.pin_host_keys(managers + workers, self.progress.detail)
+        return managers, workers
+
+    def _take_nodes(self, outputs: dict[str, Any], *, live: bool) -> tuple[list[NodeRef],
+                                                                            list[NodeRef]]:
+        """The managers and workers of ``outputs``, remembered as this run's view of them;
+        ``live``: at the addresses the target sees now, read in one look-up for all."""
         managers = refs_from_output(outputs.get("managers"))
         workers = refs_from_output(outputs.get("workers"))
-        if pin:
-            self._facts = self.target.node_facts(managers + workers)  # one look-up for all
+        if live:
+            self._facts = self.target.node_facts(managers + workers)
             managers = refreshed(managers, self._facts, self._say_once)
             workers = refreshed(workers, self._facts, self._say_once)
         self._slots = [m.slot for m in managers]
         self._refs = managers + workers
         self._joined = list(outputs.get("joined") or [])
-        if pin:
-            self._pins = self.target.pin_host_keys(self._refs, self.progress.detail)
         return managers, workers
 
     def apply_terraform(self, variables: Callable[[], dict[str, str]], secrets: dict[str, str],
