@@ -8,6 +8,7 @@ then resumed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -304,8 +305,9 @@ class HostKeySwapper(Poller):
 
 
 class SshdKiller(Poller):
-    """Stops one host's sshd the moment it appears (or once another file does): the
-    apply then fails half-way."""
+    """Takes one host's sshd away the moment it appears (or once another file does): the
+    listener and every session it has open, with what runs in them. The apply then fails
+    half-way, whether or not Terraform's next connection was already made."""
 
     def __init__(self, pidfile: Path, once: Path | None = None) -> None:
         super().__init__(interval=0.005)
@@ -317,8 +319,27 @@ class SshdKiller(Poller):
         if self.once and not self.once.exists():
             return False
         try:
-            os.kill(int(self.pidfile.read_text()), signal.SIGKILL)
+            listener = int(self.pidfile.read_text())
+            os.kill(listener, signal.SIGSTOP)  # it forks no new session while we look
         except (OSError, ValueError):
             return False
+        for pid in [*descendants_of(listener), listener]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.killed = True
         return True
+
+
+def descendants_of(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name may hold spaces and parentheses: the fields follow the last ')'.
+            pid, ppid = int(stat.parent.name), int(stat.read_text().rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
