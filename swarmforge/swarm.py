@@ -26,6 +26,16 @@ RECHECK = 0.25  # seconds before looking again at what is not there yet (tasks, 
 # Longer than a reboot takes (an EC2 instance is back within about a minute), so that a
 # node restarted by maintenance is waited for, not named dead.
 DEAD_AFTER = 60.0
+# What a manager answers while the managers elect a leader: "not yet", not "cannot happen".
+# (A refusal that would cost quorum reads otherwise, and is never retried.)
+RAFT_IN_FLUX = (
+    "node lost leader status",  # swarmkit's ErrLostLeadership
+    "node is stopped",  # ErrStopped: the raft node answering is restarting
+    "no elected cluster leader",  # ErrNoClusterLeader
+    "does not have a leader",  # the daemon's own words for the same
+    "context deadline exceeded",  # a proposal that was never committed
+)
+RAFT_SETTLE = 60.0  # seconds a manager command waits for an election to end
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,7 @@ class Swarm:
 
     def nodes(self, via: str | None = None) -> list[Node]:
         host = via or self.active_manager()
-        return parse_nodes(self.ssh.check(host, NODE_QUERY, "docker node ls"))
+        return parse_nodes(self._manage(host, NODE_QUERY, "docker node ls"))
 
     def join_tokens(self, via: str) -> JoinTokens:
         # Both tokens in one call; they come back only in memory, on ssh's stdout.
@@ -214,13 +224,13 @@ class Swarm:
 
     def drain(self, node: Node, via: str) -> None:
         """Stop scheduling onto ``node`` and move its tasks elsewhere."""
-        self.ssh.check(via, f"docker node update --availability drain {node.id} >/dev/null",
-                       f"drain {node.hostname}")
+        self._manage(via, f"docker node update --availability drain {node.id} >/dev/null",
+                     f"drain {node.hostname}")
 
     def running_tasks(self, node: Node, via: str) -> int:
         """Tasks the orchestrator still wants running on ``node``."""
-        out = self.ssh.check(via, f"docker node ps {node.id} -q --filter desired-state=running",
-                             f"tasks on {node.hostname}")
+        out = self._manage(via, f"docker node ps {node.id} -q --filter desired-state=running",
+                           f"tasks on {node.hostname}")
         return len(out.split())
 
     def wait_drained(self, node: Node, via: str, timeout: float) -> None:
@@ -233,17 +243,18 @@ class Swarm:
             time.sleep(RECHECK)
 
     def demote(self, node: Node, via: str) -> None:
-        """Make a manager a worker; Docker itself refuses if that would lose quorum."""
-        self.ssh.check(via, f"docker node demote {node.id}", f"demote {node.hostname}")
+        """Make a manager a worker; Docker itself refuses if that would lose quorum.
+        (Demoting a worker is no change, and no error: a retry after an election is safe.)"""
+        self._manage(via, f"docker node demote {node.id}", f"demote {node.hostname}")
 
     def rotate_tokens(self, via: str) -> None:
         """New join tokens for both roles: the ones that travelled become useless.
 
         The new tokens are printed by Docker; they go to /dev/null on the node.
         """
-        self.ssh.check(via, "docker swarm join-token --rotate -q worker >/dev/null && "
-                            "docker swarm join-token --rotate -q manager >/dev/null",
-                       "docker swarm join-token --rotate")
+        self._manage(via, "docker swarm join-token --rotate -q worker >/dev/null && "
+                          "docker swarm join-token --rotate -q manager >/dev/null",
+                     "docker swarm join-token --rotate")
 
     def remove(self, node: Node, via: str) -> None:
         """Take a node that is gone or going out of the swarm: demote it first if a manager.
@@ -251,8 +262,24 @@ class Swarm:
         Docker refuses a demote that would lose quorum; that refusal is raised as is.
         """
         if node.role == "manager":
-            self.ssh.check(via, f"docker node demote {node.id}", f"demote {node.hostname}")
-        self.ssh.check(via, f"docker node rm --force {node.id}", f"remove {node.hostname}")
+            self.demote(node, via)
+        # An answer lost in an election may hide a removal that was made: if a retry finds
+        # the node gone, it is gone.
+        self._manage(via, f"docker node rm --force {node.id} 2>&1 || "
+                          f"{{ left=$(docker node ls -q --filter id={node.id}) && [ -z \"$left\" ]; }}",
+                     f"remove {node.hostname}")
+
+    def _manage(self, via: str, command: str, what: str) -> str:
+        """Run a manager command on ``via``; while the managers elect a leader, wait and ask
+        again (bounded by RAFT_SETTLE). Anything else fails at once."""
+        deadline = time.monotonic() + RAFT_SETTLE
+        while True:
+            try:
+                return self.ssh.check(via, command, what)
+            except CommandError as exc:
+                if not in_election(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(RECHECK * 4)
 
     def health(self, managers: int, workers: int, ignore: frozenset[str] = frozenset()) -> Health:
         """Health judged without the nodes whose IDs are in ``ignore`` (ones on their way out)."""
@@ -317,6 +344,11 @@ class Swarm:
         except SwarmError as exc:
             return Health((), (str(exc),)), None
         return assess(self.nodes(via), managers, workers, ignore), via
+
+
+def in_election(error: CommandError) -> bool:
+    """Whether a manager's refusal says only that the managers are electing a leader."""
+    return any(words in error.output for words in RAFT_IN_FLUX)
 
 
 def member_at(nodes: Sequence[Node], address: str) -> Node | None:

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from swarmforge.errors import SwarmError
-from swarmforge.swarm import JoinTokens, assess, member_at, node_table, parse_nodes
+from swarmforge.errors import CommandError, SwarmError
+from swarmforge.swarm import (
+    JoinTokens,
+    assess,
+    in_election,
+    member_at,
+    node_table,
+    parse_nodes,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -72,3 +79,26 @@ def test_node_table_lists_managers_first_with_aligned_columns() -> None:
     assert table[1].startswith("dev1-manager-0") and table[-1].startswith("dev1-worker-1")
     role_column = table[0].index("ROLE")
     assert all(row[role_column:].split()[0] in ("ROLE", "manager", "worker") for row in table)
+
+
+# Answers seen from Docker 20.10 managers: in a chaos run (the first two), and demoting a
+# leader by hand in a sandbox swarm (the rest).
+LOST_LEADER = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to "
+               "process the request: node lost leader status")
+STOPPED = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to "
+           "process the request: node is stopped")
+QUORUM = ("Error response from daemon: rpc error: code = FailedPrecondition desc = can't "
+          "remove member from the raft: this would result in a loss of quorum")
+NOT_A_MANAGER = ("Error response from daemon: This node is not a swarm manager. Use \"docker "
+                 "swarm init\" or \"docker swarm join\" to connect this node to swarm and try "
+                 "again.")
+
+
+@pytest.mark.parametrize("answer", [LOST_LEADER, STOPPED])
+def test_an_election_under_way_is_asked_again(answer: str) -> None:
+    assert in_election(CommandError("demote m1 on 10.0.0.11", 1, answer))
+
+
+@pytest.mark.parametrize("answer", [QUORUM, NOT_A_MANAGER, "ssh: connect to host: refused"])
+def test_a_refusal_or_another_failure_is_not(answer: str) -> None:
+    assert not in_election(CommandError("demote m1 on 10.0.0.11", 1, answer))
