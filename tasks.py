@@ -3,9 +3,10 @@
 Each task parses its flags and calls one function in swarmforge.cli.
 """
 
+from types import ModuleType
+
 from invoke import Collection, Context, task
 
-from swarmforge import cli
 from swarmforge.settings import config_defaults
 
 COMMON_HELP = {
@@ -15,6 +16,13 @@ COMMON_HELP = {
     "workers": "Worker count (0 or more).",
     "yes": "Do not ask before acting.",
 }
+
+
+def _cli() -> ModuleType:
+    """swarmforge.cli, imported when a task runs: `--list` and `--help` need only this file."""
+    from swarmforge import cli
+
+    return cli
 
 
 def _flags(c: Context, **given: object) -> tuple[dict, dict]:
@@ -35,9 +43,9 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
 def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_managers=False,
           parallelism=None, ami=None, no_rotate=False, yes=False):
     """Create or converge a swarm (shows the plan, asks at a terminal); prints the nodes."""
-    cli.apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
-                      allow_even_managers=allow_even_managers or None, parallelism=parallelism,
-                      ami_id=ami), rotate=not no_rotate, yes=yes)
+    _cli().apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
+                         allow_even_managers=allow_even_managers or None, parallelism=parallelism,
+                         ami_id=ami), rotate=not no_rotate, yes=yes)
 
 
 @task(help={"cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
@@ -46,14 +54,14 @@ def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_
             "json": "Print an object with `nodes` and `healthy` instead of a table."})
 def status(c, cluster=None, target=None, managers=None, workers=None, json=False):
     """Show the swarm's nodes and whether it is healthy (exit 3 when it is not)."""
-    cli.status(*_flags(c, cluster=cluster, target=target), as_json=json, managers=managers,
-               workers=workers)
+    _cli().status(*_flags(c, cluster=cluster, target=target), as_json=json, managers=managers,
+                  workers=workers)
 
 
 @task(help={k: COMMON_HELP[k] for k in ("cluster", "target", "yes")})
 def destroy(c, cluster=None, target=None, yes=False):
     """Destroy every node of a cluster (asks first); on local, also its sandbox hosts and bridge."""
-    cli.destroy(*_flags(c, cluster=cluster, target=target), yes=yes)
+    _cli().destroy(*_flags(c, cluster=cluster, target=target), yes=yes)
 
 
 REPLACE_HELP = {
@@ -72,8 +80,8 @@ REPLACE_HELP = {
 def replace_node(c, node, cluster=None, target=None, yes=False, no_rotate=False,
                  drain_timeout=None):
     """Swap one node for a fresh one without losing quorum (preview unless --yes; resumable)."""
-    cli.replace_node(*_flags(c, cluster=cluster, target=target), node=node, yes=yes,
-                     rotate=not no_rotate, drain_timeout=drain_timeout)
+    _cli().replace_node(*_flags(c, cluster=cluster, target=target), node=node, yes=yes,
+                        rotate=not no_rotate, drain_timeout=drain_timeout)
 
 
 @task(auto_shortflags=False, help={
@@ -84,9 +92,9 @@ def replace_node(c, node, cluster=None, target=None, yes=False, no_rotate=False,
 def roll(c, cluster=None, target=None, all=False, max_unavailable=None, yes=False, no_rotate=False,
          drain_timeout=None):
     """Replace nodes one at a time, workers first, the leader last (preview unless --yes)."""
-    cli.roll(*_flags(c, cluster=cluster, target=target), everything=all,
-             max_unavailable=max_unavailable, yes=yes, rotate=not no_rotate,
-             drain_timeout=drain_timeout)
+    _cli().roll(*_flags(c, cluster=cluster, target=target), everything=all,
+                max_unavailable=max_unavailable, yes=yes, rotate=not no_rotate,
+                drain_timeout=drain_timeout)
 
 
 AMI_HELP = {
@@ -108,14 +116,14 @@ AMI_HELP = {
 def bake(c, cluster=None, target=None, region=None, docker_version=None, ami_regions=None,
          dry_run=False):
     """Bake the node image with Packer (aws: an AMI; local: a local image); records it for apply/roll."""
-    cli.bake(*_flags(c, cluster=cluster, target=target, region=region),
-             docker_version=docker_version, ami_regions=ami_regions, dry_run=dry_run)
+    _cli().bake(*_flags(c, cluster=cluster, target=target, region=region),
+                docker_version=docker_version, ami_regions=ami_regions, dry_run=dry_run)
 
 
 @task(help=AMI_HELP)
 def amis(c, cluster=None, target=None, region=None):
     """List the cluster's AMIs (or local images): created, Docker version, commit, in use, current."""
-    cli.amis(*_flags(c, cluster=cluster, target=target, region=region))
+    _cli().amis(*_flags(c, cluster=cluster, target=target, region=region))
 
 
 @task(help={**AMI_HELP,
@@ -124,8 +132,8 @@ def amis(c, cluster=None, target=None, region=None):
             "yes": "Deregister the old AMIs and delete their snapshots (local: remove the images)."})
 def prune_amis(c, cluster=None, target=None, region=None, keep=None, dry_run=False, yes=False):
     """Retire old AMIs (or local images): never the current one, one in use, or the newest --keep."""
-    cli.prune_amis(*_flags(c, cluster=cluster, target=target, region=region), keep=keep,
-                   dry_run=dry_run, yes=yes)
+    _cli().prune_amis(*_flags(c, cluster=cluster, target=target, region=region), keep=keep,
+                      dry_run=dry_run, yes=yes)
 
 
 @task(auto_shortflags=False, help={
@@ -148,10 +156,10 @@ def rebuild(c, cluster=None, target=None, region=None, force=False, docker_versi
             ami_regions=None, keep=None, max_age_days=None, drain_timeout=None, report=None,
             stop_by=None):
     """Unattended: bake only if something changed, roll onto it, prune (exit 0: nothing to do, 10: done)."""
-    cli.rebuild(*_flags(c, cluster=cluster, target=target, region=region), force=force,
-                docker_version=docker_version, ami_regions=ami_regions, keep=keep,
-                max_age_days=max_age_days, drain_timeout=drain_timeout, report=report,
-                stop_by=stop_by)
+    _cli().rebuild(*_flags(c, cluster=cluster, target=target, region=region), force=force,
+                   docker_version=docker_version, ami_regions=ami_regions, keep=keep,
+                   max_age_days=max_age_days, drain_timeout=drain_timeout, report=report,
+                   stop_by=stop_by)
 
 
 @task(help={"bucket": "S3 bucket for Terraform state (default: swarmforge.state_bucket); names are global.",
@@ -161,8 +169,8 @@ def rebuild(c, cluster=None, target=None, region=None, force=False, docker_versi
                           "(default: swarmforge.state_lock_table)."})
 def state_bootstrap(c, bucket=None, region=None, cluster=None, lock_table=None):
     """Create the S3 state bucket (versioned, encrypted, private, TLS-only), or check and repair it."""
-    cli.state_bootstrap(*_flags(c, state_bucket=bucket, state_region=region, cluster=cluster,
-                                state_lock_table=lock_table))
+    _cli().state_bootstrap(*_flags(c, state_bucket=bucket, state_region=region, cluster=cluster,
+                                   state_lock_table=lock_table))
 
 
 @task(auto_shortflags=False, help={
@@ -174,8 +182,8 @@ def state_bootstrap(c, bucket=None, region=None, cluster=None, lock_table=None):
     "yes": "Do not ask before removing a lock (without a terminal: required)."})
 def unlock(c, cluster=None, target=None, force=False, terraform_lock=None, yes=False):
     """Show who holds a cluster and what is unfinished; --force / --terraform-lock ID clear stale locks."""
-    cli.unlock(*_flags(c, cluster=cluster, target=target), force=force,
-               terraform_lock=terraform_lock, yes=yes)
+    _cli().unlock(*_flags(c, cluster=cluster, target=target), force=force,
+                  terraform_lock=terraform_lock, yes=yes)
 
 
 ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, rebuild,
