@@ -33,7 +33,7 @@ from _bench import (
 )
 
 SHORT = (("preparing", "prepare"), ("phase 2: planning", "plan (tokens, terraform plan)"),
-         ("waiting", "health"), ("rotating", "rotate tokens"))
+         ("waiting", "health"), ("reading the swarm", "health"), ("rotating", "rotate tokens"))
 
 
 def plan_argv(cluster: PipelineCluster) -> list[str]:

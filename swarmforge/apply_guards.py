@@ -10,7 +10,9 @@ that a new allowed_ssh_cidrs lets the operator in before apply needs SSH.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 from swarmforge.errors import QuorumError
 from swarmforge.nodes import NodeRef, address_of, is_node, join_step_of
@@ -52,6 +54,17 @@ def changes_before_the_swarm(plan: Plan) -> list[str]:
     if not plan.swarm_changes():
         return [c.address for c in support]
     return [c.address for c in support if c.action not in ("delete", "replace")]
+
+
+def swarm_only_config(config_dir: Path) -> bool:
+    """Whether the config manages nothing but the nodes and their swarm steps (the sandbox):
+    then no plan can hold a network change, and the swarm may be reached while Terraform
+    plans. A config with anything else (terraform/aws: rules, NAT) is reached only after."""
+    text = "\n".join(p.read_text() for p in sorted(config_dir.glob("*.tf")))
+    resources = re.findall(r'^\s*resource\s+"([\w-]+)"\s+"([\w-]+)"', text, re.M)
+    return bool(resources) and all(is_node(f"{kind}.{name}[0]")
+                                   or join_step_of(f'{kind}.{name}["node"]') is not None
+                                   for kind, name in resources)
 
 
 def nodes_to_remake(plan: Plan, swarm: Swarm, via: Callable[[], str], managers: list[NodeRef],

@@ -9,12 +9,16 @@ and a newer spelling is an error on an older Terraform: render what it expects.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jinja2
 from packaging.version import Version
 
 from swarmforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import jinja2
 
 # Compared on the release part only, so that 1.10.0-rc1 counts as 1.10.
 LOCKFILE_SINCE = (1, 10)
@@ -79,16 +83,22 @@ def hcl_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-_environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("swarmforge", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,  # HCL, not HTML: values are quoted by hcl_string
-)
-_environment.filters["hcl_string"] = hcl_string
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # jinja2 is loaded only for a state bucket: every other command starts without it.
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("swarmforge", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # HCL, not HTML: values are quoted by hcl_string
+    )
+    environment.filters["hcl_string"] = hcl_string
+    return environment
 
 
 def _template(name: str) -> jinja2.Template:
-    return _environment.get_template(name)
+    return _environment().get_template(name)

@@ -12,9 +12,11 @@ swarm only for what changes nodes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ from swarmforge.apply_guards import (
     nodes_to_remake,
     refuse_removals,
     refuse_scale_down,
+    swarm_only_config,
 )
 from swarmforge.apply_plan import apply_plan
 from swarmforge.errors import CommandError, SwarmError, SwarmforgeError
@@ -41,7 +44,7 @@ from swarmforge.progress import Progress
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
 from swarmforge.state_file import state_outputs
-from swarmforge.swarm import DeadNodeError, Health, Node, Swarm
+from swarmforge.swarm import DeadNodeError, Health, Node, Swarm, assess
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Target
 from swarmforge.terraform import Terraform
@@ -74,6 +77,7 @@ class Cluster:
         self._facts: dict[str, NodeFacts] = {}  # {node name: as the target saw it last}
         self._said: set[str] = set()  # what was said of the nodes' facts: once per command
         self._handed_out: Swarm | None = None  # whose join tokens left us since the last rotation
+        self._unchanged: HealthRead | None = None  # a re-apply that changed nothing: its read
 
     # -- apply --------------------------------------------------------------
 
@@ -84,6 +88,7 @@ class Cluster:
         ``confirm`` gets the plan once the target's checks passed, before Terraform runs;
         None when it declines."""
         operations = self.target.operation_store()
+        self._unchanged = None
         with operations.exclusive("invoke apply", self.progress.detail):
             operations.journal().refuse_if_unfinished(self.settings.cluster)
             self._prepare_target()
@@ -103,29 +108,46 @@ class Cluster:
                     changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm),
                                                        managers)
                 else:
-                    changed = self._phase_two(tf, swarm, managers, workers)
-                health = self._wait_healthy(swarm)
-            if rotate:
-                self.rotate_tokens(swarm)
-            return ApplyReport(bootstrapped, changed or bootstrapped, health)
+                    changed = self._phase_two(tf, swarm, managers, workers, rotate)
+                read = self._unchanged or self._wait_healthy(swarm, rotate)
+            if rotate and not read.rotated:
+                self.rotate_tokens(swarm, read.via or None)
+            return ApplyReport(bootstrapped, changed or bootstrapped, read.health)
 
-    def _wait_healthy(self, swarm: Swarm) -> Health:
+    def _wait_healthy(self, swarm: Swarm, rotate: bool) -> HealthRead:
+        """The streak of healthy polls; with ``rotate``, the join tokens are rotated once the
+        first poll is healthy, through the manager that answered, while the streak runs."""
+        rotated: list[str] = []
+
+        def rotate_now(via: str) -> None:
+            swarm.rotate_tokens(via)
+            self._handed_out = None
+            rotated.append(via)
+            self.progress.detail(f"join tokens rotated through {via}, as the swarm is healthy")
+
         with self.progress.step("waiting for the swarm to be healthy"):
             try:
-                return swarm.wait_healthy(
+                health = swarm.wait_healthy(
                     self.settings.managers, self.settings.workers, self.settings.health_timeout,
-                    on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
+                    on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)),
+                    on_healthy=rotate_now if rotate else None)
             except DeadNodeError as exc:  # an apply does not replace nodes: say what does
                 raise DeadNodeError(exc.nodes, replace_advice(self.settings, exc.nodes)) from exc
+        return HealthRead(health, "", bool(rotated))
 
-    def rotate_tokens(self, swarm: Swarm | None = None) -> None:
+    def rotate_tokens(self, swarm: Swarm | None = None, via: str | None = None) -> None:
         """New join tokens, so that the ones that travelled (env, nodes) are worth nothing.
 
-        ``swarm`` defaults to the one reached through the managers in the state now.
-        """
+        ``swarm`` defaults to the one reached through the managers in the state now; ``via``,
+        a manager that just answered for it (another is sought if it no longer does)."""
         swarm = swarm or self.swarm(self.nodes_in_state()[0])
         with self.progress.step("rotating the join tokens"):
-            swarm.rotate_tokens(self.answering_manager(swarm))
+            try:
+                swarm.rotate_tokens(via or self.answering_manager(swarm))
+            except CommandError:
+                if via is None:
+                    raise
+                swarm.rotate_tokens(self.answering_manager(swarm))
         self._handed_out = None
 
     @contextlib.contextmanager
@@ -189,15 +211,21 @@ class Cluster:
         return True
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, managers: list[NodeRef],
-                   workers: list[NodeRef]) -> bool:
+                   workers: list[NodeRef], rotate: bool) -> bool:
         """Planned without the tokens (they feed provisioners only, so Terraform plans the
         same actions); the network changes are applied before the swarm is reached, so a
         new allowed_ssh_cidrs lets the operator in first; the tokens are read only if nodes
-        or their swarm steps change."""
+        or their swarm steps change. Where the config has no network to change, the swarm's
+        health is read (and, if healthy, the tokens rotated) while Terraform plans; if
+        nothing is to change, that read is apply's."""
         variables = self._settings_variables()
         via = functools.cache(lambda: self.answering_manager(swarm))  # asked once, if at all
         with self.progress.step("phase 2: planning the nodes' swarm steps"):
+            beside = (HealthReading(swarm, self.settings, rotate)
+                      if swarm_only_config(self.target.config_dir) else None)
             plan = tf.plan(variables, {})
+            # Before anything else reaches the swarm: the tokens it rotates are read after.
+            read = beside.answer() if beside else None
             remake = nodes_to_remake(plan, swarm, via, managers, workers,
                                      self.target.resource_type, self.progress.detail)
             if remake:
@@ -206,6 +234,8 @@ class Cluster:
         first = changes_before_the_swarm(plan)
         if not first and not plan.swarm_changes():
             self.progress.detail("nothing to change: every node exists and has joined")
+            self._unchanged = self._healthy_as_read(
+                read if beside else HealthReading(swarm, self.settings, rotate).answer())
             return False
         if first:
             with self.progress.step(f"phase 2: {len(first)} network change(s), before the swarm "
@@ -218,6 +248,16 @@ class Cluster:
                                 f"through {secrets['swarm_manager_ip']}"):
             self.apply_terraform(self._settings_variables, secrets, replace=remake)
         return True
+
+    def _healthy_as_read(self, read: HealthRead | None) -> HealthRead | None:
+        """A cluster nothing was done to is as healthy as one read says: the same checks as
+        every poll of a wait (one leader, every manager leader or reachable, every node
+        ready, the counts), by a manager with quorum. Not healthy: None, and apply waits."""
+        if read is None or not read.health.healthy:
+            return None
+        self.progress.detail(f"healthy, as {read.via} answered for the swarm"
+                             + ("; join tokens rotated through it" if read.rotated else ""))
+        return read
 
     # -- status and destroy -------------------------------------------------
 
@@ -311,10 +351,15 @@ class Cluster:
         target sees now (the outputs are as old as the last Terraform run; a stop/start
         changes a public address), and each node's host key pinned (read where the target
         trusts it) before anything reaches it over SSH."""
-        managers, workers = self._take_nodes(tf.outputs(), live=pin)
+        managers, workers = self._take_nodes(self._outputs(tf), live=pin)
         if pin:
             self._pins = self.target.pin_host_keys(managers + workers, self.progress.detail)
         return managers, workers
+
+    def _outputs(self, tf: Terraform) -> dict[str, Any]:
+        """Terraform's outputs. A state in the cluster's dir is read as the file it is (what
+        `terraform output` reads, without starting Terraform); one in a bucket, by Terraform."""
+        return tf.outputs() if self.settings.state_bucket else state_outputs(self.settings)
 
     def _take_nodes(self, outputs: dict[str, Any], *, live: bool) -> tuple[list[NodeRef],
                                                                             list[NodeRef]]:
@@ -413,3 +458,35 @@ class Cluster:
                 f"{exc}. The swarm may have lost its managers (after a reboot of the sandbox "
                 f"machine, say); `invoke destroy --cluster {self.settings.cluster}` then "
                 "`invoke apply` builds it anew.") from exc
+
+
+@dataclass(frozen=True)
+class HealthRead:
+    health: Health
+    via: str  # the manager that answered for the swarm ("": as a wait found it)
+    rotated: bool  # the join tokens were rotated through it, once it answered healthy
+
+
+class HealthReading:
+    """One read of the swarm's health, started at once in a thread of its own (it only
+    waits for SSH), its answer taken later: None if no manager answered. With ``rotate``,
+    a healthy answer is followed by a rotation of the join tokens through that manager."""
+
+    def __init__(self, swarm: Swarm, settings: Settings, rotate: bool) -> None:
+        self._answer: HealthRead | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True,  # Ctrl-C goes on
+                                        args=(swarm, settings.managers, settings.workers, rotate))
+        self._thread.start()
+
+    def _read(self, swarm: Swarm, managers: int, workers: int, rotate: bool) -> None:
+        with contextlib.suppress(SwarmforgeError):  # no answer: apply waits for health
+            via = swarm.active_manager()
+            self._answer = HealthRead(assess(swarm.nodes(via), managers, workers), via, False)
+        if rotate and self._answer and self._answer.health.healthy:
+            with contextlib.suppress(SwarmforgeError):  # not rotated: apply rotates them
+                swarm.rotate_tokens(self._answer.via)
+                self._answer = dataclasses.replace(self._answer, rotated=True)
+
+    def answer(self) -> HealthRead | None:
+        self._thread.join()
+        return self._answer

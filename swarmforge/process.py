@@ -197,10 +197,12 @@ def _stop(proc: subprocess.Popen[Any], grace: float) -> float | None:
 def _exits(proc: subprocess.Popen[Any], within: float) -> bool:
     """Whether ``proc`` exits within ``within`` seconds; it stays unreaped."""
     deadline = time.monotonic() + within
+    pause = POLL / 64  # a child that closed its output is most often gone within a few ms
     while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
         if time.monotonic() >= deadline:
             return False
-        time.sleep(POLL)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL)
     return True
 
 

@@ -292,7 +292,8 @@ class Swarm:
                      on_wait: Callable[[Health], None] = lambda h: None,
                      streak: int = 2, interval: float = 1.0,
                      ignore: frozenset[str] = frozenset(),
-                     dead_after: float = DEAD_AFTER) -> Health:
+                     dead_after: float = DEAD_AFTER,
+                     on_healthy: Callable[[str], None] | None = None) -> Health:
         """Poll until healthy ``streak`` times in a row, ``interval`` apart: one lucky poll
         proves little.
 
@@ -303,7 +304,8 @@ class Swarm:
         While it is not healthy yet it looks again sooner (RECHECK): that finds the
         first good poll earlier, and the streak still spans ``interval`` per poll. The
         manager that last answered is asked again; another is sought only if it stops
-        answering.
+        answering. ``on_healthy`` runs once, with that manager, after the first healthy
+        poll: within the streak's interval, which it shortens by the time it took.
         """
         deadline = time.monotonic() + timeout
         good = 0
@@ -312,9 +314,13 @@ class Swarm:
         dead_since: dict[str, float] = {}  # node ID: when it was first seen dead, this run
         while True:
             health, via = self._health_via(via, managers, workers, ignore)
+            polled = time.monotonic()
             good = good + 1 if health.healthy else 0
             if good >= streak:
                 return health
+            if health.healthy and via and on_healthy:
+                on_healthy(via)
+                on_healthy = None
             now = time.monotonic()
             dead = dead_nodes(health.nodes)
             dead_since = {n.id: dead_since.get(n.id, now) for n in dead}
@@ -328,7 +334,8 @@ class Swarm:
                                        or now - reported[1] >= interval):
                 on_wait(health)
                 reported = (health.problems, now)
-            time.sleep(interval if health.healthy else min(interval, RECHECK))
+            pause = interval if health.healthy else min(interval, RECHECK)
+            time.sleep(max(0.0, polled + pause - time.monotonic()))
 
     def _health_via(self, via: str | None, managers: int, workers: int,
                     ignore: frozenset[str]) -> tuple[Health, str | None]:

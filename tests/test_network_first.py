@@ -335,8 +335,9 @@ def test_a_network_change_is_applied_before_the_swarm_is_reached_and_no_token_is
     assert ssh and max(network) < min(ssh)  # health and rotation come after the rules
     assert "ssh: read the tokens" not in logged
     assert not [line for line in logged if line.startswith(("node: ", "step: "))]
-    # One plan, without the tokens, then the network alone (init: every run has one).
-    assert stand_in.terraform_runs()[runs_before:] == ["init", "plan", "apply -target"]
+    # One plan, without the tokens, then the network alone (no init: the workspace is as
+    # the last run initialised it).
+    assert stand_in.terraform_runs()[runs_before:] == ["plan", "apply -target"]
 
 
 def test_network_and_node_changes_open_the_new_rule_before_the_tokens_are_read(
@@ -363,7 +364,7 @@ def test_a_converged_cluster_is_planned_once_without_reaching_for_the_tokens(
 
     logged = stand_in.apply(1, 1)
 
-    assert stand_in.terraform_runs()[runs_before:] == ["init", "plan"]
+    assert stand_in.terraform_runs()[runs_before:] == ["plan"]
     assert "ssh: read the tokens" not in logged
 
 
