@@ -126,7 +126,7 @@ class Latencies:
     tf_init: float = 6.0  # `terraform init` with the provider in the plugin cache
     tf_cli: float = 1.0  # `terraform output`/`show`/`state mv` (no provider)
     tf_per_resource: float = 0.002  # Terraform core: graph, diff, JSON, per resource
-    # A `docker` join of a kops node: ASG reacts, the node boots, nodeup + kubelet register.
+    # A kops node on its way to Ready: the ASG reacts, the node boots, nodeup + kubelet register.
     kops_asg_reacts: float = 15.0
     kops_nodeup: float = 60.0
 
@@ -254,6 +254,8 @@ class Bucket:
 
 
 class Event:
+    """Something processes wait for: a task done."""
+
     def __init__(self) -> None:
         self.fired = False
         self.waiters: list[Any] = []
@@ -1119,11 +1121,29 @@ def forget_replaced_pins(original: Callable[..., None]) -> Callable[..., None]:
     return apply_terraform
 
 
+class ParsedPins(dict[str, dict[str, Any]]):
+    """A parsed host_keys.json shared between loads: each entry is copied when taken, as
+    a fresh parse would hand out a fresh one (pin() changes the entries it takes)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = super().get(key)
+        return dict(entry) if entry is not None else default
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return dict(super().__getitem__(key))
+
+    def values(self) -> Any:
+        return [dict(entry) for entry in super().values()]
+
+    def items(self) -> Any:
+        return [(key, dict(entry)) for key, entry in super().items()]
+
+
 def charged_load(world: World) -> Callable[[HostKeyPins], dict[str, dict[str, Any]]]:
     """HostKeyPins.load, its parse charged to the clock at HOST_KEYS_PARSE per entry (the
     CPU it costs the real run), the parse itself made once per version of the file (the
     model's own run time: a 7+500 roll reads 500 entries 500 times per node look-up)."""
-    parsed: dict[tuple[Path, int, int], dict[str, dict[str, Any]]] = {}
+    parsed: dict[tuple[Path, int, int], ParsedPins] = {}
 
     def load(pins: HostKeyPins) -> dict[str, dict[str, Any]]:
         try:
@@ -1133,10 +1153,10 @@ def charged_load(world: World) -> Callable[[HostKeyPins], dict[str, dict[str, An
         key = (pins.path, stat.st_mtime_ns, stat.st_size)
         if key not in parsed:
             parsed.clear()
-            parsed[key] = json.loads(pins.path.read_text())
+            parsed[key] = ParsedPins(json.loads(pins.path.read_text()))
         with world.span("host_keys.json, parsed once per node (CPU)"):
             world.advance(HOST_KEYS_PARSE * len(parsed[key]))
-        return {instance: dict(entry) for instance, entry in parsed[key].items()}
+        return parsed[key]
     return load
 
 
