@@ -110,7 +110,8 @@ class HostKeyPins:
             say: Callable[[str], None], timeout: float | None = None) -> dict[str, str]:
         """Pin every node of ``refs`` not pinned yet (reading its console), keep only the
         pins of these nodes, rewrite known_hosts; returns {node name: pinned key}."""
-        pins = {ref.id: entry for ref in refs if (entry := self.load().get(ref.id))}
+        pinned = self.load()  # once: the file holds every node's pin
+        pins = {ref.id: entry for ref in refs if (entry := pinned.get(ref.id))}
         for ref in refs:
             if ref.id and ref.id not in pins:
                 say(f"reading {ref.name}'s host key from its console ({ref.id})")
