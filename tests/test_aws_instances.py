@@ -9,10 +9,14 @@ none while it is stopped.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ClientError
 
 from swarmforge.node_facts import NodeFacts, refreshed
 from swarmforge.nodes import NodeRef
@@ -26,6 +30,7 @@ from swarmforge.targets.aws.instances import node_facts
 from swarmforge.targets.aws.target import AwsTarget
 from swarmforge.targets.local.target import LocalTarget
 from tests.conftest import unique_cluster
+from tests.test_aws_retries import ec2_error
 
 REGION = "eu-west-1"
 DATA = Path(__file__).parent / "data"
@@ -209,6 +214,75 @@ def test_status_shows_drift_and_stopped_machines_in_the_table() -> None:
                              "`invoke roll` replaces it")
     assert table[5].endswith("machine stopped")
     assert "NOTE" not in node_table(nodes)
+
+
+# --- past 200 nodes: EC2's filter limit ------------------------------------------------------
+
+FILTER_VALUE = re.compile(r"Filter\.\d+\.Value\.\d+")
+
+
+def ec2_filter_limit(ec2: Any) -> list[int]:
+    """EC2's limit of 200 filter values a call, which moto does not enforce: a call with
+    more is answered as EC2 answers it (botocore's ``before-send`` event stands in for the
+    HTTP exchange), the others go on to moto. Returns the filter values of each call."""
+    counted: list[int] = []
+    refuse = ec2_error("FilterLimitExceeded",
+                       "The maximum number of filter values specified on a single call is 200")
+
+    def before_send(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
+        counted.append(sum(1 for key in parse_qs(body) if FILTER_VALUE.fullmatch(key)))
+        return refuse(request) if counted[-1] > 200 else None
+
+    ec2.meta.events.register("before-send.ec2", before_send)
+    return counted
+
+
+def launch_many(ec2: Any, image: str, cluster: str, n: int, kms_key: str) -> list[NodeRef]:
+    """``n`` workers tagged as terraform/aws tags them, in one RunInstances."""
+    made = ec2.run_instances(
+        ImageId=image, MinCount=n, MaxCount=n, InstanceType="t3.small",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
+                              "Ebs": {"VolumeSize": 20, "Encrypted": True, "KmsKeyId": kms_key}}],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "Cluster", "Value": cluster}, {"Key": "Role", "Value": "worker"}]}])
+    refs = []
+    for index, instance in enumerate(made["Instances"]):
+        name = f"{cluster}-worker-{index}"
+        ec2.create_tags(Resources=[instance["InstanceId"]], Tags=[
+            {"Key": "Name", "Value": name}, {"Key": "Index", "Value": str(index)}])
+        refs.append(NodeRef(name, instance["PrivateIpAddress"], instance["PublicIpAddress"],
+                            instance["InstanceId"]))
+    return refs
+
+
+def test_a_cluster_of_more_than_200_nodes_is_read_within_ec2_s_filter_limit(
+        ec2: Any, image: str, cluster: str, endpoint: str, tmp_path: Path) -> None:
+    key = f"arn:aws:kms:{REGION}:123456789012:key/31111111-2222-3333-4444-555555555555"
+    refs = launch_many(ec2, image, cluster, 250, key)
+    launch(ec2, image, f"other-{cluster}", "worker")  # another cluster's: not read as a node
+    settings = settings_for(cluster, endpoint, tmp_path, root_volume_kms_key_id=key)
+    counted = ec2_filter_limit(ec2)
+    describes, volumes = calls_to(ec2, "DescribeInstances"), calls_to(ec2, "DescribeVolumes")
+
+    facts = node_facts(ec2, settings, refs)
+
+    assert set(facts) == {ref.name for ref in refs}
+    assert all(facts[ref.name].ssh_host == ref.ssh_host and facts[ref.name].drift == ()
+               for ref in refs)  # each node's own instance and root volume, of the key wanted
+    assert max(counted) <= 200
+    assert len(describes) == 1 and len(volumes) == 2  # by the cluster's tag; 200 + 50 volumes
+
+
+def test_ec2_s_filter_limit_is_enforced_here(ec2: Any) -> None:
+    """The stand-in for EC2's limit refuses what EC2 refuses (so the test above can fail)."""
+    counted = ec2_filter_limit(ec2)
+    names = [f"n-{i}" for i in range(201)]
+
+    with pytest.raises(ClientError, match="FilterLimitExceeded"):
+        ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": names}])
+    ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": names[:200]}])
+    assert counted == [201, 200]
 
 
 # --- point 3: addresses after a stop/start ---------------------------------------------------

@@ -7,8 +7,13 @@ addresses (a stop/start gives it a new public one; a stopped one has none) and t
 instance type, public address and root volume key that terraform/aws leaves alone on
 a running node (``ignore_changes``: changing them would stop or replace every node at
 once), which ``invoke roll`` brings to the settings one node at a time. The key is
-read (one DescribeVolumes more) only when ``root_volume_kms_key_id`` names one: the
-account's default key has no ARN to compare with short of asking KMS.
+read (DescribeVolumes, one call per 200 nodes) only when ``root_volume_kms_key_id``
+names one: the account's default key has no ARN to compare with short of asking KMS.
+
+EC2 refuses a call with more than 200 filter values (FilterLimitExceeded), so no call
+here names every node: the instances are asked for by the cluster's tag (one value,
+whatever the cluster's size) and the nodes picked from the answer; the root volumes by
+their ids, 200 to a call.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from swarmforge.nodes import NodeRef
 from swarmforge.settings import Settings
 
 GONE = ("shutting-down", "terminated")
+#: The most filter values EC2 takes in one call.
+FILTER_VALUES_MAX = 200
 
 
 def cluster_instances(ec2: Any, cluster: str, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -36,11 +43,12 @@ def tag(instance: dict[str, Any], key: str) -> str | None:
 
 
 def node_facts(ec2: Any, settings: Settings, refs: Sequence[NodeRef]) -> dict[str, NodeFacts]:
-    """{node name: its facts} for the nodes of ``refs`` that EC2 knows, in one call (two
-    with ``root_volume_kms_key_id`` set)."""
+    """{node name: its facts} for the nodes of ``refs`` that EC2 knows, in one call (more
+    with ``root_volume_kms_key_id`` set: one per 200 nodes)."""
     if not refs:
         return {}
-    instances = cluster_instances(ec2, settings.cluster, {"tag:Name": [r.name for r in refs]})
+    # Every instance of the cluster: naming the nodes would exceed EC2's filter limit.
+    instances = cluster_instances(ec2, settings.cluster, {})
     by_id = {i["InstanceId"]: i for i in instances}
     by_name = {tag(i, "Name"): i for i in instances if i["State"]["Name"] not in GONE}
     found = {ref: instance for ref in refs
@@ -63,15 +71,18 @@ def _facts(instance: dict[str, Any], role: str, s: Settings, keys: dict[str, str
 
 
 def root_volume_keys(ec2: Any, instances: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """{instance id: its root volume's KMS key ARN ("" if it has none)}, in one call."""
+    """{instance id: its root volume's KMS key ARN ("" if it has none)}, one call per 200."""
     roots = {m["Ebs"]["VolumeId"]: i["InstanceId"] for i in instances
              for m in i.get("BlockDeviceMappings", [])
              if m.get("DeviceName") == i.get("RootDeviceName") and "Ebs" in m}
-    if not roots:
-        return {}
-    pages = ec2.get_paginator("describe_volumes").paginate(
-        Filters=[{"Name": "volume-id", "Values": list(roots)}])
-    return {roots[v["VolumeId"]]: v.get("KmsKeyId") or "" for page in pages for v in page["Volumes"]}
+    # A filter, not VolumeIds: a volume gone since the instances were read is no error.
+    ids = list(roots)
+    chunks = [ids[start:start + FILTER_VALUES_MAX] for start in range(0, len(ids), FILTER_VALUES_MAX)]
+    paginator = ec2.get_paginator("describe_volumes")
+    return {roots[v["VolumeId"]]: v.get("KmsKeyId") or ""
+            for chunk in chunks
+            for page in paginator.paginate(Filters=[{"Name": "volume-id", "Values": chunk}])
+            for v in page["Volumes"]}
 
 
 def wanted_instance_type(role: str, s: Settings) -> str:
