@@ -245,6 +245,10 @@ class ReplacementRecord:
     workers: int
     slots: list[int]  # the managers' slots before the replacement
     new_slot: int | None = None  # a manager's replacement: the twin slot it joins in
+    # A manager's twin joins in the old one's index, the old one parked at the last index
+    # first. False in a record journalled before that was so: there the twin joined at the
+    # last index and a swap step gave it the old one's index after the old one left.
+    twin_in_place: bool = False
     done: list[str] = field(default_factory=list)
     stopped: str | None = None  # where and why an earlier run stopped (failed, Ctrl-C)
 

@@ -25,7 +25,7 @@ from swarmforge.operation import (
     unfinished,
 )
 from swarmforge.picks import Pick, check_replaceable, find_node
-from swarmforge.replacement import Replacement
+from swarmforge.replacement import Reach, Replacement
 from swarmforge.swarm import dead_nodes
 
 OPERATION = "replace-node"
@@ -51,15 +51,16 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         journal = operations.journal()
         found = journal.load()
         resumed = found is not None
+        reach = Reach(cluster)  # what this run reads of the cluster, read once
         if found is None:
-            record = _new_record(cluster, query)
+            record = _new_record(reach, query)
         elif isinstance(found, ReplaceNodeRecord) and _names_same_node(found, query):
             record = found
         else:
-            record = _new_record(cluster, query, interrupting=found)
+            record = _new_record(reach, query, interrupting=found)
             resumed = False
         replacement = Replacement(cluster, record.replacement, lambda: journal.save(record),
-                                  drain_timeout=drain_timeout, resume=record.resume)
+                                  drain_timeout=drain_timeout, resume=record.resume, reach=reach)
         paused = restored(record.interrupted) if record.interrupted else None
         outcome = Outcome(replacement.describe(), acted=act, resumed=resumed,
                           then=paused.resume if paused else "")
@@ -72,7 +73,7 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         with cluster.tokens_rotated_if_failed(rotate):
             replacement.run()
         if rotate:
-            cluster.rotate_tokens()
+            cluster.rotate_tokens(replacement.swarm())
         if paused:
             journal.save(_without(paused, record.replacement))
         else:
@@ -80,11 +81,12 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         return outcome
 
 
-def _new_record(cluster: Cluster, query: str,
+def _new_record(reach: Reach, query: str,
                 interrupting: Operation | None = None) -> ReplaceNodeRecord:
     """Find the node, refuse if replacing it now is unsafe, and describe the operation."""
-    managers, workers = cluster.existing_nodes()
-    nodes = cluster.members(managers)
+    cluster = reach.cluster
+    managers, workers = reach.existing_nodes()
+    nodes = reach.members()
     pick = find_node(query, cluster.target.resource_type, managers, workers, nodes)
     if interrupting is not None:
         _check_may_interrupt(cluster, interrupting, pick)

@@ -7,42 +7,150 @@ environment only.
 
 A manager surges: its replacement joins first, as one manager more, in the
 twin slot; only then is the old one drained, demoted (leadership moves if it
-led), made to leave and removed, and Terraform destroys it and gives the new
-one its index. The issue that asked for this named the other order (demote
-first); docs/swarm.md has the measurements: demote-first leaves a 3-manager swarm at 2 of
-2 managers, tolerating no failure for the whole swap, while surge keeps 3 of 4
-and still tolerates one. The safer order wins.
+led), made to leave and removed, and Terraform destroys it. The new one joins
+in the old one's index (one ``terraform state mv`` first parks the old one at
+the last index, where the final, smaller count removes it), so no state move
+is left once the old one is gone. The issue that asked for this named the
+other order (demote first); docs/swarm.md has the measurements: demote-first
+leaves a 3-manager swarm at 2 of 2 managers, tolerating no failure for the
+whole swap, while surge keeps 3 of 4 and still tolerates one. The safer order
+wins.
 
 Every step is written to the cluster's journal when done; a re-run after a
 crash or a kill carries on from the first step not done.
+
+What a run has seen is passed down its steps (``Reach``): Terraform's outputs are
+read again only after a Terraform run, and the swarm is asked through the manager
+that last answered for as long as it answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from swarmforge.cluster import Cluster
-from swarmforge.errors import CommandTimeout, SwarmError, SwarmforgeError, interrupted
-from swarmforge.nodes import NodeRef, address_of, index_of, is_node, join_step_address, twin_slot
+from swarmforge.errors import (
+    CommandError,
+    CommandTimeout,
+    SwarmError,
+    SwarmforgeError,
+    interrupted,
+)
+from swarmforge.nodes import (
+    NodeRef,
+    address_of,
+    index_of,
+    is_node,
+    join_step_address,
+    twin_slot,
+)
 from swarmforge.operation import ReplacementRecord, utc_now
 from swarmforge.picks import Pick, replace_advice
 from swarmforge.ssh import SSH
-from swarmforge.swarm import RECHECK, DeadNodeError, Node, Swarm, is_sound, member_at
+from swarmforge.swarm import (
+    RAFT_SETTLE,
+    RECHECK,
+    DeadNodeError,
+    Node,
+    Swarm,
+    in_election,
+    is_sound,
+    member_at,
+)
+from swarmforge.terraform import Terraform
+from swarmforge.terraform_output import Plan
+
+
+class Reach:
+    """The cluster as this run last saw it, read once and handed from step to step.
+
+    The nodes in Terraform's state are read again only once a Terraform run changed
+    them (``state_changed``). The swarm is asked through the manager that last
+    answered, as long as it answers: listing the nodes needs a leader and a quorum,
+    so each listing is itself the check ``Swarm.active_manager`` makes, and when it
+    fails a manager that answers is sought again. Managers on their way out
+    (``avoid``) are never asked.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.avoid: frozenset[str] = frozenset()  # SSH hosts of managers being replaced
+        self._nodes: tuple[list[NodeRef], list[NodeRef]] | None = None
+        self._swarm: Swarm | None = None
+        self._via = ""
+
+    def nodes_in_state(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The managers and workers in Terraform's state, in index order."""
+        return self._read(self.cluster.nodes_in_state)
+
+    def existing_nodes(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """As ``nodes_in_state``; SwarmError if the cluster has none yet."""
+        return self._read(self.cluster.existing_nodes)
+
+    def _read(self, read: Callable[[], tuple[list[NodeRef], list[NodeRef]]]
+              ) -> tuple[list[NodeRef], list[NodeRef]]:
+        if self._nodes is None:
+            self._nodes = read()
+            if self._swarm is not None:  # the managers to fall back on, should ``via`` fail
+                self._swarm.manager_hosts = self._reachable_managers().manager_hosts
+        return self._nodes
+
+    def state_changed(self) -> None:
+        """Terraform changed the nodes: read them again when next asked."""
+        self._nodes = None
+
+    def set_aside(self, hosts: Iterable[str]) -> None:
+        """The managers at ``hosts`` are on their way out: none of them is asked from now on."""
+        self.avoid = frozenset(hosts)
+        if self._swarm is not None:
+            self._swarm.manager_hosts = [h for h in self._swarm.manager_hosts
+                                         if h not in self.avoid]
+
+    def swarm(self) -> tuple[Swarm, str]:
+        """The swarm, and the manager (not one being replaced) that answers for it."""
+        if self._swarm is None or self._via in self.avoid:
+            self._swarm = self._reachable_managers()
+            self._via = self.cluster.answering_manager(self._swarm)
+        return self._swarm, self._via
+
+    def members(self) -> list[Node]:
+        """The swarm's nodes, as a manager with a quorum lists them."""
+        swarm, via = self.swarm()
+        try:
+            return swarm.nodes(via)
+        except CommandError:
+            self._swarm = None  # it stopped answering (down, left, no quorum): find one that does
+        swarm, via = self.swarm()
+        return swarm.nodes(via)
+
+    def _reachable_managers(self) -> Swarm:
+        managers = self.nodes_in_state()[0]
+        return self.cluster.swarm([m for m in managers if m.ssh_host not in self.avoid])
 
 
 class Replacement:
     """One replacement (a manager, or a batch of workers), step by journalled step."""
 
     def __init__(self, cluster: Cluster, record: ReplacementRecord,
-                 save: Callable[[], None], *, drain_timeout: float, resume: str) -> None:
+                 save: Callable[[], None], *, drain_timeout: float, resume: str,
+                 reach: Reach | None = None) -> None:
         self.cluster = cluster
         self.record = record
         self.save = save  # writes the journal that holds ``record``
         self.drain_timeout = drain_timeout
         self.resume = resume  # the command that carries on after a failure
         self.progress = cluster.progress
+        self.reach = reach or Reach(cluster)
+        self.reach.set_aside(n.ssh_host for n in record.nodes)
+        # What this run saw for itself, which later steps may build on (never carried
+        # over from an earlier run: a resumed step checks again in full).
+        self._twin_held = False  # the surge's health streak passed, judging every other node
+        self._retired_as_planned = False  # the retire applied only the expected removals
+        self._ahead: PlanAhead | None = None  # the next Terraform step's plan, under way
+        self._moved: list[str] = []  # the tasks (web.3) this run's drain moved off the nodes
 
     @classmethod
     def record_for(cls, picks: Sequence[Pick], managers: Sequence[NodeRef],
@@ -52,7 +160,8 @@ class Replacement:
         return ReplacementRecord(
             role=role, nodes=[p.as_entry() for p in picks], managers=len(managers),
             workers=len(workers), slots=[m.slot for m in managers],
-            new_slot=twin_slot(picks[0].ref.slot) if role == "manager" else None)
+            new_slot=twin_slot(picks[0].ref.slot) if role == "manager" else None,
+            twin_in_place=role == "manager")
 
     # -- plan ---------------------------------------------------------------
 
@@ -61,25 +170,30 @@ class Replacement:
         r = self.record
         first = r.nodes[0]
         if r.role == "manager":
+            swap = [] if r.twin_in_place else [
+                ("swap", f"the new manager takes index {index_of(first.address)} in the "
+                         "Terraform state; the old one the last", self._swap)]
+            where = ", in its index (the old one moves to the last)" if r.twin_in_place else ""
             return [
                 ("surge", f"terraform apply: a new manager {self._new_name()} joins beside "
-                          f"{r.names}", self._surge),
+                          f"{r.names}{where}", self._surge),
                 ("drain", f"drain {r.names}: its tasks move to other nodes", self._drain),
                 ("demote", f"demote {r.names} (leadership moves if it leads)", self._demote),
                 ("leave", f"{r.names} leaves the swarm; its entry is removed", self._leave),
-                ("swap", f"the new manager takes index {index_of(first.address)} in the "
-                         "Terraform state; the old one the last", self._swap),
+                *swap,
                 ("retire", f"terraform apply: the old host {first.name} is destroyed",
                  self._retire),
-                ("settle", "check Terraform plans no change and the swarm is healthy", self._settle),
+                ("settle", "check Terraform plans no change, the moved tasks run and the swarm "
+                           "is healthy", self._settle),
             ]
         addresses = " ".join(n.address for n in r.nodes)
         return [
-            ("drain", f"drain {r.names}; wait until their tasks run on other nodes", self._drain),
+            ("drain", f"drain {r.names}: their tasks move to other nodes", self._drain),
             ("leave", f"{r.names}: leave the swarm; remove the entry", self._leave),
             ("replace", f"terraform apply -replace {addresses}: fresh host(s) join as worker(s)",
              self._replace),
-            ("settle", "wait until the new node(s) are ready and the swarm is healthy", self._settle),
+            ("settle", "wait until the moved tasks run, the new node(s) are ready and the swarm "
+                       "is healthy", self._settle),
         ]
 
     def describe(self) -> list[str]:
@@ -90,6 +204,14 @@ class Replacement:
     # -- run ----------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self._run_steps()
+        finally:
+            if self._ahead is not None:  # no plan outlives the replacement
+                self._ahead.wait()
+        self.reach.set_aside(())  # the old nodes are gone: none is on its way out any more
+
+    def _run_steps(self) -> None:
         steps = self.steps()
         for number, (name, text, step) in enumerate(steps, 1):
             if name in self.record.done:
@@ -139,26 +261,32 @@ class Replacement:
     # -- the steps ----------------------------------------------------------
 
     def _drain(self) -> None:
-        swarm, via = self._swarm()
-        for node in self._members(swarm, via):
+        self._ahead = self._plan_ahead()  # made while the swarm steps from here on run
+        leaving = self._members()
+        swarm, via = self.reach.swarm()
+        self._moved = replicated_tasks_on(swarm, via, leaving)
+        for node in leaving:
             swarm.drain(node, via)
-        for node in self._members(swarm, via):
+        for node in leaving:
             swarm.wait_drained(node, via, self.drain_timeout)
 
     def _demote(self) -> None:
-        swarm, via = self._swarm()
-        for node in self._members(swarm, via):
+        leaving = self._members()  # listed by a manager with a quorum; Docker checks again
+        swarm, via = self.reach.swarm()
+        for node in leaving:
             if node.role == "manager":
                 swarm.demote(node, via)
 
     def _leave(self) -> None:
-        swarm, via = self._swarm()
+        swarm, via = self.reach.swarm()
         for entry in self.record.nodes:
             problem = _leave(SSH(swarm.ssh.profile, attempts=1), entry.ssh_host)
             if problem:  # a dead node cannot leave; its entry is removed all the same
                 self.progress.detail(f"{entry.hostname} could not leave by itself "
                                      f"({problem}): removing its entry")
-        for node in self._members(swarm, via):
+        leaving = self._members()
+        swarm, via = self.reach.swarm()
+        for node in leaving:
             swarm.remove(node, via)
         for entry in self.record.nodes:
             swarm.ssh.forget(entry.ssh_host)
@@ -166,118 +294,174 @@ class Replacement:
     def _replace(self) -> None:
         r = self.record
         addresses = [n.address for n in r.nodes]
-        managers, _ = self.cluster.nodes_in_state()
-        swarm, via = self._swarm()
-        self._clear_strays(swarm, via, [n.ip for n in r.nodes])
-        self._apply(managers, addresses, replace=addresses, count=r.managers,
-                    slots=r.slots, swarm=swarm, via=via)
+        self._clear_strays([n.ip for n in r.nodes])
+        self._apply(addresses, replace=addresses, count=r.managers, slots=r.slots)
 
     def _surge(self) -> None:
         r = self.record
-        new_address = self._address(r.managers)
-        managers, _ = self.cluster.nodes_in_state()
-        swarm, via = self._swarm()
-        if len(managers) > r.managers:  # an earlier run got as far as creating it
-            new = managers[r.managers]
-            member = member_at(swarm.nodes(via), new.private_ip)
+        managers, _ = self.reach.nodes_in_state()
+        twin = next((m for m in managers if m.name == self._new_name()), None)
+        if twin is not None:  # an earlier run got as far as creating it
+            member = member_at(self.reach.members(), twin.private_ip)
             if member and is_sound(member) and member.role == "manager":
-                self.progress.detail(f"{new.name} joined in an earlier run")
+                self.progress.detail(f"{twin.name} joined in an earlier run")
                 return
-            self._clear_strays(swarm, via, [new.private_ip])
-        self._apply(managers, [new_address], replace=(), count=r.managers + 1,
-                    slots=self._surged_slots(), swarm=swarm, via=via)
+            self._clear_strays([twin.private_ip])
+        remake = self._park() if r.twin_in_place else [self._address(r.managers)]
+        self._apply(remake, replace=(), count=r.managers + 1, slots=self._surged_slots())
         try:
-            self._wait_healthy(r.managers + 1)
+            self._wait_healthy()
         except DeadNodeError as exc:
             self._carry_on_past(exc)
+        else:
+            self._twin_held = True
+
+    def _park(self) -> list[str]:
+        """The old manager moves to the last index (once), where the twin does not go and
+        the final count removes it; the twin then joins in its index. Returns the twin's
+        address if a twin of an earlier attempt is there (a failed join leaves it tainted,
+        to be made anew): the one node the surge may remove. No other: should the old
+        manager still be at its index, the plan would replace it, and is refused."""
+        r = self.record
+        tf = self.cluster.terraform()
+        old, last = r.nodes[0].address, self._address(r.managers)
+        names = tf.node_names()
+        if names.get(old) == r.nodes[0].name and last not in names:
+            tf.move(old, last)  # the outputs keep the old order until the apply: nothing to read
+            return []
+        return [old] if names.get(old) == self._new_name() else []
 
     def _swap(self) -> None:
-        """The new manager takes the old one's index, the old one the last index, where the
-        next step's smaller count removes it: a plain apply, so that its destroy-time steps
-        run and no other node's swarm step is touched (a -target destroy of one instance
-        also destroys every step that reads the resource: all of them). Idempotent: it
-        looks where the new manager's name is before moving anything."""
+        """(Records journalled before twins joined in place, whose twin joined last.) The
+        new manager takes the old one's index, the old one the last index, where the next
+        step's smaller count removes it: a plain apply, so that its destroy-time steps run
+        and no other node's swarm step is touched (a -target destroy of one instance also
+        destroys every step that reads the resource: all of them). Idempotent: it looks
+        where the new manager's name is before moving anything."""
         r = self.record
         tf = self.cluster.terraform()
         old, last, parked = (r.nodes[0].address, self._address(r.managers),
                              self._address(PARKED_INDEX))
         new_name = self._new_name()
-        names = tf.node_names()
+        names = tf.node_names()  # read once: each move below is made to this copy too
+
+        def move(source: str, destination: str) -> None:
+            tf.move(source, destination)
+            names[destination] = names.pop(source)
+
         if names.get(old) != new_name:  # else an earlier run got this far
             if old in names and parked not in names:
-                tf.move(old, parked)
-            if tf.node_names().get(last) == new_name:
-                tf.move(last, old)
-        if parked in tf.node_names():
-            tf.move(parked, last)
+                move(old, parked)
+            if names.get(last) == new_name:
+                move(last, old)
+        if parked in names:
+            move(parked, last)
 
     def _retire(self) -> None:
         """Apply the cluster as it is to be: the old manager, now last, goes with its step."""
         r = self.record
-        tf = self.cluster.terraform()
         expected = {self._address(r.managers), join_step_address(r.nodes[0].name)}
-        plan = tf.plan(self._final_variables(), {})
+        plan = self._planned(self._final_variables(), ())
         unexpected = [c.address for c in plan.removals() if c.address not in expected]
         if unexpected:
             raise SwarmError("refusing to apply: retiring the old manager would also remove "
                              + ", ".join(unexpected))
         self.cluster.apply_terraform(self._final_variables, {})
+        self.reach.state_changed()
+        # Only the expected removals, applied: planning again would find nothing to do.
+        self._retired_as_planned = all(c.address in expected and c.action == "delete"
+                                       for c in plan.changes)
 
     def _settle(self) -> None:
-        r = self.record
-        if r.role == "manager":
+        """The last check. A manager's, right after this run's surge and retire, rests on
+        what they checked: the retire's plan held the old host's removal and nothing
+        else, so Terraform is not asked again; and the surge's two healthy reads judged
+        the very nodes judged here, so one read (the same checks: one leader, every
+        manager Leader/Reachable, every node Ready, the counts) says they still hold now
+        that the old manager is gone. A settle resumed in another run checks in full."""
+        if self.record.role == "manager" and not self._retired_as_planned:
             plan = self.cluster.terraform().plan(self._final_variables(), {})
             if not plan.empty:
                 listed = ", ".join(f"{c.address} ({c.action})" for c in plan.changes)
                 raise SwarmError(f"after the swap Terraform still plans changes: {listed}")
-        self._wait_healthy(r.managers)
+        swarm, via = self.reach.swarm()
+        wait_running(swarm, via, self._moved, self.drain_timeout)
+        self._wait_healthy(streak=1 if self._twin_held else 2)
 
     # -- helpers ------------------------------------------------------------
 
-    def _apply(self, managers: list[NodeRef], addresses: list[str], *, replace: Sequence[str],
-               count: int, slots: list[int], swarm: Swarm, via: str) -> None:
+    def _apply(self, addresses: list[str], *, replace: Sequence[str], count: int,
+               slots: list[int]) -> None:
+        """Apply the cluster with ``count`` managers in ``slots`` (and ``replace`` made anew),
+        once its plan is known to remove no node but ``addresses``; the join tokens are
+        read for it only then."""
         r = self.record
-        tf = self.cluster.terraform()
         variables = self.cluster.variables(managers=count, workers=r.workers, slots=slots)
-        secrets = self.cluster.secrets(swarm, via, managers)
         # No -target: the whole configuration is applied, so nothing the new node
         # needs (its swarm step, a rule) is left out; any other node removal stops it.
-        plan = tf.plan(variables, secrets, replace=replace)
+        plan = self._planned(variables, replace)
         unexpected = [c for c in plan.removals() if is_node(c.address) and c.address not in addresses]
         if unexpected:
             raise SwarmError("refusing to apply: Terraform would also remove "
                              + ", ".join(c.address for c in unexpected))
+        swarm, via = self.reach.swarm()
+        secrets = self.cluster.secrets(swarm, via, self.reach.nodes_in_state()[0])
         self.cluster.apply_terraform(
             lambda: self.cluster.variables(managers=count, workers=r.workers, slots=slots),
             secrets, replace=replace)
+        self.reach.state_changed()
 
-    def _swarm(self) -> tuple[Swarm, str]:
-        """The swarm through a manager that is not being replaced, and that manager."""
-        managers, _ = self.cluster.nodes_in_state()
-        leaving = {n.ssh_host for n in self.record.nodes}
-        swarm = self.cluster.swarm([m for m in managers if m.ssh_host not in leaving])
-        return swarm, self.cluster.answering_manager(swarm)
+    def _planned(self, variables: dict[str, str], replace: Sequence[str]) -> Plan:
+        """Terraform's plan for ``variables``: the one made beside the swarm steps before,
+        if it was made for these, else made now. Planned without the tokens: they feed
+        the nodes' swarm steps only, so Terraform plans the same actions."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            if ahead.made_for(variables, replace):
+                return ahead.plan()
+            ahead.wait()  # one Terraform at a time on the state
+        return self.cluster.terraform().plan(variables, {}, replace=replace)
 
-    def _members(self, swarm: Swarm, via: str) -> list[Node]:
+    def _plan_ahead(self) -> PlanAhead | None:
+        """The plan of the Terraform step that follows the swarm steps about to run, begun
+        now: they change neither Terraform's state nor its config. (In a record of the
+        old layout the swap comes between, and changes the state.)"""
+        r = self.record
+        tf = self.cluster.terraform()
+        if r.role == "worker":
+            addresses = [n.address for n in r.nodes]
+            return PlanAhead(tf, self.cluster.variables(managers=r.managers, workers=r.workers,
+                                                         slots=r.slots), addresses)
+        if r.twin_in_place:
+            return PlanAhead(tf, self._final_variables(), ())
+        return None
+
+    def swarm(self) -> Swarm:
+        """The swarm as this replacement reached it (for the token rotation that follows)."""
+        return self.reach.swarm()[0]
+
+    def _members(self) -> list[Node]:
         """The swarm entries of the nodes being replaced that are still there."""
         ids = {n.node_id for n in self.record.nodes}
-        return [n for n in swarm.nodes(via) if n.id in ids]
+        return [n for n in self.reach.members() if n.id in ids]
 
-    def _clear_strays(self, swarm: Swarm, via: str, ips: Sequence[str]) -> None:
+    def _clear_strays(self, ips: Sequence[str]) -> None:
         """Entries at these addresses left by an interrupted earlier attempt."""
-        for node in swarm.nodes(via):
-            if node.address in ips:
-                self.progress.detail(f"removing {node.hostname} ({node.id[:12]}), left by an "
-                                     "interrupted earlier attempt")
-                swarm.remove(node, via)
+        strays = [n for n in self.reach.members() if n.address in ips]
+        swarm, via = self.reach.swarm()
+        for node in strays:
+            self.progress.detail(f"removing {node.hostname} ({node.id[:12]}), left by an "
+                                 "interrupted earlier attempt")
+            swarm.remove(node, via)
 
-    def _wait_healthy(self, managers: int) -> None:
-        """Wait for the swarm to be healthy, the nodes on their way out left aside."""
-        swarm, via = self._swarm()
-        leaving = frozenset(n.id for n in self._members(swarm, via))
-        swarm.wait_healthy(managers - len(leaving) if self.record.role == "manager" else managers,
-                           self.record.workers, self.cluster.settings.health_timeout,
-                           ignore=leaving,
+    def _wait_healthy(self, streak: int = 2) -> None:
+        """Wait for the swarm to be healthy, the nodes on their way out left aside: judged
+        without them (by ID, whether still listed or not), the swarm has the cluster's
+        counts both while a manager's twin runs beside it and after it is gone."""
+        swarm, _ = self.reach.swarm()
+        leaving = frozenset(n.node_id for n in self.record.nodes if n.node_id)
+        swarm.wait_healthy(self.record.managers, self.record.workers,
+                           self.cluster.settings.health_timeout, ignore=leaving, streak=streak,
                            on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
 
     def _carry_on_past(self, dead: DeadNodeError) -> None:
@@ -286,13 +470,12 @@ class Replacement:
         flux); so, if the twin is in and a majority of the managers (the twin counted) is
         sound, this replacement goes on to its last health check, and stops there for the
         dead node. (Docker itself still refuses the demote should it cost quorum.)"""
-        swarm, via = self._swarm()
-        nodes = swarm.nodes(via)
+        nodes = self.reach.members()
         managers = [n for n in nodes if n.role == "manager"]
         sound = [n for n in managers if is_sound(n)]
-        in_state = self.cluster.nodes_in_state()[0]
-        twin = (member_at(nodes, in_state[self.record.managers].private_ip)
-                if len(in_state) > self.record.managers else None)
+        in_state = self.reach.nodes_in_state()[0]
+        ref = next((m for m in in_state if m.name == self._new_name()), None)
+        twin = member_at(nodes, ref.private_ip) if ref else None
         if not (twin and twin.role == "manager" and is_sound(twin)) or len(sound) <= len(managers) // 2:
             raise dead
         self.progress.detail(f"{dead.nodes[0].hostname} died meanwhile; {len(sound)} of "
@@ -300,23 +483,111 @@ class Replacement:
                              "and stops at its last health check")
 
     def _surged_slots(self) -> list[int]:
-        """The managers' slots while the replacement runs beside the old manager."""
-        assert self.record.new_slot is not None, "a manager's replacement has a twin slot"
-        return [*self.record.slots, self.record.new_slot]
+        """The managers' slots while the replacement runs beside the old manager: the twin
+        in the old one's index and the old one last, or (a record of the old layout) the
+        twin last."""
+        r = self.record
+        assert r.new_slot is not None, "a manager's replacement has a twin slot"
+        if r.twin_in_place:
+            return [*self._final_slots(), r.slots[index_of(r.nodes[0].address)]]
+        return [*r.slots, r.new_slot]
+
+    def _final_slots(self) -> list[int]:
+        """The managers' slots once the replacement took the old manager's index."""
+        r = self.record
+        index = index_of(r.nodes[0].address)
+        return [r.new_slot if i == index and r.new_slot is not None else s
+                for i, s in enumerate(r.slots)]
 
     def _final_variables(self) -> dict[str, str]:
         """The cluster's variables once a manager's replacement took its index."""
         r = self.record
-        index = index_of(r.nodes[0].address)
-        slots = [r.new_slot if i == index and r.new_slot is not None else s
-                 for i, s in enumerate(r.slots)]
-        return self.cluster.variables(managers=r.managers, workers=r.workers, slots=slots)
+        return self.cluster.variables(managers=r.managers, workers=r.workers,
+                                      slots=self._final_slots())
 
     def _new_name(self) -> str:
         return f"{self.cluster.settings.cluster}-manager-{self.record.new_slot}"
 
     def _address(self, index: int) -> str:
         return address_of(self.cluster.target.resource_type, "manager", index)
+
+
+def replicated_tasks_on(swarm: Swarm, via: str, nodes: Sequence[Node]) -> list[str]:
+    """The replicated tasks running on ``nodes``, by name (``web.3``: service and slot; a
+    drain gives each slot a new task on another node). Global tasks (``name.<node ID>``)
+    are left out: they run on every node and move nowhere."""
+    if not nodes:
+        return []
+    out = _ask(swarm, via, f"docker node ps {' '.join(n.id for n in nodes)} "
+                           "--filter desired-state=running --format '{{.Name}}'",
+               "the tasks on " + ", ".join(n.hostname for n in nodes), time.monotonic() + RAFT_SETTLE)
+    return sorted({name for name in out.split() if name.rpartition(".")[2].isdigit()})
+
+
+def wait_running(swarm: Swarm, via: str, tasks: Sequence[str], timeout: float) -> None:
+    """Wait (bounded) until each of ``tasks`` (``web.3``) runs again, wherever it was put."""
+    if not tasks:
+        return
+    services = sorted({t.rpartition(".")[0] for t in tasks})
+    command = (f"docker service ps {' '.join(services)} --filter desired-state=running "
+               "--format '{{.Name}} {{.CurrentState}}'")
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _ask(swarm, via, command, "the moved tasks", deadline)
+        states = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+        waiting = [f"{t} ({states.get(t, 'not scheduled').split(' ')[0].lower()})"
+                   for t in tasks if not states.get(t, "").startswith("Running")]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise SwarmError(f"task(s) moved off the replaced node(s) are not running after "
+                             f"{timeout:.0f}s: {', '.join(waiting)}: the other nodes may lack "
+                             "room or the image")
+        time.sleep(RECHECK)
+
+
+def _ask(swarm: Swarm, via: str, command: str, what: str, deadline: float) -> str:
+    """``command``'s output on the manager ``via``; asked again while the managers elect a
+    leader, until ``deadline``."""
+    while True:
+        try:
+            return swarm.ssh.check(via, command, what)
+        except CommandError as exc:
+            if not in_election(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(RECHECK)
+
+
+class PlanAhead:
+    """A Terraform plan made in a thread of its own (it only waits for Terraform) while the
+    main thread runs the swarm steps before the Terraform step that needs it."""
+
+    def __init__(self, tf: Terraform, variables: dict[str, str], replace: Sequence[str]) -> None:
+        self.variables = variables
+        self.replace = tuple(replace)
+        self._plan: Plan | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._make, args=(tf,), daemon=True)
+        self._thread.start()
+
+    def _make(self, tf: Terraform) -> None:
+        try:
+            self._plan = tf.plan(self.variables, {}, replace=self.replace)
+        except BaseException as exc:  # the step that needs the plan raises it
+            self._error = exc
+
+    def made_for(self, variables: dict[str, str], replace: Sequence[str]) -> bool:
+        return (variables, tuple(replace)) == (self.variables, self.replace)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def plan(self) -> Plan:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._plan is not None
+        return self._plan
 
 
 #: Where the old manager waits during the swap: beyond any count (managers are 8 at most).

@@ -19,7 +19,7 @@ from swarmforge.errors import ConfigError, UnhealthyError
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
 from swarmforge.operation import Journal, ReplacementRecord, RollRecord, unfinished
 from swarmforge.picks import Pick, check_replaceable, find_node, out_of_date, replace_advice
-from swarmforge.replacement import Replacement
+from swarmforge.replacement import Reach, Replacement
 from swarmforge.swarm import Node, assess, dead_nodes
 
 OPERATION = "roll"
@@ -137,15 +137,16 @@ def _plan(record: RollRecord, why: Mapping[str, Sequence[str]]) -> list[str]:
 
 def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout: float,
           stop_by: datetime | None) -> list[str]:
+    reach = Reach(cluster)  # what the roll reads of the cluster, from one replacement to the next
     while record.current or record.pending:
         if not record.current:
             if past(stop_by):
                 break  # between two replacements: the next run starts the next one
-            record.current = _next_batch(cluster, record)
+            record.current = _next_batch(reach, record)
             journal.save(record)
         current = record.current
         Replacement(cluster, current, lambda: journal.save(record), drain_timeout=drain_timeout,
-                    resume=record.resume).run()
+                    resume=record.resume, reach=reach).run()
         done = [n.address for n in current.nodes]
         record.replaced += [n.hostname for n in current.nodes]
         record.pending = [a for a in record.pending if a not in done]
@@ -154,10 +155,11 @@ def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout:
     return list(record.replaced)
 
 
-def _next_batch(cluster: Cluster, record: RollRecord) -> ReplacementRecord:
+def _next_batch(reach: Reach, record: RollRecord) -> ReplacementRecord:
     """The next worker batch, else a follower manager, else the leader."""
-    managers, workers = cluster.nodes_in_state()
-    nodes = cluster.members(managers)
+    cluster = reach.cluster
+    managers, workers = reach.nodes_in_state()
+    nodes = reach.members()
     picks = [find_node(a, cluster.target.resource_type, managers, workers, nodes)
              for a in record.pending]
     batch = _batch(picks, record.max_unavailable)
