@@ -381,8 +381,9 @@ class Cluster:
         """``terraform apply``; then the host keys of the nodes it made are pinned and, where a
         node's swarm step waited for its key, applied once more so that the step runs."""
         tf = self._prepare()
-        before = set(self._pins)
         self._unpinned = {ref.name for address in replace if (ref := ref_for(address, self._refs or []))}
+        # A node made anew keeps its name: once its new key is pinned, it counts as new.
+        before = set(self._pins) - self._unpinned
         try:
             tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism)
         finally:
@@ -448,7 +449,8 @@ class Cluster:
         # A stopped manager cannot answer: asking it would only wait for SSH's deadline.
         return Swarm(SSH(self._profile, timeout=self.settings.ssh_timeout),
                      [m.ssh_host for m in managers
-                      if self._facts.get(m.name, NodeFacts()).reachable])
+                      if self._facts.get(m.name, NodeFacts()).reachable],
+                     dead_after=self.settings.dead_after)
 
     def answering_manager(self, swarm: Swarm) -> str:
         try:

@@ -55,7 +55,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = "_build"
 PACKER_DIR = REPO_ROOT / "packer"  # the Packer templates
 SCRIPTS_DIR = REPO_ROOT / "scripts"  # what runs on the nodes, baked in and uploaded
-TIMEOUTS = ("health_timeout", "terraform_timeout", "packer_timeout", "ssh_timeout")
+TIMEOUTS = ("health_timeout", "dead_after", "terraform_timeout", "packer_timeout", "ssh_timeout")
 # AWS ids and names, as terraform/aws/variables.tf checks them too.
 AWS_IDS = {"vpc_id": "vpc", "subnet_ids": "subnet", "worker_subnet_ids": "subnet",
            "private_route_table_id": "rtb"}
@@ -101,6 +101,9 @@ class Settings:
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
     state_dir: str = str(REPO_ROOT / ".swarmforge")
     health_timeout: float = 180.0
+    # Seconds a node Docker calls Down (a manager raft calls unreachable) is seen so, in a
+    # row, before a wait for health names it dead and stops (swarm.DEAD_AFTER says why 60).
+    dead_after: float = 60.0
     # Deadlines, in seconds, of one external command each; past one, the command is stopped.
     terraform_timeout: float = 3600.0  # one terraform init/plan/apply: 100 nodes on AWS take long
     packer_timeout: float = 7200.0  # one packer build, copies of the AMI to other regions included

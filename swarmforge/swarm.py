@@ -24,7 +24,8 @@ RECHECK = 0.25  # seconds before looking again at what is not there yet (tasks, 
 # A node Docker calls Down (its heartbeats stopped ~10 s before) or a manager raft calls
 # unreachable, seen so this long in a row, will not come back by waiting: a wait stops.
 # Longer than a reboot takes (an EC2 instance is back within about a minute), so that a
-# node restarted by maintenance is waited for, not named dead.
+# node restarted by maintenance is waited for, not named dead. The default of the setting
+# swarmforge.dead_after (tests that kill a node on purpose set it lower).
 DEAD_AFTER = 60.0
 # What a manager answers while the managers elect a leader: "not yet", not "cannot happen".
 # (A refusal that would cost quorum reads otherwise, and is never retried.)
@@ -169,9 +170,11 @@ def assess(nodes: Sequence[Node], managers: int, workers: int,
 class Swarm:
     """A swarm reached through any of its managers' SSH addresses."""
 
-    def __init__(self, ssh: SSH, manager_hosts: Sequence[str]) -> None:
+    def __init__(self, ssh: SSH, manager_hosts: Sequence[str],
+                 dead_after: float = DEAD_AFTER) -> None:
         self.ssh = ssh
         self.manager_hosts = list(manager_hosts)
+        self.dead_after = dead_after  # how long a wait for health gives a dead node
         self._answering: str | None = None  # the manager that last answered for the swarm
 
     def member_state(self, host: str) -> dict[str, object]:
@@ -292,14 +295,15 @@ class Swarm:
                      on_wait: Callable[[Health], None] = lambda h: None,
                      streak: int = 2, interval: float = 1.0,
                      ignore: frozenset[str] = frozenset(),
-                     dead_after: float = DEAD_AFTER,
+                     dead_after: float | None = None,
                      on_healthy: Callable[[str], None] | None = None) -> Health:
         """Poll until healthy ``streak`` times in a row, ``interval`` apart: one lucky poll
         proves little.
 
         "Not yet" (a node joining, a count short, no leader for a moment) is waited for up to
         ``timeout``; "cannot happen" is not: a node outside ``ignore`` that stays Down or
-        unreachable for ``dead_after`` seconds raises DeadNodeError at once, naming it.
+        unreachable for ``dead_after`` seconds (None: this swarm's) raises DeadNodeError at
+        once, naming it.
 
         While it is not healthy yet it looks again sooner (RECHECK): that finds the
         first good poll earlier, and the streak still spans ``interval`` per poll. The
@@ -308,6 +312,7 @@ class Swarm:
         poll: within the streak's interval, which it shortens by the time it took.
         """
         deadline = time.monotonic() + timeout
+        dead_after = self.dead_after if dead_after is None else dead_after
         good = 0
         via = self._answering
         reported: tuple[tuple[str, ...], float] = ((), float("-inf"))  # what on_wait got, when

@@ -91,7 +91,7 @@ def kill_during(cluster: Cluster, operation: Sequence[str], after: float = 6.0,
     messages say; the swarm is watched from outside throughout."""
     victim = pick_victim(cluster)
     found = Recovery(victim, list(operation))
-    env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(cluster.state)}
+    env = {**os.environ, **cluster.env, "INVOKE_SWARMFORGE_STATE_DIR": str(cluster.state)}
     with SwarmWatcher(cluster) as watcher, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen([*INVOKE, *operation, "--cluster", cluster.name], cwd=REPO,
                                  env=env, stdout=subprocess.DEVNULL, stderr=err, text=True,

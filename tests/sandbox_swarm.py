@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import invoke
@@ -26,6 +26,8 @@ SERVICE_REPLICAS = 6
 class Cluster:
     name: str
     state: Path
+    # Settings every command on this cluster gets (INVOKE_SWARMFORGE_*), beside state_dir.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ssh_config(self) -> Path:
@@ -42,7 +44,8 @@ class Cluster:
                               capture_output=True, text=True, check=check, timeout=60)
 
     def status(self) -> dict:
-        result = invoke("status", "--cluster", self.name, "--json", state_dir=self.state)
+        result = invoke("status", "--cluster", self.name, "--json", state_dir=self.state,
+                        env=self.env)
         assert result.returncode in (0, 3), result.stderr
         return json.loads(result.stdout)
 
@@ -55,7 +58,7 @@ class Cluster:
     def run(self, *args: str, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = invoke(*args, "--cluster", self.name, state_dir=self.state, timeout=timeout,
-                        env=env)
+                        env={**self.env, **(env or {})})
         assert "SWMTKN-1" not in result.stdout + result.stderr
         return result
 

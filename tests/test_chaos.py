@@ -22,11 +22,14 @@ from tests.sandbox_swarm import Cluster
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
 
 HEALTH_TIMEOUT = 180  # the default: what the operation used to wait out before failing
+# A killed dockerd's manager is unreachable within a second and stays so: 15 s seen dead
+# names it as surely as the default 60 s (which allows for an EC2 reboot), 45 s sooner.
+DEAD_AFTER = "15"
 
 
 @pytest.fixture(scope="module")
 def swarm(state_root: Path) -> Iterator[Cluster]:
-    cluster = Cluster(unique_cluster("ch"), state_root)
+    cluster = Cluster(unique_cluster("ch"), state_root, {"INVOKE_SWARMFORGE_DEAD_AFTER": DEAD_AFTER})
     result = cluster.run("apply", "--managers", "3", "--workers", "1", timeout=900)
     assert result.returncode == 0, result.stderr
     yield cluster

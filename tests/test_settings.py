@@ -10,6 +10,7 @@ from invoke import Config
 from swarmforge.errors import ConfigError
 from swarmforge.runtime import runtime_dir
 from swarmforge.settings import PublicPort, Settings, config_defaults, load_settings
+from swarmforge.swarm import DEAD_AFTER
 from swarmforge.targets import target_for
 from swarmforge.targets.local.image_store import LocalImageStore
 from tests.conftest import invoke
@@ -107,7 +108,7 @@ def test_all_problems_are_reported_together() -> None:
     assert len(caught.value.problems) == 3
 
 
-TIMEOUTS = ("health_timeout", "terraform_timeout", "packer_timeout", "ssh_timeout")
+TIMEOUTS = ("health_timeout", "dead_after", "terraform_timeout", "packer_timeout", "ssh_timeout")
 
 
 @pytest.mark.parametrize("name", TIMEOUTS)
@@ -135,6 +136,15 @@ def test_timeouts_come_from_env_vars_and_have_generous_defaults(
     settings = load_settings({**config["swarmforge"], "ssh_timeout": None}, {})
     assert (settings.packer_timeout, settings.terraform_timeout, settings.ssh_timeout) == (
         1.0, 3600.0, 300.0)
+
+
+def test_dead_after_defaults_to_a_reboots_length_and_an_env_var_lowers_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings({}, {}).dead_after == DEAD_AFTER == 60.0
+    monkeypatch.setenv("INVOKE_SWARMFORGE_DEAD_AFTER", "15")
+    config = Config(defaults={"swarmforge": config_defaults()})
+    config.load_shell_env()
+    assert load_settings(config["swarmforge"], {}).dead_after == 15.0
 
 
 def test_a_real_accounts_settings_in_yaml_form() -> None:
