@@ -230,8 +230,8 @@ def ec2_filter_limit(ec2: Any) -> list[int]:
                        "The maximum number of filter values specified on a single call is 200")
 
     def before_send(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
-        body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
-        counted.append(sum(1 for key in parse_qs(body) if FILTER_VALUE.fullmatch(key)))
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
+        counted.append(len([key for key in parse_qs(body) if FILTER_VALUE.fullmatch(key)]))
         return refuse(request) if counted[-1] > 200 else None
 
     ec2.meta.events.register("before-send.ec2", before_send)
