@@ -1,6 +1,6 @@
 """A manager's dockerd killed mid-operation, many times in a row: clean recoveries and their time.
 
-    .venv/bin/python benchmarks/chaos.py [--runs 10] [--only roll|roll-managers|replace-node]
+    .venv/bin/python benchmarks/chaos.py [--runs 10] [--only roll|roll-managers|replace-node] [--dead-after S]
 
 One 3+1 sandbox cluster (not timed). Each run of each order kills a follower
 manager's dockerd (by PID, this cluster's own) while an operation runs:
@@ -48,6 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs of each order (default 10)")
     parser.add_argument("--only", choices=sorted(ORDERS), help="one order only")
+    parser.add_argument("--dead-after", type=float, default=None,
+                        help="swarmforge.dead_after for the operations (default: the setting's "
+                             "own, 60 s; the kills are SIGKILLs, so 15 s is enough to see them)")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -56,7 +59,9 @@ def main() -> None:
     orders = [args.only] if args.only else list(ORDERS)
     cleanup = Cleanup()
     with state_root() as root:
-        cluster = Cluster(f"bench-chaos-{int(time.time()) % 100000}", root)
+        env = ({"INVOKE_SWARMFORGE_DEAD_AFTER": str(args.dead_after)}
+               if args.dead_after is not None else {})
+        cluster = Cluster(f"bench-chaos-{int(time.time()) % 100000}", root, env=env)
         cleanup.add(cluster.name, lambda: invoke("destroy", "--cluster", cluster.name, "--yes",
                                                  state_dir=root))
         try:
