@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -40,6 +41,48 @@ def invoke(*args: str, state_dir: Path, env: dict[str, str] | None = None,
     child_env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(state_dir), **(env or {})}
     return subprocess.run([*INVOKE, *args], cwd=REPO, env=child_env, capture_output=True,
                           text=True, timeout=timeout, input=stdin, check=False)
+
+
+# --- the suite in parallel: scripts/test.sh runs pytest -n N (pytest-xdist) ------------------
+#
+# A test file is one unit of work, run by one worker in file order: its tests share the
+# module's cluster (and moto server). The files below are one unit together: some watch
+# every process and file on the machine for a join token, the others run processes that
+# hold made-up ones; side by side, a watcher would see those.
+TOKEN_WATCH = "token-watch"
+TOKEN_WATCH_FILES = ("test_pipeline_local.py", "test_token_lifetime.py", "test_terraform.py",
+                     "test_redaction.py", "test_child_environment.py")
+# The longest units first (sandbox clusters, minutes each): one started last would finish
+# last, alone. Every other unit follows in file order.
+LONGEST_FIRST = (TOKEN_WATCH, "test_chaos.py", "test_rebuild.py", "test_local_roll.py",
+                 "test_replace_node.py", "test_rebuild_deadline.py", "test_unprivileged.py",
+                 "test_failures_local.py", "test_aws_preflight.py", "test_rebuild_local.py",
+                 "test_manager_commands.py", "test_local_bake.py", "test_swarm_node_script.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or TOKEN_WATCH."""
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return TOKEN_WATCH if name in TOKEN_WATCH_FILES else name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a worker: the longest units first; the scheduler keeps this order."""
+    if hasattr(config, "workerinput"):
+        rank = {unit: index for index, unit in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: without it, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # by the number of tests, it would put them last
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="module")
