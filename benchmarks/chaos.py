@@ -89,6 +89,8 @@ def run_order(cluster: Cluster, order: str, runs: int) -> list[Recovery]:
             f"{'; '.join(recovery.commands) or 'nothing'} ({load()})")
         last = recovery.message.splitlines()[-1] if recovery.message else ""
         say(f"    {recovery.quorum_problem or last[:400]}")
+        if not recovery.clean:  # all of what the commands said, to see why
+            say("    " + "\n    ".join(recovery.message.splitlines()[-40:]))
         if not recovery.healthy:
             break  # the next run needs a healthy cluster
     return found

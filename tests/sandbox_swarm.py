@@ -108,9 +108,12 @@ class SwarmWatcher(Poller):
 
     def _sample(self) -> Sample:
         for host in list(self._hosts):
-            result = subprocess.run(
-                ["ssh", "-F", str(self.cluster.ssh_config), "-o", "ConnectTimeout=1", host,
-                 self.QUERY], capture_output=True, text=True, check=False, timeout=20)
+            try:
+                result = subprocess.run(
+                    ["ssh", "-F", str(self.cluster.ssh_config), "-o", "ConnectTimeout=1", host,
+                     self.QUERY], capture_output=True, text=True, check=False, timeout=20)
+            except subprocess.TimeoutExpired:  # no answer in time: as silent as a refusal
+                continue
             if result.returncode != 0:
                 continue
             self._hosts.remove(host)
