@@ -1,6 +1,8 @@
 """What each task does with its flags: load settings, call one use case, print the result.
 
-Errors become one clean exit here, and only here.
+Errors become one clean exit here, and only here. The image commands (bake, amis,
+prune-amis, rebuild) and state-bootstrap import their use cases when they run, so that
+apply, status and the node commands start without Packer's templates (jinja2) or botocore.
 """
 
 from __future__ import annotations
@@ -14,12 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
 from invoke.exceptions import Exit
 
-from swarmforge import images
-from swarmforge.bake import bake as run_bake
-from swarmforge.catalog import image_table, plan_table
 from swarmforge.cluster import Cluster
 from swarmforge.errors import (
     CommandTimeout,
@@ -30,15 +28,12 @@ from swarmforge.errors import (
     interrupted,
 )
 from swarmforge.node_facts import NodeFacts
-from swarmforge.rebuild import RebuildOptions, report_path, summary
-from swarmforge.rebuild import rebuild as run_rebuild
 from swarmforge.redact import redact
 from swarmforge.replace_node import Outcome as ReplaceOutcome
 from swarmforge.replace_node import replace_node as run_replace_node
 from swarmforge.roll import roll as run_roll
 from swarmforge.setting_values import days_flag, seconds_flag, whole_flag
 from swarmforge.settings import Settings, load_settings
-from swarmforge.state_bootstrap import state_bootstrap as run_state_bootstrap
 from swarmforge.state_dir import no_such_cluster
 from swarmforge.swarm import node_table
 from swarmforge.targets import target_for
@@ -50,6 +45,12 @@ T = TypeVar("T")
 DRAIN_TIMEOUT = 120.0
 MAX_UNAVAILABLE = 1
 KEEP = 3
+
+
+def from_aws(error: Exception) -> bool:
+    """An error of boto3's (botocore's), known by its module: the commands that never reach
+    AWS never import botocore."""
+    return type(error).__module__.startswith("botocore.")
 
 
 def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
@@ -64,8 +65,6 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
             if isinstance(exc, CommandTimeout) and not exc.resume:  # no caller knew better
                 exc.resume = "Run the same command again to carry on."
             raise failure(str(exc), exc.exit_code) from exc
-        except (BotoCoreError, ClientError) as exc:  # credentials, network, permissions
-            raise failure(f"AWS: {exc}") from exc
         except PermissionError as exc:  # not root: a dir of root's, such as a state dir it made
             denied = exc.filename if exc.filename is not None else exc
             raise failure(f"permission denied: {denied}") from exc
@@ -76,6 +75,10 @@ def clean_exit(fn: Callable[..., T]) -> Callable[..., T]:
             within = duration(round(exc.timeout, 1))  # what was left of it: 0.199972 s
             raise failure(f"{program.name} did not finish within {within}. Run the same "
                           "command again to carry on.") from None
+        except Exception as exc:
+            if from_aws(exc):  # credentials, network, permissions
+                raise failure(f"AWS: {exc}") from exc
+            raise
 
     return wrapper
 
@@ -272,6 +275,8 @@ def _confirmed(settings: Settings, ask: Callable[[str], str]) -> bool:
 @clean_exit
 def bake(config: Mapping[str, Any], flags: Mapping[str, Any], docker_version: str | None,
          ami_regions: str | None, dry_run: bool) -> None:
+    from swarmforge.bake import bake as run_bake
+
     settings = load_settings(config, flags)
     baked = run_bake(settings, BakeRequest(docker_version, _regions(ami_regions), dry_run))
     print("\n".join(_bake_lines(baked)))
@@ -293,6 +298,9 @@ def _bake_lines(baked: Baked) -> list[str]:
 
 @clean_exit
 def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    from swarmforge import images
+    from swarmforge.catalog import image_table
+
     settings = load_settings(config, flags)
     listing = images.list_images(settings)
     if not listing.images:
@@ -305,6 +313,9 @@ def amis(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
 @clean_exit
 def prune_amis(config: Mapping[str, Any], flags: Mapping[str, Any], keep: object, dry_run: bool,
                yes: bool) -> None:
+    from swarmforge import images
+    from swarmforge.catalog import plan_table
+
     newest = whole_flag("keep", keep, KEEP, 1)  # the newest image always stays
     settings = load_settings(config, flags)
     catalog, plan = images.prune_plan(settings, newest)
@@ -338,6 +349,9 @@ def rebuild(config: Mapping[str, Any], flags: Mapping[str, Any], *, force: bool,
             docker_version: str | None, ami_regions: str | None, keep: object,
             max_age_days: object, drain_timeout: object, report: str | None,
             stop_by: str | None = None) -> None:
+    from swarmforge.rebuild import RebuildOptions, report_path, summary
+    from swarmforge.rebuild import rebuild as run_rebuild
+
     options = RebuildOptions(force=force, docker_version=docker_version,
                              ami_regions=_regions(ami_regions), keep=whole_flag("keep", keep, KEEP, 1),
                              max_age_days=days_flag("max-age-days", max_age_days,
@@ -381,6 +395,8 @@ def _regions(listed: str | None) -> tuple[str, ...]:
 
 @clean_exit
 def state_bootstrap(config: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    from swarmforge.state_bootstrap import state_bootstrap as run_state_bootstrap
+
     settings = load_settings(config, flags)
     done = run_state_bootstrap(settings)
     report = done.report
