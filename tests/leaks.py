@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,7 +73,7 @@ def files_holding(roots: Iterable[Path], needles: Iterable[str], *, newer_than: 
     for root in roots:
         if not root.exists():
             continue
-        for path in (root.rglob("*") if root.is_dir() else [root]):
+        for path in (_tree(root) if root.is_dir() else [root]):
             if any(part in skipped for part in path.parts) or not path.is_file():
                 continue
             try:
@@ -84,3 +85,11 @@ def files_holding(roots: Iterable[Path], needles: Iterable[str], *, newer_than: 
             if any(n in data for n in wanted) or TOKEN.search(data):
                 found.append(str(path))
     return found
+
+
+def _tree(root: Path) -> Iterator[Path]:
+    """Everything under ``root``, as rglob("*") lists it, but a dir that others remove while
+    we walk (in /tmp, say: tests run side by side) is passed over, as a vanished file is."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            yield Path(folder, name)
