@@ -116,6 +116,20 @@ class Reach:
             self._via = self.cluster.answering_manager(self._swarm)
         return self._swarm, self._via
 
+    def lost_manager(self) -> str | None:
+        """The manager this run reached the swarm through, if it no longer answers as an
+        active manager (its Docker died, say): another is sought when next asked."""
+        if self._swarm is None or not self._via:
+            return None
+        try:
+            state = self._swarm.member_state(self._via)
+            if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
+                return None
+        except CommandError:
+            pass
+        lost, self._swarm, self._via = self._via, None, ""
+        return lost
+
     def members(self) -> list[Node]:
         """The swarm's nodes, as a manager with a quorum lists them."""
         swarm, via = self.swarm()
@@ -394,7 +408,22 @@ class Replacement:
                slots: list[int]) -> None:
         """Apply the cluster with ``count`` managers in ``slots`` (and ``replace`` made anew),
         once its plan is known to remove no node but ``addresses``; the join tokens are
-        read for it only then."""
+        read for it only then. New nodes join through the manager that answered: should it
+        die meanwhile, their joins fail, and the apply runs once more through another (a
+        failed join is tainted, so Terraform makes it again)."""
+        try:
+            self._apply_once(addresses, replace=replace, count=count, slots=slots)
+        except CommandError:
+            lost = self.reach.lost_manager()
+            if lost is None:
+                raise
+            self.reach.state_changed()
+            self.progress.detail(f"{lost} stopped answering for the swarm while nodes joined "
+                                 "through it: once more, through another manager")
+            self._apply_once(addresses, replace=replace, count=count, slots=slots)
+
+    def _apply_once(self, addresses: list[str], *, replace: Sequence[str], count: int,
+                    slots: list[int]) -> None:
         r = self.record
         variables = self.cluster.variables(managers=count, workers=r.workers, slots=slots)
         # No -target: the whole configuration is applied, so nothing the new node
