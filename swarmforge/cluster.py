@@ -302,7 +302,10 @@ class Cluster:
         tf = self._prepare()
         managers, workers = self._nodes_in_state(tf, pin=False)  # nothing is reached over SSH
         with self.progress.step(f"destroying {len(managers)} manager(s) and {len(workers)} worker(s)"):
-            tf.apply(self._variables(swarm_init=False, managers=len(managers), workers=len(workers)),
+            # A destroy removes all the state holds, whatever the counts; but the manager
+            # count must pass its validation even when phase 1 failed before any output.
+            tf.apply(self._variables(swarm_init=False, managers=len(managers) or 1,
+                                     workers=len(workers)),
                      {}, destroy=True, parallelism=self.settings.parallelism)
         with self.progress.step(f"removing what the {self.target.name} target made"):
             self.target.teardown()

@@ -343,3 +343,21 @@ def descendants_of(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def test_a_cluster_whose_first_phase_failed_is_destroyed(state_root: Path) -> None:
+    """Phase 1 fails before the state has a node to show (the first manager's sshd died as
+    its host came up): destroy still removes every host the state holds."""
+    name = unique_cluster("p1")
+    try:
+        killer = SshdKiller(SANDBOX / name / "m0" / "sshd.pid")
+        with killer:
+            broken = invoke("apply", "--cluster", name, "--managers", "1", "--workers", "0",
+                            state_dir=state_root)
+        assert killer.killed and broken.returncode == 1, broken.stderr
+        result = invoke("destroy", "--cluster", name, "--yes", state_dir=state_root)
+        assert result.returncode == 0, result.stderr
+        assert f"cluster '{name}' destroyed" in result.stdout
+        assert_nothing_left(name)
+    finally:
+        destroy(name, state_root)
