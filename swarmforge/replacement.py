@@ -332,18 +332,19 @@ class Replacement:
 
     def _park(self) -> list[str]:
         """The old manager moves to the last index (once), where the twin does not go and
-        the final count removes it; the twin then joins in its index. Returns the twin's
-        address if a twin of an earlier attempt is there (a failed join leaves it tainted,
-        to be made anew): the one node the surge may remove. No other: should the old
-        manager still be at its index, the plan would replace it, and is refused."""
+        the final count removes it; the twin then joins in its index. Returns that index's
+        address once the old manager is parked: only the twin can be there (a failed join
+        leaves it tainted, to be made anew), the one node the surge may remove. Should the
+        old manager still be at its index, nothing: the plan would replace it, and is
+        refused."""
         r = self.record
         tf = self.cluster.terraform()
         old, last = r.nodes[0].address, self._address(r.managers)
         names = tf.node_names()
         if names.get(old) == r.nodes[0].name and last not in names:
             tf.move(old, last)  # the outputs keep the old order until the apply: nothing to read
-            return []
-        return [old] if names.get(old) == self._new_name() else []
+            names[last] = names.pop(old)
+        return [old] if names.get(last) == r.nodes[0].name else []
 
     def _swap(self) -> None:
         """(Records journalled before twins joined in place, whose twin joined last.) The
