@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,12 @@ from moto.server import ThreadedMotoServer
 REPO = Path(__file__).resolve().parent.parent
 INVOKE = [sys.executable, "-m", "invoke"]
 OFFLINE_TERRAFORM = REPO / ".tools" / "terraform" / "terraform"
+
+# A suite started in the background of a non-interactive shell (`cmd &`) inherits SIGINT
+# ignored, and so would every child it starts, which cannot then trap it: the Ctrl-C and
+# deadline tests need SIGINT as a terminal leaves it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def sandbox_ready() -> str | None:
