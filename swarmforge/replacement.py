@@ -51,12 +51,10 @@ from swarmforge.operation import ReplacementRecord, utc_now
 from swarmforge.picks import Pick, replace_advice
 from swarmforge.ssh import SSH
 from swarmforge.swarm import (
-    RAFT_SETTLE,
     RECHECK,
     DeadNodeError,
     Node,
     Swarm,
-    in_election,
     is_sound,
     member_at,
 )
@@ -548,9 +546,9 @@ def replicated_tasks_on(swarm: Swarm, via: str, nodes: Sequence[Node]) -> list[s
     are left out: they run on every node and move nowhere."""
     if not nodes:
         return []
-    out = _ask(swarm, via, f"docker node ps {' '.join(n.id for n in nodes)} "
-                           "--filter desired-state=running --format '{{.Name}}'",
-               "the tasks on " + ", ".join(n.hostname for n in nodes), time.monotonic() + RAFT_SETTLE)
+    out = swarm.manage(via, f"docker node ps {' '.join(n.id for n in nodes)} "
+                            "--filter desired-state=running --format '{{.Name}}'",
+                       "the tasks on " + ", ".join(n.hostname for n in nodes))
     return sorted({name for name in out.split() if name.rpartition(".")[2].isdigit()})
 
 
@@ -563,7 +561,7 @@ def wait_running(swarm: Swarm, via: str, tasks: Sequence[str], timeout: float) -
                "--format '{{.Name}} {{.CurrentState}}'")
     deadline = time.monotonic() + timeout
     while True:
-        out = _ask(swarm, via, command, "the moved tasks", deadline)
+        out = swarm.manage(via, command, "the moved tasks", deadline)
         states = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
         waiting = [f"{t} ({states.get(t, 'not scheduled').split(' ')[0].lower()})"
                    for t in tasks if not states.get(t, "").startswith("Running")]
@@ -573,18 +571,6 @@ def wait_running(swarm: Swarm, via: str, tasks: Sequence[str], timeout: float) -
             raise SwarmError(f"task(s) moved off the replaced node(s) are not running after "
                              f"{timeout:.0f}s: {', '.join(waiting)}: the other nodes may lack "
                              "room or the image")
-        time.sleep(RECHECK)
-
-
-def _ask(swarm: Swarm, via: str, command: str, what: str, deadline: float) -> str:
-    """``command``'s output on the manager ``via``; asked again while the managers elect a
-    leader, until ``deadline``."""
-    while True:
-        try:
-            return swarm.ssh.check(via, command, what)
-        except CommandError as exc:
-            if not in_election(exc) or time.monotonic() > deadline:
-                raise
         time.sleep(RECHECK)
 
 

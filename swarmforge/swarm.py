@@ -210,7 +210,7 @@ class Swarm:
 
     def nodes(self, via: str | None = None) -> list[Node]:
         host = via or self.active_manager()
-        return parse_nodes(self._manage(host, NODE_QUERY, "docker node ls"))
+        return parse_nodes(self.manage(host, NODE_QUERY, "docker node ls"))
 
     def join_tokens(self, via: str) -> JoinTokens:
         # Both tokens in one call; they come back only in memory, on ssh's stdout.
@@ -227,12 +227,12 @@ class Swarm:
 
     def drain(self, node: Node, via: str) -> None:
         """Stop scheduling onto ``node`` and move its tasks elsewhere."""
-        self._manage(via, f"docker node update --availability drain {node.id} >/dev/null",
+        self.manage(via, f"docker node update --availability drain {node.id} >/dev/null",
                      f"drain {node.hostname}")
 
     def running_tasks(self, node: Node, via: str) -> int:
         """Tasks the orchestrator still wants running on ``node``."""
-        out = self._manage(via, f"docker node ps {node.id} -q --filter desired-state=running",
+        out = self.manage(via, f"docker node ps {node.id} -q --filter desired-state=running",
                            f"tasks on {node.hostname}")
         return len(out.split())
 
@@ -248,14 +248,14 @@ class Swarm:
     def demote(self, node: Node, via: str) -> None:
         """Make a manager a worker; Docker itself refuses if that would lose quorum.
         (Demoting a worker is no change, and no error: a retry after an election is safe.)"""
-        self._manage(via, f"docker node demote {node.id}", f"demote {node.hostname}")
+        self.manage(via, f"docker node demote {node.id}", f"demote {node.hostname}")
 
     def rotate_tokens(self, via: str) -> None:
         """New join tokens for both roles: the ones that travelled become useless.
 
         The new tokens are printed by Docker; they go to /dev/null on the node.
         """
-        self._manage(via, "docker swarm join-token --rotate -q worker >/dev/null && "
+        self.manage(via, "docker swarm join-token --rotate -q worker >/dev/null && "
                           "docker swarm join-token --rotate -q manager >/dev/null",
                      "docker swarm join-token --rotate")
 
@@ -268,14 +268,15 @@ class Swarm:
             self.demote(node, via)
         # An answer lost in an election may hide a removal that was made: if a retry finds
         # the node gone, it is gone.
-        self._manage(via, f"docker node rm --force {node.id} 2>&1 || "
+        self.manage(via, f"docker node rm --force {node.id} 2>&1 || "
                           f"{{ left=$(docker node ls -q --filter id={node.id}) && [ -z \"$left\" ]; }}",
                      f"remove {node.hostname}")
 
-    def _manage(self, via: str, command: str, what: str) -> str:
+    def manage(self, via: str, command: str, what: str, deadline: float | None = None) -> str:
         """Run a manager command on ``via``; while the managers elect a leader, wait and ask
-        again (bounded by RAFT_SETTLE). Anything else fails at once."""
-        deadline = time.monotonic() + RAFT_SETTLE
+        again, until ``deadline`` (monotonic; default RAFT_SETTLE from now). Anything else
+        fails at once."""
+        deadline = time.monotonic() + RAFT_SETTLE if deadline is None else deadline
         while True:
             try:
                 return self.ssh.check(via, command, what)
