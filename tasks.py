@@ -3,6 +3,7 @@
 Each task parses its flags and calls one function in swarmforge.cli.
 """
 
+import sys
 from types import ModuleType
 
 from invoke import Collection, Context, task
@@ -38,14 +39,16 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
             "allow_even_managers": "Accept an even manager count (it adds no failure tolerance).",
             "parallelism": "How many nodes Terraform creates at once (default 10).",
             "no_rotate": "Keep the join tokens (by default both are rotated once the swarm is healthy).",
+            "autolock": "Turn swarm autolock on (managers restart locked); the unlock key goes "
+                        "to the target's secret store only (see `invoke unlock-key`).",
             "ami": "AMI to launch nodes from on aws, overriding the AMI of record (default: SSM "
                    "/swarmforge/<cluster>/ami-id, else the newest AMI tagged for the cluster)."})
 def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_managers=False,
-          parallelism=None, ami=None, no_rotate=False, yes=False):
+          parallelism=None, ami=None, no_rotate=False, yes=False, autolock=False):
     """Create or converge a swarm (shows the plan, asks at a terminal); prints the nodes."""
     _cli().apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
                          allow_even_managers=allow_even_managers or None, parallelism=parallelism,
-                         ami_id=ami), rotate=not no_rotate, yes=yes)
+                         ami_id=ami), rotate=not no_rotate, yes=yes, autolock=autolock)
 
 
 @task(help={"cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
@@ -95,6 +98,41 @@ def roll(c, cluster=None, target=None, all=False, max_unavailable=None, yes=Fals
     _cli().roll(*_flags(c, cluster=cluster, target=target), everything=all,
                 max_unavailable=max_unavailable, yes=yes, rotate=not no_rotate,
                 drain_timeout=drain_timeout)
+
+
+@task(auto_shortflags=False, help={
+    **REPLACE_HELP,
+    "yes": "Do it; without --yes only the checks run and the plan is shown.",
+    "max_unhealthy_managers": "Managers that may be unhealthy at once for heal to act "
+                              "(default 1; more smells of a network partition).",
+    "max_unhealthy_workers": "Workers that may be unhealthy at once for heal to act "
+                             "(default 34% of the workers, at least 1)."})
+def heal(c, cluster=None, target=None, yes=False, no_rotate=False, drain_timeout=None,
+         max_unhealthy_managers=None, max_unhealthy_workers=None):
+    """Replace the nodes that are Down or whose host is gone, unless too many are (preview unless --yes)."""
+    _cli().heal(*_flags(c, cluster=cluster, target=target,
+                        max_unhealthy_managers=max_unhealthy_managers,
+                        max_unhealthy_workers=max_unhealthy_workers),
+                yes=yes, rotate=not no_rotate, drain_timeout=drain_timeout)
+
+
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
+    "allow_downtime": "Back up a swarm of 1 manager: its Docker stops for the copy, and the "
+                      "swarm cannot be managed meanwhile."})
+def backup(c, cluster=None, target=None, allow_downtime=False):
+    """Copy the swarm's raft from a follower manager (Docker stopped there for the copy)."""
+    _cli().backup(*_flags(c, cluster=cluster, target=target), allow_downtime=allow_downtime)
+
+
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
+    "yes": "Do it; without --yes the plan and what it loses are shown.",
+    "from_backup": "Restore this backup (a name `invoke backup` printed, or 'latest') instead "
+                   "of a surviving manager's own state."})
+def restore(c, cluster=None, target=None, yes=False, from_backup=None):
+    """Recover a swarm that lost its manager majority for good (preview unless --yes; resumable)."""
+    _cli().restore(*_flags(c, cluster=cluster, target=target), yes=yes, from_backup=from_backup)
 
 
 AMI_HELP = {
@@ -186,6 +224,48 @@ def unlock(c, cluster=None, target=None, force=False, terraform_lock=None, yes=F
                   terraform_lock=terraform_lock, yes=yes)
 
 
-ns = Collection(apply, status, destroy, replace_node, roll, bake, amis, prune_amis, rebuild,
-                state_bootstrap, unlock)
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
+    "rotate": "Make a new unlock key and store it (the previous one is kept a few minutes).",
+    "disable": "Turn swarm autolock off and remove the key from the store."})
+def unlock_key(c, cluster=None, target=None, rotate=False, disable=False):
+    """Where the swarm's unlock key (autolock) is kept, never the key itself; --rotate, --disable."""
+    _cli().unlock_key(*_flags(c, cluster=cluster, target=target), rotate=rotate, disable=disable)
+
+
+@task(auto_shortflags=False, help={
+    "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],
+    "remove": "Remove the context, its Include in ~/.ssh/config and its alias file.",
+    "no_ssh_config": "Leave ~/.ssh/config alone: print the Include line to add yourself."})
+def context(c, cluster=None, target=None, remove=False, no_ssh_config=False):
+    """Make (or update) the Docker context swarmforge-<cluster>: docker on this machine drives
+    the swarm through its leader over SSH, with the cluster's key and pinned host keys.
+
+    docker's ssh reads only ~/.ssh/config: the Host alias swarmforge-<cluster> lives in a file
+    of the cluster's, and ~/.ssh/config gets one Include of it at its top, under a comment
+    naming the cluster (nothing else in the file changes; --remove takes out both lines).
+    Run it again after the leader was replaced."""
+    _cli().context(*_flags(c, cluster=cluster, target=target), remove=remove,
+                   ssh_config=not no_ssh_config)
+
+
+@task(auto_shortflags=False, positional=["node"], help={
+    "node": "The node: hostname, node ID (or a unique prefix), IP, Terraform address such as "
+            "swarm_worker[1], or `leader` for the swarm's leader.",
+    "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"]})
+def ssh(c, node, cluster=None, target=None):
+    """Open a shell on a node, or run what follows `--` there (its exit status is the command's):
+    `invoke ssh leader`, `invoke ssh swarm_worker[0] -- docker ps`."""
+    _cli().ssh(*_flags(c, cluster=cluster, target=target), node=node, command=_after_dashes())
+
+
+def _after_dashes() -> str:
+    """What follows `--` on the command line (Invoke leaves it to the task), joined by
+    spaces as ssh joins a command's words."""
+    argv = sys.argv
+    return " ".join(argv[argv.index("--") + 1:]) if "--" in argv else ""
+
+
+ns = Collection(apply, status, destroy, replace_node, roll, backup, restore, heal, bake, amis,
+                prune_amis, rebuild, state_bootstrap, unlock, unlock_key, context, ssh)
 ns.configure({"swarmforge": config_defaults()})

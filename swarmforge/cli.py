@@ -27,6 +27,7 @@ from swarmforge.errors import (
     duration,
     interrupted,
 )
+from swarmforge.heal import heal as run_heal
 from swarmforge.node_facts import NodeFacts
 from swarmforge.redact import redact
 from swarmforge.replace_node import Outcome as ReplaceOutcome
@@ -118,7 +119,7 @@ def _journal_resume(config: Mapping[str, Any], flags: Mapping[str, Any]) -> str:
 
 @clean_exit
 def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = True,
-          yes: bool = False, ask: Callable[[str], str] = input) -> None:
+          yes: bool = False, ask: Callable[[str], str] = input, autolock: bool = False) -> None:
     """Shows the plan first; asks before acting when a person is at the terminal and
     --yes was not given (scripts and CI, with no terminal, go ahead as before)."""
     settings = load_settings(config, flags)
@@ -134,13 +135,15 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = Tr
         except EOFError:
             return False
 
-    report = Cluster(settings).apply(rotate=rotate, confirm=confirm)
+    report = Cluster(settings).apply(rotate=rotate, confirm=confirm, autolock=autolock)
     if report is None:
         raise Exit("swarmforge: nothing applied (answer y, or pass --yes)", code=1)
     print(node_table(report.health.nodes))
     verdict = "created" if report.bootstrapped else "updated" if report.changed else "unchanged"
     print(f"\ncluster {settings.cluster!r} {verdict}: {len(report.health.managers)} managers, "
           f"{len(report.health.workers)} workers, healthy")
+    if report.autolock:
+        print(f"swarm autolock on: the unlock key is kept in {report.autolock}")
 
 
 @clean_exit
@@ -251,6 +254,59 @@ def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
         return
     print(f"\nreplaced {len(outcome.replaced)} node(s); the swarm is healthy"
           + ("; join tokens rotated" if rotate else ""))
+
+
+@clean_exit
+@resumable
+def heal(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool, rotate: bool,
+         drain_timeout: object = None) -> None:
+    drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
+    settings = load_settings(config, flags)
+    outcome = run_heal(_existing(settings), act=yes, rotate=rotate, drain_timeout=drain,
+                       show=lambda plan: print(f"heal of cluster {settings.cluster!r}:\n"
+                                               + "\n".join(plan), flush=True))
+    if not outcome.acted:
+        if outcome.plan[0].startswith("nothing to heal"):
+            return
+        print("\npreview only: nothing changed; run again with --yes to do it")
+        return
+    done = [f"replaced {', '.join(outcome.healed)}"] if outcome.healed else []
+    done += [f"removed the stale entries of {', '.join(outcome.removed)}"] if outcome.removed else []
+    print("\nhealed: " + "; ".join(done) + "; the swarm is healthy"
+          + ("; join tokens rotated" if rotate and outcome.healed else ""))
+
+
+@clean_exit
+def backup(config: Mapping[str, Any], flags: Mapping[str, Any], allow_downtime: bool) -> None:
+    from swarmforge.backup import backup as run_backup
+
+    settings = load_settings(config, flags)
+    outcome = run_backup(_existing(settings), allow_downtime=allow_downtime)
+    manifest = outcome.stored.manifest
+    print(f"backup {outcome.stored.name} stored in {outcome.stored.where}\n"
+          f"  from {manifest.hostname} (Docker {manifest.docker_version}, stopped "
+          f"{outcome.down_seconds:.1f}s), swarm {manifest.swarm_id}, sha256 {manifest.sha256}"
+          + ("; autolocked: restoring it needs the unlock key of this time"
+             if manifest.autolocked else ""))
+    for name in outcome.pruned:
+        print(f"  pruned {name} (backup_keep: {settings.backup_keep})")
+
+
+@clean_exit
+@resumable
+def restore(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
+            from_backup: str | None) -> None:
+    from swarmforge.restore import restore as run_restore
+
+    settings = load_settings(config, flags)
+    outcome = run_restore(_existing(settings), act=yes, from_backup=from_backup,
+                          show=lambda plan: print(f"restore of cluster {settings.cluster!r}:\n"
+                                                  + "\n".join(plan), flush=True))
+    if not outcome.acted:
+        print("\npreview only: nothing changed; run again with --yes to do it")
+        return
+    print(f"\nrestored: the swarm is healthy with its managers; RTO {outcome.rto:.0f}s "
+          "(from the restore's start to a healthy swarm); join tokens rotated")
 
 
 def _existing(settings: Settings) -> Cluster:
@@ -468,3 +524,63 @@ def _name_typed(settings: Settings, ask: Callable[[str], str], prompt: str) -> b
         return ask(prompt).strip() == settings.cluster
     except EOFError:
         return False
+
+
+@clean_exit
+def unlock_key(config: Mapping[str, Any], flags: Mapping[str, Any], *, rotate: bool,
+               disable: bool) -> None:
+    """Where the unlock key is kept (never the key), mended if the store lacks it; with
+    ``rotate`` a new key, with ``disable`` autolock off."""
+    from swarmforge.unlock_key import unlock_key as run_unlock_key
+
+    if rotate and disable:
+        raise ConfigError(["--rotate and --disable: one at a time"])
+    settings = load_settings(config, flags)
+    report = run_unlock_key(_existing(settings), rotate=rotate, disable=disable)
+    name = settings.cluster
+    if report.done:
+        print(f"cluster {name!r}: {report.done}")
+    if report.autolock:
+        print(f"cluster {name!r}: swarm autolock on; the unlock key is kept in {report.where}"
+              + ("; the previous key too, until the rotation settles" if report.previous else ""))
+    else:
+        print(f"cluster {name!r}: swarm autolock off (`invoke apply --autolock` turns it on)"
+              + (f"; {report.where} still holds a key: `invoke unlock-key --disable` removes it"
+                 if report.stored else ""))
+
+
+@clean_exit
+def context(config: Mapping[str, Any], flags: Mapping[str, Any], *, remove: bool,
+            ssh_config: bool = True) -> None:
+    """The Docker context swarmforge-<cluster> made or updated; with ``remove``, gone.
+    ``ssh_config`` False: ~/.ssh/config is left alone and its Include line printed."""
+    from swarmforge.access import close_context, open_context
+
+    settings = load_settings(config, flags)
+    if remove:
+        gone = close_context(settings)
+        said = [what for done, what in ((gone.context, f"docker context {gone.name!r} removed"),
+                                        (gone.include, "its Include taken out of ~/.ssh/config"))
+                if done]
+        print("; ".join(said) if said else f"no docker context {gone.name!r}: nothing to remove")
+        return
+    made = open_context(_existing(settings), edit_ssh_config=ssh_config)
+    print(f"docker context {made.name!r} {made.saved}: ssh://{made.name}, the manager "
+          f"{made.manager} ({made.address})")
+    if made.included:
+        print(f"{made.ssh_config}: added `{made.include}` at its top (the Host alias "
+              f"{made.name}); `invoke context --remove` takes it out")
+    if made.checked:
+        print(f"try: docker --context {made.name} node ls")
+    else:
+        print(f"add this line at the top of {made.ssh_config}, then docker --context "
+              f"{made.name} reaches the swarm:\n{made.include}")
+
+
+@clean_exit
+def ssh(config: Mapping[str, Any], flags: Mapping[str, Any], *, node: str, command: str) -> None:
+    """Becomes ssh to ``node`` (never returns, unless it fails before)."""
+    from swarmforge.access import open_shell
+
+    settings = load_settings(config, flags)
+    open_shell(_existing(settings), node, command, lambda line: print(line, file=sys.stderr))

@@ -96,23 +96,28 @@ def replace_advice(settings: Settings, dead: Sequence[Node], then: str = "") -> 
 
 
 def check_replaceable(picks: Sequence[Pick], nodes: Sequence[Node], managers: int,
-                      workers: int, settings: Settings | None = None, then: str = "") -> None:
+                      workers: int, settings: Settings | None = None, then: str = "",
+                      tolerate: Sequence[Pick] = ()) -> None:
     """Refuse (QuorumError / UnhealthyError) unless replacing ``picks`` is safe now.
 
     A swarm that is unhealthy only because of the nodes being replaced is fine:
     a dead node is the common reason to replace one. With ``settings``, a refusal for
     other dead nodes names the command that replaces them (and ``then``, the command that
-    carries on the unfinished operation that asked).
+    carries on the unfinished operation that asked). ``tolerate``: dead nodes that the
+    same run replaces next (heal): judged as if gone, but never counted as sound managers.
     """
     leaving = frozenset(p.member.id for p in picks if p.member)
+    later = frozenset(p.member.id for p in tolerate if p.member)
     quitting_managers = sum(p.role == "manager" for p in picks)
     others = [n for n in nodes if n.id not in leaving]
-    dead = dead_nodes(others)
+    dead = [n for n in dead_nodes(others) if n.id not in later]
     advice = f" {replace_advice(settings, dead, then)}" if dead and settings else ""
     if quitting_managers:
         _check_quorum(picks[0], nodes, others, advice)
-    health = assess(nodes, managers - quitting_managers, workers - (len(picks) - quitting_managers),
-                    ignore=leaving)
+    later_managers = sum(p.role == "manager" for p in tolerate)
+    health = assess(nodes, managers - quitting_managers - later_managers,
+                    workers - (len(picks) - quitting_managers) - (len(tolerate) - later_managers),
+                    ignore=leaving | later)
     problems = health.problems
     if problems:
         names = ", ".join(p.label for p in picks)

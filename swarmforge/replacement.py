@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from swarmforge.cluster import Cluster
+from swarmforge.departure import leave_swarm
 from swarmforge.errors import (
     CommandError,
     CommandTimeout,
@@ -148,7 +149,7 @@ class Replacement:
 
     def __init__(self, cluster: Cluster, record: ReplacementRecord,
                  save: Callable[[], None], *, drain_timeout: float, resume: str,
-                 reach: Reach | None = None) -> None:
+                 reach: Reach | None = None, tolerate: Sequence[Pick] = ()) -> None:
         self.cluster = cluster
         self.record = record
         self.save = save  # writes the journal that holds ``record``
@@ -157,6 +158,8 @@ class Replacement:
         self.progress = cluster.progress
         self.reach = reach or Reach(cluster)
         self.reach.set_aside(n.ssh_host for n in record.nodes)
+        # Other dead nodes the same run replaces next (heal): no health wait waits for them.
+        self.tolerate = tuple(tolerate)
         # What this run saw for itself, which later steps may build on (never carried
         # over from an earlier run: a resumed step checks again in full).
         self._twin_held = False  # the surge's health streak passed, judging every other node
@@ -292,7 +295,7 @@ class Replacement:
     def _leave(self) -> None:
         swarm, via = self.reach.swarm()
         for entry in self.record.nodes:
-            problem = _leave(SSH(swarm.ssh.profile, attempts=1), entry.ssh_host)
+            problem = leave_swarm(SSH(swarm.ssh.profile, attempts=1), entry.ssh_host)
             if problem:  # a dead node cannot leave; its entry is removed all the same
                 self.progress.detail(f"{entry.hostname} could not leave by itself "
                                      f"({problem}): removing its entry")
@@ -488,8 +491,12 @@ class Replacement:
         counts both while a manager's twin runs beside it and after it is gone."""
         swarm, _ = self.reach.swarm()
         leaving = frozenset(n.node_id for n in self.record.nodes if n.node_id)
-        swarm.wait_healthy(self.record.managers, self.record.workers,
-                           self.cluster.settings.health_timeout, ignore=leaving, streak=streak,
+        later = frozenset(p.member.id for p in self.tolerate if p.member)
+        later_managers = sum(p.role == "manager" for p in self.tolerate)
+        swarm.wait_healthy(self.record.managers - later_managers,
+                           self.record.workers - (len(self.tolerate) - later_managers),
+                           self.cluster.settings.health_timeout, ignore=leaving | later,
+                           streak=streak,
                            on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)))
 
     def _carry_on_past(self, dead: DeadNodeError) -> None:
@@ -616,22 +623,3 @@ class StepFailed(SwarmforgeError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def _leave(ssh: SSH, host: str, attempts: int = 60) -> str | None:
-    """Make the node at ``host`` leave the swarm; None if it did, else why not.
-
-    A just-demoted manager says it is still a manager for a moment: retry then
-    (every RECHECK seconds, 15 s in all).
-    """
-    for _ in range(attempts):
-        try:
-            result = ssh.run(host, "docker swarm leave 2>&1 >/dev/null", timeout=60)
-        except CommandTimeout:  # a hung node cannot leave either: its entry goes all the same
-            return "no answer within 60 s"
-        if result.ok or "not part of a swarm" in result.stdout:
-            return None
-        if "manager" not in result.stdout:
-            break
-        time.sleep(RECHECK)
-    return (result.stdout.strip() or result.stderr.strip() or "unreachable")[:100]

@@ -117,10 +117,13 @@ def _as_tags(value: Any) -> tuple[tuple[str, str], ...]:
 
 def _type_word(name: str) -> str:
     return {"managers": "whole number", "workers": "whole number", "parallelism": "whole number",
-            "health_timeout": "number", "dead_after": "number", "terraform_timeout": "number",
+            "health_timeout": "number", "dead_after": "number",
+            "max_unhealthy_managers": "whole number", "max_unhealthy_workers": "whole number",
+            "terraform_timeout": "number",
             "packer_timeout": "number", "ssh_timeout": "number", "allow_even_managers": "true/false",
             "worker_public_ip": "true/false", "allowed_ssh_cidrs": "list",
             "docker_log_max_file": "whole number", "preload_images": "list",
+            "backup_keep": "whole number",
             "subnet_ids": "list", "worker_subnet_ids": "list", "create_nat_gateway": "true/false",
             "public_ports": PORTS, "public_cidrs": "list", "root_volume_size": "whole number",
             "tags": TAGS}.get(name, "text")

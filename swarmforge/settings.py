@@ -96,6 +96,7 @@ class Settings:
     worker_instance_type: str | None = None  # None: instance_type
     root_volume_size: int = 20  # GiB
     root_volume_kms_key_id: str | None = None  # None: the account's default EBS key
+    unlock_key_kms_key_id: str | None = None  # aws, autolock: None: SSM's default key
     tags: tuple[tuple[str, str], ...] = ()  # on everything terraform/aws makes: "team=infra,env=prod"
     parallelism: int = 10
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
@@ -104,6 +105,10 @@ class Settings:
     # Seconds a node Docker calls Down (a manager raft calls unreachable) is seen so, in a
     # row, before a wait for health names it dead and stops (swarm.DEAD_AFTER says why 60).
     dead_after: float = 60.0
+    # heal's brake: more nodes unhealthy at once than this is refused as a likely network
+    # partition (heal.py). Workers: None is 34 % of the workers, at least 1.
+    max_unhealthy_managers: int = 1
+    max_unhealthy_workers: int | None = None
     # Deadlines, in seconds, of one external command each; past one, the command is stopped.
     terraform_timeout: float = 3600.0  # one terraform init/plan/apply: 100 nodes on AWS take long
     packer_timeout: float = 7200.0  # one packer build, copies of the AMI to other regions included
@@ -119,6 +124,7 @@ class Settings:
     docker_log_max_size: str = "10m"
     docker_log_max_file: int = 5
     preload_images: tuple[str, ...] = ()  # local: `docker save` archives the local image holds
+    backup_keep: int = 7  # swarm backups kept (`invoke backup` prunes the oldest after one)
 
     @property
     def cluster_dir(self) -> Path:
@@ -183,6 +189,9 @@ def validate(s: Settings) -> list[str]:
     if not 1 <= s.parallelism <= MAX_PARALLELISM:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to {MAX_PARALLELISM}")
     problems += _log_rotation_problems(s)
+    for name in ("max_unhealthy_managers", "max_unhealthy_workers"):
+        if (getattr(s, name) or 0) < 0:
+            problems.append(f"{name}: {getattr(s, name)} is negative; use 0 or more")
     for name in TIMEOUTS:
         seconds = getattr(s, name)
         if not 0 < seconds <= MAX_SECONDS:  # nan compares false with anything, inf is too long
@@ -254,6 +263,8 @@ def _log_rotation_problems(s: Settings) -> list[str]:
     if not LOG_SIZE.fullmatch(s.docker_log_max_size):
         problems.append(f"docker_log_max_size: {s.docker_log_max_size!r} is not a size such as "
                         "10m, 512k or 1g")
+    if s.backup_keep < 1:
+        problems.append(f"backup_keep: {s.backup_keep} must be 1 or more (the backup just taken)")
     if not 1 <= s.docker_log_max_file <= MAX_LOG_FILES:
         problems.append(f"docker_log_max_file: {s.docker_log_max_file} must be from 1 to "
                         f"{MAX_LOG_FILES}")
@@ -327,6 +338,10 @@ def _machine_problems(s: Settings) -> list[str]:
     if (s.root_volume_kms_key_id is not None
             and not KMS_KEY_ARN.fullmatch(s.root_volume_kms_key_id)):
         problems.append(f"root_volume_kms_key_id: {s.root_volume_kms_key_id!r} is not a KMS key "
+                        "ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>")
+    if (s.unlock_key_kms_key_id is not None
+            and not KMS_KEY_ARN.fullmatch(s.unlock_key_kms_key_id)):
+        problems.append(f"unlock_key_kms_key_id: {s.unlock_key_kms_key_id!r} is not a KMS key "
                         "ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>")
     return problems
 

@@ -41,8 +41,10 @@ LAYERS: dict[str, int] = {
     "swarmforge.private_files": 0,  # 0600 files, 0700 dirs, whatever the umask
     "swarmforge.state_dir": 0,  # the clusters the state dir holds
     "swarmforge.runtime": 0,  # not in the layout note: imports only errors, used by ssh
+    "swarmforge.unlock_keys": 0,  # the unlock key, never shown, and its store's seam
     "swarmforge.ssh": 1,
     "swarmforge.swarm": 1,
+    "swarmforge.swarm_lock": 1,  # autolock's commands over SSH
     "swarmforge.terraform": 1,
     "swarmforge.backend": 1,
     "swarmforge.tools": 1,
@@ -66,8 +68,12 @@ LAYERS: dict[str, int] = {
     "swarmforge.replace_node": 3,
     "swarmforge.replacement": 3,
     "swarmforge.picks": 3,
+    "swarmforge.departure": 3,  # the graceful way out: drain, demote, leave, node rm
+    "swarmforge.heal": 3,
     "swarmforge.state_bootstrap": 3,
     "swarmforge.unlock": 3,
+    "swarmforge.autolock": 3,  # locked managers unlocked with the stored key
+    "swarmforge.unlock_key": 3,
     "swarmforge.cli": 4,
 }
 
