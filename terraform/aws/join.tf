@@ -18,6 +18,13 @@ resource "null_resource" "swarm_join" {
   depends_on = [
     aws_vpc_security_group_ingress_rule.ssh,
     aws_vpc_security_group_ingress_rule.swarm,
+    # What the node script's settings (local.node_settings) need before the
+    # node runs containers: a mountable file system, and the role's rights
+    # to pull from ECR and to write its logs.
+    aws_efs_mount_target.shared,
+    aws_vpc_security_group_ingress_rule.efs_from_nodes,
+    aws_iam_role_policy_attachment.ecr_read_only,
+    aws_iam_role_policy.node_logs,
   ]
 
   # Here, not as a validation of ssh_bastion_host: Terraform checks a

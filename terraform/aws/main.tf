@@ -36,7 +36,19 @@ locals {
   script_path   = "${local.provision_dir}/tf-%RAND%.sh"
   make_dir      = "install -d -m 0700 ${local.provision_dir}"
   join_file     = "${local.provision_dir}/join.json"
-  run_node      = "bash ${local.provision_dir}/swarm-node.sh"
+  # A leading space with no settings: nothing to the shell.
+  run_node = "${local.node_settings} bash ${local.provision_dir}/swarm-node.sh"
+
+  # What the swarm step tells swarm-node.sh about this cluster's optional parts
+  # (never a secret): where containers log (logs.tf) and the shared file system
+  # to mount (efs.tf). References, so the step waits for the group and the file
+  # system; it waits for the mount targets and the node role's policies too
+  # (join.tf's depends_on). Empty with both off, as in the sandbox.
+  node_settings = join(" ", concat(
+    local.cloudwatch_logs ? ["SWARM_NODE_LOG_GROUP=${aws_cloudwatch_log_group.containers[0].name}", "SWARM_NODE_LOG_REGION=${var.region}"] : [],
+    var.efs ? ["SWARM_NODE_EFS=${aws_efs_file_system.shared[0].dns_name}"] : [],
+    var.worker_spot ? ["SWARM_NODE_SPOT=1"] : [], # spot.tf
+  ))
 
   join_address = var.swarm_manager_ip == "" ? [] : ["${var.swarm_manager_ip}:2377"]
 

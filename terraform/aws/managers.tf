@@ -14,7 +14,7 @@ resource "aws_instance" "swarm_manager" {
   subnet_id                   = local.manager_subnets[count.index]
   vpc_security_group_ids      = [aws_security_group.swarm.id]
   associate_public_ip_address = true
-  iam_instance_profile        = var.iam_instance_profile
+  iam_instance_profile        = local.node_profile
   monitoring                  = var.detailed_monitoring
 
   metadata_options {

@@ -30,3 +30,10 @@ output "joined" {
   description = "Names of the nodes whose swarm step (init or join) exists in the state: once any but the first manager's does, the swarm was formed and phase 1 never runs again."
   value       = keys(null_resource.swarm_join)
 }
+
+# AWS only.
+
+output "ingress_dns_name" {
+  description = "DNS name of the ingress Network Load Balancer, where the TCP ports of public_ports answer; null without one (ingress_nlb = false, or no TCP port published)."
+  value       = one(aws_lb.ingress[*].dns_name)
+}

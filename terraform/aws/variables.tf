@@ -374,7 +374,7 @@ variable "root_volume_kms_key_id" {
 }
 
 variable "iam_instance_profile" {
-  description = "Name of an instance profile for the nodes, e.g. for SSM or CloudWatch agents. Null: nodes get no AWS credentials."
+  description = "Name of an instance profile of yours for the nodes. Null: terraform/aws makes one (iam.tf) with ECR read-only access and, with container_logs = \"cloudwatch\", logs:CreateLogStream and logs:PutLogEvents on the cluster's log group. Yours must allow the same for private images and CloudWatch logs to work."
   type        = string
   default     = null
 
@@ -431,5 +431,92 @@ variable "tags" {
   validation {
     condition     = length(setintersection(keys(var.tags), ["Name", "Cluster", "Role", "Index", "Slot"])) == 0
     error_message = "The tags must not set Name, Cluster, Role, Index or Slot: this configuration sets them (Cluster finds the nodes)."
+  }
+}
+
+################################################################################
+# AWS only, optional parts: ingress.tf, logs.tf, efs.tf (iam.tf takes
+# iam_instance_profile above)
+################################################################################
+
+variable "ingress_nlb" {
+  description = "Put a Network Load Balancer in front of every node for the TCP ports of public_ports (one listener, target group and TCP health check per port), reachable at the ingress_dns_name output. Made only while public_ports has a TCP port. Billed by the hour and per LCU."
+  type        = bool
+  default     = true
+}
+
+variable "container_logs" {
+  description = "Where containers log: \"local\" (the AMI's json-file driver, rotated on the node) or \"cloudwatch\" (a log group per cluster, written by Docker's awslogs driver; the node role may write it). Applies to nodes made from then on: `invoke roll --all` replaces the running ones."
+  type        = string
+  default     = "local"
+
+  validation {
+    condition     = contains(["local", "cloudwatch"], var.container_logs)
+    error_message = "The container_logs must be \"local\" or \"cloudwatch\"."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps container logs (container_logs = \"cloudwatch\"); 0 keeps them forever. One of CloudWatch's values: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "The log_retention_days must be one of CloudWatch's values: 0 (forever), 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "log_kms_key_id" {
+  description = "KMS key ARN to encrypt the container log group with (its key policy must let logs.<region>.amazonaws.com use it). Null: CloudWatch's own encryption."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.log_kms_key_id))
+    error_message = "The log_kms_key_id must be null or a KMS key ARN: arn:<partition>:kms:<region>:<account>:key/<key id>."
+  }
+
+  validation {
+    condition     = var.log_kms_key_id == null || var.container_logs == "cloudwatch"
+    error_message = "The log_kms_key_id encrypts the CloudWatch log group: set container_logs = \"cloudwatch\" too."
+  }
+}
+
+variable "efs" {
+  description = "Make an EFS file system shared by every node, mounted at /mnt/efs (NFS from the nodes only) by the nodes made from then on. Billed per GB-month stored. Destroying the cluster destroys it and its data."
+  type        = bool
+  default     = false
+}
+
+variable "efs_subnet_ids" {
+  description = "Subnets of vpc_id for the EFS mount targets, one per AZ the nodes run in (EFS allows one mount target per AZ). Empty: subnet_ids (or the default VPC's default subnets)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.efs_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "Every efs_subnet_ids entry must be a subnet id such as subnet-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = length(var.efs_subnet_ids) == 0 || (var.efs && var.vpc_id != null)
+    error_message = "The efs_subnet_ids are subnets of vpc_id for the file system: set efs = true and vpc_id too."
+  }
+}
+
+variable "efs_kms_key_id" {
+  description = "KMS key ARN to encrypt the EFS file system with. Null: the account's AWS-managed EFS key. Changing it replaces the file system (and loses its data)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.efs_kms_key_id == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.efs_kms_key_id))
+    error_message = "The efs_kms_key_id must be null or a KMS key ARN: arn:<partition>:kms:<region>:<account>:key/<key id>."
+  }
+
+  validation {
+    condition     = var.efs_kms_key_id == null || var.efs
+    error_message = "The efs_kms_key_id encrypts the shared file system: set efs = true too."
   }
 }

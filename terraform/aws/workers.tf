@@ -16,13 +16,26 @@ resource "aws_instance" "swarm_worker" {
   subnet_id                   = local.worker_subnets[count.index % length(local.worker_subnets)]
   vpc_security_group_ids      = [aws_security_group.swarm.id]
   associate_public_ip_address = var.worker_public_ip
-  iam_instance_profile        = var.iam_instance_profile
+  iam_instance_profile        = local.node_profile
   monitoring                  = var.detailed_monitoring
 
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
     http_put_response_hop_limit = 1
+  }
+
+  # Spot with worker_spot (spot.tf): one-time, terminated on interruption.
+  dynamic "instance_market_options" {
+    for_each = local.worker_market
+    content {
+      market_type = "spot"
+      spot_options {
+        spot_instance_type             = instance_market_options.value.spot_instance_type
+        instance_interruption_behavior = instance_market_options.value.instance_interruption_behavior
+        max_price                      = instance_market_options.value.max_price
+      }
+    }
   }
 
   root_block_device {
@@ -39,11 +52,13 @@ resource "aws_instance" "swarm_worker" {
   lifecycle {
     # See main.tf: replacements are explicit and one node at a time.
     # The instance type, the root volume's KMS key and the public address
-    # too: changing them would stop (type) or replace (key, address: the
-    # worker_public_ip setting) every worker at once. New nodes take them;
+    # too, and the market (worker_spot): changing them would stop (type) or
+    # replace (key, address: the worker_public_ip setting; market) every worker
+    # at once. New nodes take them;
     # `invoke status` shows a node of another type, address or key (drift),
-    # which `invoke roll` replaces, one node at a time.
-    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id, associate_public_ip_address]
+    # which `invoke roll` replaces, one node at a time (workers of the other
+    # market: `invoke roll --all`).
+    ignore_changes = [ami, user_data, subnet_id, instance_type, root_block_device[0].kms_key_id, associate_public_ip_address, instance_market_options]
 
     precondition {
       condition     = length(local.worker_subnets) > 0
