@@ -272,6 +272,11 @@ class Cluster:
                   len(workers_in_state) if workers is None else workers)
         return self.swarm(in_state).health(*wanted)
 
+    def nodes_as_read(self) -> tuple[list[NodeRef], list[NodeRef]]:
+        """The managers and workers as status reads them (no lock, no Terraform), and SSH
+        ready to reach them: for `invoke context` and `invoke ssh`."""
+        return self._nodes_as_read()
+
     def _nodes_as_read(self) -> tuple[list[NodeRef], list[NodeRef]]:
         """The nodes in the state, at the addresses the target sees now; writes nothing
         unless this machine never reached the cluster (then as an apply prepares it)."""

@@ -56,6 +56,8 @@ LAYERS: dict[str, int] = {
     "swarmforge.terraform_output": 1,
     "swarmforge.setting_values": 0,
     "swarmforge.catalog": 1,
+    "swarmforge.docker_context": 1,  # docker context create/update/rm, through the CLI
+    "swarmforge.operator_ssh": 1,  # the operator's ssh: the Host alias, a shell on a node
     "swarmforge.packer": 1,
     "swarmforge.targets": 2,
     "swarmforge.cluster": 3,
@@ -74,6 +76,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.unlock": 3,
     "swarmforge.autolock": 3,  # locked managers unlocked with the stored key
     "swarmforge.unlock_key": 3,
+    "swarmforge.access": 3,  # invoke context, invoke ssh
     "swarmforge.cli": 4,
 }
 

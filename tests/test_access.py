@@ -1,0 +1,204 @@
+"""`invoke context` and `invoke ssh` on a real sandbox swarm (1 manager + 1 worker).
+
+The operator's side runs as an operator's would: the real `invoke`, the real docker CLI
+and the system ssh, which reads ~/.ssh/config from the passwd entry's home whatever
+$HOME says. So every command of the operator's runs in a mount namespace of its own
+where that home is an overlay: the real one read through, every write kept in a temp
+dir. The machine's own ~/.ssh and ~/.docker are never written, and a test checks that.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INVOKE, REPO, invoke, unique_cluster
+from tests.sandbox_swarm import Cluster
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
+
+HOME = Path(pwd.getpwuid(os.getuid()).pw_dir)
+# The operator's own ~/.ssh/config, which `invoke context` must keep as it is.
+OWN_CONFIG = "ServerAliveInterval 30\n\nHost myhost\n  User me\n"
+OVERLAY = ('mount -t overlay overlay -o lowerdir="$1",upperdir="$2/upper",workdir="$2/work" "$1" '
+           '&& shift 2 && exec "$@"')
+STACK = """\
+version: "3.8"
+services:
+  sleeper:
+    image: swarmforge/sample:1
+    command: ["sleep", "3600"]
+    deploy:
+      replicas: 2
+"""
+
+
+@dataclass
+class Operator:
+    """An operator's machine: this one, with a home of its own."""
+
+    dir: Path
+    cluster: Cluster
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "upper" / ".ssh" / "config"
+
+    @property
+    def context(self) -> str:
+        return f"swarmforge-{self.cluster.name}"
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update(HOME=str(HOME), INVOKE_SWARMFORGE_STATE_DIR=str(self.cluster.state))
+        return subprocess.run(["unshare", "--mount", "--", "sh", "-c", OVERLAY, "sh", str(HOME),
+                               str(self.dir), *argv], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    def invoke(self, task: str, *args: str) -> subprocess.CompletedProcess[str]:
+        # The flag first: what follows `--` is the command `invoke ssh` runs.
+        return self.run(*INVOKE, task, "--cluster", self.cluster.name, *args)
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("docker", "--context", self.context, *args)
+
+
+@pytest.fixture(scope="module")
+def cluster(state_root: Path) -> Iterator[Cluster]:
+    cluster = Cluster(unique_cluster("ax"), state_root)
+    result = cluster.run("apply", "--managers", "1", "--workers", "1", timeout=900)
+    assert result.returncode == 0, result.stderr
+    yield cluster
+    invoke("destroy", "--cluster", cluster.name, "--yes", state_dir=state_root)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Operator:
+    home = tmp_path_factory.mktemp("operator")
+    (home / "work").mkdir()
+    (home / "upper" / ".ssh").mkdir(parents=True, mode=0o700)
+    (home / "upper" / ".ssh" / "config").write_text(OWN_CONFIG)
+    return Operator(home, cluster)
+
+
+@pytest.fixture(scope="module")
+def nodes(cluster: Cluster) -> dict[str, dict]:
+    """{role: the node as status --json shows it}"""
+    return {n["role"]: n for n in cluster.status()["nodes"]}
+
+
+@pytest.fixture(scope="module")
+def hostnames(nodes: dict[str, dict]) -> dict[str, str]:
+    """{role: hostname}"""
+    return {role: node["hostname"] for role, node in nodes.items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def machine_home_untouched() -> Iterator[None]:
+    before = _home_files()
+    yield
+    assert _home_files() == before
+
+
+def _home_files() -> dict[str, str | None]:
+    """What this machine's real ~/.ssh/config and ~/.docker contexts hold."""
+    config = HOME / ".ssh" / "config"
+    contexts = HOME / ".docker" / "contexts"
+    return {"config": config.read_text() if config.exists() else None,
+            "contexts": " ".join(sorted(str(p) for p in contexts.rglob("*")))
+            if contexts.exists() else None}
+
+
+def test_the_context_lists_the_swarms_nodes(operator: Operator, hostnames: dict[str, str]) -> None:
+    made = operator.invoke("context")
+    assert made.returncode == 0, made.stderr
+    assert f"docker context '{operator.context}' created" in made.stdout
+    assert f"the manager {hostnames['manager']}" in made.stdout
+
+    listed = operator.docker("node", "ls", "--format", "{{.Hostname}}")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == sorted(hostnames.values())
+    # Two lines at the top of the operator's file; the rest as it was.
+    lines = operator.ssh_config.read_text().splitlines(keepends=True)
+    assert lines[0].startswith(f"# swarmforge cluster {operator.cluster.name}: ")
+    assert lines[1] == f'Include "{operator.cluster.ssh_config.parent / "docker-context.conf"}"\n'
+    assert "".join(lines[2:]) == OWN_CONFIG
+
+
+def test_context_again_puts_a_stale_context_right(operator: Operator) -> None:
+    alias = operator.cluster.ssh_config.parent / "docker-context.conf"
+    # As after the manager was replaced: the alias names an address nobody has.
+    nowhere = f"{operator.cluster.network_prefix}.250"
+    alias.write_text("\n".join(line if "HostName" not in line else f"  HostName {nowhere}"
+                               for line in alias.read_text().splitlines()) + "\n")
+    assert operator.docker("node", "ls").returncode != 0
+
+    again = operator.invoke("context")
+    assert again.returncode == 0, again.stderr
+    assert operator.docker("node", "ls").returncode == 0
+    assert operator.ssh_config.read_text().count("Include ") == 1  # not a second one
+
+
+def test_a_stack_deploys_through_the_context(operator: Operator) -> None:
+    compose = operator.dir / "stack.yml"
+    compose.write_text(STACK)
+    deployed = operator.docker("stack", "deploy", "--detach=true", "--resolve-image", "never",
+                               "-c", str(compose), "ax")
+    assert deployed.returncode == 0, deployed.stderr
+    assert _replicas(operator, "ax_sleeper") == "2/2"
+    assert operator.docker("stack", "rm", "ax").returncode == 0
+
+
+def _replicas(operator: Operator, service: str) -> str:
+    """The service's replicas once all run; the last count seen if they never do."""
+    replicas = ""
+    for _ in range(60):
+        replicas = operator.docker("service", "ls", "--filter", f"name={service}",
+                                   "--format", "{{.Replicas}}").stdout.strip()
+        running, _, wanted = replicas.partition("/")
+        if running and running == wanted:
+            break
+        time.sleep(1)
+    return replicas
+
+
+def test_remove_takes_out_what_context_added(operator: Operator) -> None:
+    removed = operator.invoke("context", "--remove")
+    assert removed.returncode == 0, removed.stderr
+    assert f"docker context '{operator.context}' removed" in removed.stdout
+    assert operator.run("docker", "context", "inspect", operator.context).returncode != 0
+    assert operator.ssh_config.read_text() == OWN_CONFIG
+    assert not (operator.cluster.ssh_config.parent / "docker-context.conf").exists()
+    again = operator.invoke("context", "--remove")
+    assert again.returncode == 0
+    assert "nothing to remove" in again.stdout
+
+
+def test_ssh_runs_a_command_on_a_node(operator: Operator, nodes: dict[str, dict],
+                                     hostnames: dict[str, str]) -> None:
+    worker = nodes["worker"]
+    for node, expected in ((worker["hostname"], "worker"), ("swarm_worker[0]", "worker"),
+                           (worker["address"], "worker"), (worker["id"][:6], "worker"),
+                           ("leader", "manager")):
+        ran = operator.invoke("ssh", node, "--", "hostname")
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() == hostnames[expected]
+
+
+def test_ssh_returns_the_commands_exit_status(operator: Operator) -> None:
+    assert operator.invoke("ssh", "swarm_worker[0]", "--", "exit", "7").returncode == 7
+
+
+def test_ssh_to_a_node_the_cluster_has_not(operator: Operator, hostnames: dict[str, str]) -> None:
+    ran = operator.invoke("ssh", "nosuch", "--", "hostname")
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines() == [
+        f"swarmforge: node 'nosuch' is not in this cluster; its nodes are: "
+        f"{hostnames['manager']}, {hostnames['worker']}"]
