@@ -36,6 +36,10 @@ PACKER_DIR = REPO / "packer"
 POLICY_DIR = REPO / "docs" / "iam"
 
 JOBS = ("bake", "apply", "rebuild", "state-bootstrap")
+# A second document for the credentials of apply and rebuild: the AWS services other
+# than EC2 that terraform/aws's optional parts use; one document would pass IAM's limit.
+JOB_EXTRAS = {"apply": ("apply-services",), "rebuild": ("apply-services",)}
+DOCUMENTS = (*JOBS, "apply-services")
 SERVICES = ("ec2", "s3", "ssm", "sts", "dynamodb", "service-quotas")
 
 # What the placeholders stand for (docs/iam/README.md); nothing else may look like one.
@@ -91,6 +95,11 @@ TERRAFORM_ACTIONS: dict[str, tuple[str, ...]] = {
         # destroy first clears DisableApiTermination; a new instance_type stops, modifies, starts
         "ec2:ModifyInstanceAttribute", "ec2:StopInstances", "ec2:StartInstances",
         "ec2:TerminateInstances",
+        # the node role's instance profile (iam.tf): passed at launch; a running node
+        # given one, or another, has it associated in place (apply-services.json)
+        "iam:PassRole", "ec2:DescribeIamInstanceProfileAssociations",
+        "ec2:AssociateIamInstanceProfile", "ec2:ReplaceIamInstanceProfileAssociation",
+        "ec2:DisassociateIamInstanceProfile",
     ),
     "resource aws_security_group": (
         # creating one revokes the default allow-all egress rule; destroying it waits
@@ -131,6 +140,75 @@ TERRAFORM_ACTIONS: dict[str, tuple[str, ...]] = {
     "resource aws_route_table_association": (
         "ec2:AssociateRouteTable", "ec2:DescribeRouteTables",
         "ec2:ReplaceRouteTableAssociation", "ec2:DisassociateRouteTable",
+    ),
+    # The ingress NLB (ingress.tf). Creating the first load balancer of an account makes
+    # ELB's service-linked role; the NLB's read looks up its capacity reservation.
+    "resource aws_lb": (
+        "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:DescribeCapacityReservation",
+        "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+        "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags", "elasticloadbalancing:DescribeTags",
+        "iam:CreateServiceLinkedRole",
+    ),
+    "resource aws_lb_listener": (
+        "elasticloadbalancing:CreateListener", "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:DeleteListener", "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags", "elasticloadbalancing:DescribeTags",
+    ),
+    # creating one sets its attributes (deregistration_delay) with a second call
+    "resource aws_lb_target_group": (
+        "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags", "elasticloadbalancing:DescribeTags",
+    ),
+    "resource aws_lb_target_group_attachment": (
+        "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DeregisterTargets",
+    ),
+    # The nodes' role (iam.tf): its read lists its policies; destroying it first takes
+    # it out of its instance profiles.
+    "resource aws_iam_role": (
+        "iam:CreateRole", "iam:GetRole", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+        "iam:UpdateAssumeRolePolicy", "iam:UpdateRoleDescription", "iam:TagRole", "iam:UntagRole",
+        "iam:ListInstanceProfilesForRole", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteRole",
+    ),
+    "resource aws_iam_instance_profile": (
+        "iam:CreateInstanceProfile", "iam:GetInstanceProfile", "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile", "iam:UntagInstanceProfile",
+        "iam:DeleteInstanceProfile",
+    ),
+    "resource aws_iam_role_policy_attachment": (
+        "iam:AttachRolePolicy", "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy",
+    ),
+    "resource aws_iam_role_policy": ("iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"),
+    "data aws_iam_policy_document": (),  # rendered by the provider, no call
+    # Container logs (logs.tf)
+    "resource aws_cloudwatch_log_group": (
+        "logs:CreateLogGroup", "logs:DescribeLogGroups", "logs:ListTagsForResource",
+        "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy", "logs:AssociateKmsKey",
+        "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource", "logs:DeleteLogGroup",
+    ),
+    # Shared volumes (efs.tf). The first file system of an account makes EFS's
+    # service-linked role; a mount target is a network interface EFS makes with the
+    # caller's rights (CreateMountTarget's documented EC2 permissions).
+    "resource aws_efs_file_system": (
+        "elasticfilesystem:CreateFileSystem", "elasticfilesystem:DescribeFileSystems",
+        "elasticfilesystem:DescribeLifecycleConfiguration", "elasticfilesystem:TagResource",
+        "elasticfilesystem:UntagResource", "elasticfilesystem:DeleteFileSystem",
+        "iam:CreateServiceLinkedRole",
+    ),
+    "resource aws_efs_mount_target": (
+        "elasticfilesystem:CreateMountTarget", "elasticfilesystem:DescribeMountTargets",
+        "elasticfilesystem:DescribeMountTargetSecurityGroups",
+        "elasticfilesystem:ModifyMountTargetSecurityGroups", "elasticfilesystem:DeleteMountTarget",
+        "ec2:DescribeSubnets", "ec2:DescribeNetworkInterfaces", "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
     ),
     # hashicorp/null (the swarm step, join.tf) calls no AWS API
     "resource null_resource": (),
@@ -213,7 +291,7 @@ NOT_API_CALLS = {"get_paginator", "get_waiter", "can_paginate", "close", "genera
 
 # A "*" resource without a condition is fine only for actions AWS cannot scope to a
 # resource (reads), and for these statements, each with its reason.
-UNSCOPED_READS = ("ec2:Describe*", "sts:GetCallerIdentity")
+UNSCOPED_READS = ("ec2:Describe*", "sts:GetCallerIdentity", "elasticloadbalancing:Describe*")
 UNSCOPED_STATEMENTS = {
     "PackerBuild": "Packer's temporary key pair, security group, volumes and snapshots have "
                    "names and tags unknown in advance, and AMI copies land in the ami_regions",
@@ -398,9 +476,14 @@ def policy(job: str) -> dict[str, Any]:
     return document
 
 
-def statements(job: str) -> list[dict[str, Any]]:
-    found = policy(job)["Statement"]
+def document_statements(name: str) -> list[dict[str, Any]]:
+    found = policy(name)["Statement"]
     return found if isinstance(found, list) else [found]
+
+
+def statements(job: str) -> list[dict[str, Any]]:
+    """The statements of ``job``'s document, then of the documents attached with it."""
+    return [s for name in (job, *JOB_EXTRAS.get(job, ())) for s in document_statements(name)]
 
 
 def _listed(value: str | list[str]) -> list[str]:
@@ -480,7 +563,7 @@ def test_no_wildcard_action(job: str) -> None:
                 f"docs/iam/{job}.json, {statement.get('Sid')}: {action!r} is no plain action"
 
 
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", DOCUMENTS)
 def test_resources_name_no_partition_and_use_known_placeholders(job: str) -> None:
     text = policy_text(job)
     assert "arn:aws:" not in text, f"docs/iam/{job}.json: write arn:${{Partition}}:, not arn:aws:"
@@ -508,7 +591,7 @@ def test_star_resources_are_scoped_by_conditions(job: str) -> None:
             "the resources, add a condition, or give the reason in UNSCOPED_STATEMENTS")
 
 
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", DOCUMENTS)
 def test_the_policy_is_well_formed_and_fits_iam(job: str) -> None:
     document = policy(job)
     assert document["Version"] == "2012-10-17"
@@ -521,12 +604,12 @@ def test_the_policy_is_well_formed_and_fits_iam(job: str) -> None:
 
 def test_rebuild_is_bake_plus_apply() -> None:
     """The scheduled rebuild bakes, then rolls: the two policies, kept in step by this test."""
-    assert statements("rebuild") == statements("bake") + statements("apply")
+    assert document_statements("rebuild") == document_statements("bake") + document_statements("apply")
     assert not {s["Sid"] for s in statements("bake")} & {s["Sid"] for s in statements("apply")}
 
 
 def test_no_other_policy_or_job() -> None:
-    assert {path.stem for path in POLICY_DIR.glob("*.json")} == set(JOBS)
+    assert {path.stem for path in POLICY_DIR.glob("*.json")} == set(DOCUMENTS)
 
 
 def test_the_conditions_match_the_tags_we_set() -> None:
