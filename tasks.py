@@ -255,7 +255,8 @@ def context(c, cluster=None, target=None, remove=False, no_ssh_config=False):
     "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"]})
 def ssh(c, node, cluster=None, target=None):
     """Open a shell on a node, or run what follows `--` there (its exit status is the command's):
-    `invoke ssh leader`, `invoke ssh swarm_worker[0] -- docker ps`."""
+    `invoke ssh leader`, `invoke ssh --cluster demo swarm_worker[0] -- docker ps` (flags before
+    `--`: what follows it is the command)."""
     _cli().ssh(*_flags(c, cluster=cluster, target=target), node=node, command=_after_dashes())
 
 

@@ -65,10 +65,12 @@ def open_context(cluster: Cluster, *, edit_ssh_config: bool = True) -> ContextMa
     manager, address = _leader(swarm.nodes(via), managers, swarm, via)
     name = alias_name(cluster.settings.cluster)
     profile = swarm.ssh.profile
-    write_alias(profile, name, address)
+    moved = write_alias(profile, name, address)
     included = edit_ssh_config and include_alias(cluster.settings.cluster, alias_file(profile))
     saved = save_context(name, f"ssh://{name}", f"swarmforge cluster {cluster.settings.cluster} "
-                         f"({cluster.settings.target}), through {manager}")
+                         f"({cluster.settings.target})")
+    if saved == "unchanged" and moved:  # the same context, through another manager now
+        saved = "updated"
     if edit_ssh_config:
         _check_context(name, cluster.settings.ssh_timeout)
     return ContextMade(name, manager, address, saved, include_line(alias_file(profile)),

@@ -99,7 +99,10 @@ def forget_alias(cluster: str) -> bool:
     kept, included = _without_mark(old, cluster)
     if kept == old:
         return False
-    _write_user_file(config, kept)
+    if kept or config.is_symlink():
+        _write_user_file(config, kept)
+    else:  # it held our lines alone: as if we had never come
+        config.unlink()
     if included is not None and included.name == ALIAS_FILE:  # never a file of the operator's
         included.unlink(missing_ok=True)
     return True

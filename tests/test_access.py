@@ -84,7 +84,11 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Oper
     home = tmp_path_factory.mktemp("operator")
     (home / "work").mkdir()
     (home / "upper" / ".ssh").mkdir(parents=True, mode=0o700)
-    (home / "upper" / ".ssh" / "config").write_text(OWN_CONFIG)
+    # Kept by a dotfiles manager: a link, to a file readable by all.
+    (home / "upper" / "dotfiles").mkdir()
+    (home / "upper" / "dotfiles" / "ssh_config").write_text(OWN_CONFIG)
+    (home / "upper" / "dotfiles" / "ssh_config").chmod(0o644)
+    (home / "upper" / ".ssh" / "config").symlink_to("../dotfiles/ssh_config")
     return Operator(home, cluster)
 
 
@@ -130,6 +134,8 @@ def test_the_context_lists_the_swarms_nodes(operator: Operator, hostnames: dict[
     assert lines[0].startswith(f"# swarmforge cluster {operator.cluster.name}: ")
     assert lines[1] == f'Include "{operator.cluster.ssh_config.parent / "docker-context.conf"}"\n'
     assert "".join(lines[2:]) == OWN_CONFIG
+    assert operator.ssh_config.is_symlink()  # followed, not replaced
+    assert operator.ssh_config.stat().st_mode & 0o777 == 0o644
 
 
 def test_context_again_puts_a_stale_context_right(operator: Operator) -> None:
@@ -139,9 +145,13 @@ def test_context_again_puts_a_stale_context_right(operator: Operator) -> None:
     alias.write_text("\n".join(line if "HostName" not in line else f"  HostName {nowhere}"
                                for line in alias.read_text().splitlines()) + "\n")
     assert operator.docker("node", "ls").returncode != 0
+    # And the context itself changed by hand.
+    assert operator.run("docker", "context", "update", operator.context,
+                        "--docker", "host=ssh://nowhere").returncode == 0
 
     again = operator.invoke("context")
     assert again.returncode == 0, again.stderr
+    assert f"docker context '{operator.context}' updated" in again.stdout
     assert operator.docker("node", "ls").returncode == 0
     assert operator.ssh_config.read_text().count("Include ") == 1  # not a second one
 
@@ -202,3 +212,17 @@ def test_ssh_to_a_node_the_cluster_has_not(operator: Operator, hostnames: dict[s
     assert ran.stderr.strip().splitlines() == [
         f"swarmforge: node 'nosuch' is not in this cluster; its nodes are: "
         f"{hostnames['manager']}, {hostnames['worker']}"]
+
+
+def test_context_can_leave_ssh_config_alone(operator: Operator) -> None:
+    made = operator.invoke("context", "--no-ssh-config")
+    assert made.returncode == 0, made.stderr
+    alias = operator.cluster.ssh_config.parent / "docker-context.conf"
+    assert made.stdout.splitlines()[-1] == f'Include "{alias}"'  # the line to add
+    assert operator.ssh_config.read_text() == OWN_CONFIG
+    assert operator.run("docker", "context", "inspect", operator.context).returncode == 0
+
+    removed = operator.invoke("context", "--remove")
+    assert removed.returncode == 0, removed.stderr
+    assert not alias.exists()
+    assert operator.run("docker", "context", "inspect", operator.context).returncode != 0
