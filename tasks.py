@@ -35,20 +35,25 @@ def _flags(c: Context, **given: object) -> tuple[dict, dict]:
 # int() the text itself, and a typo end in a traceback. cli knows their defaults and ranges.
 
 
-@task(help={**COMMON_HELP,
+# No short flags: -h would be --heal, where every other command reads it as --help.
+@task(auto_shortflags=False,
+      help={**COMMON_HELP,
             "allow_even_managers": "Accept an even manager count (it adds no failure tolerance).",
             "parallelism": "How many nodes Terraform creates at once (default 10).",
             "no_rotate": "Keep the join tokens (by default both are rotated once the swarm is healthy).",
             "autolock": "Turn swarm autolock on (managers restart locked); the unlock key goes "
                         "to the target's secret store only (see `invoke unlock-key`).",
+            "heal": "First replace the nodes that are Down or whose host is gone, as "
+                    "`invoke heal --yes` does (its brake included).",
             "ami": "AMI to launch nodes from on aws, overriding the AMI of record (default: SSM "
                    "/swarmforge/<cluster>/ami-id, else the newest AMI tagged for the cluster)."})
 def apply(c, cluster=None, target=None, managers=None, workers=None, allow_even_managers=False,
-          parallelism=None, ami=None, no_rotate=False, yes=False, autolock=False):
+          parallelism=None, ami=None, no_rotate=False, yes=False, autolock=False, heal=False):
     """Create or converge a swarm (shows the plan, asks at a terminal); prints the nodes."""
     _cli().apply(*_flags(c, cluster=cluster, target=target, managers=managers, workers=workers,
                          allow_even_managers=allow_even_managers or None, parallelism=parallelism,
-                         ami_id=ami), rotate=not no_rotate, yes=yes, autolock=autolock)
+                         ami_id=ami), rotate=not no_rotate, yes=yes, autolock=autolock,
+                 heal=heal)
 
 
 @task(help={"cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"],

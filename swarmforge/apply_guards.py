@@ -1,9 +1,9 @@
 """What apply refuses, and the one kind of node it makes anew by itself.
 
-Refused, with nothing changed: fewer nodes than exist (Terraform would destroy
-them without draining or demoting them) and any plan that removes a running
-node. Made anew: a node that never joined the swarm and no longer answers over
-SSH (or answers with a key that cannot be verified), as a failed launch is.
+Refused, with nothing changed: any plan that removes a running node (fewer nodes
+than exist is scale_in.py's: they leave the swarm first). Made anew: a node that
+never joined the swarm and no longer answers over SSH (or answers with a key that
+cannot be verified), as a failed launch is.
 Applied first, before the swarm is reached: the network changes of a plan, so
 that a new allowed_ssh_cidrs lets the operator in before apply needs SSH.
 """
@@ -16,17 +16,8 @@ from pathlib import Path
 
 from swarmforge.errors import QuorumError
 from swarmforge.nodes import NodeRef, address_of, is_node, join_step_of
-from swarmforge.settings import Settings
 from swarmforge.swarm import Swarm, member_at
 from swarmforge.terraform_output import Plan
-
-
-def refuse_scale_down(s: Settings, managers: list[NodeRef], workers: list[NodeRef]) -> None:
-    if len(managers) > s.managers or len(workers) > s.workers:
-        raise QuorumError(
-            f"refusing to scale down from {len(managers)} managers + {len(workers)} workers "
-            f"to {s.managers} + {s.workers}: Terraform would destroy nodes without draining or "
-            "demoting them first. Keep --managers/--workers at least at the current counts.")
 
 
 def refuse_removals(plan: Plan, remade: list[str]) -> None:

@@ -35,7 +35,10 @@ def _counted(existing: int, wanted: int) -> str:
         return f"{wanted} to create"
     if wanted > existing:
         return f"{existing} exist, {wanted - existing} to create"
-    return f"{existing} exist" if wanted == existing else f"{existing} exist: fewer is refused"
+    if wanted == existing:
+        return f"{existing} exist"
+    return (f"{existing} exist: the {existing - wanted} at the highest indices leave the swarm "
+            "first (drained, demoted, removed), then are destroyed; only with --yes or a y here")
 
 
 def _phase_one(first: str, any_node: bool, joined: list[Any]) -> str:

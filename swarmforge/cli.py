@@ -119,9 +119,12 @@ def _journal_resume(config: Mapping[str, Any], flags: Mapping[str, Any]) -> str:
 
 @clean_exit
 def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = True,
-          yes: bool = False, ask: Callable[[str], str] = input, autolock: bool = False) -> None:
+          yes: bool = False, ask: Callable[[str], str] = input, autolock: bool = False,
+          heal: bool = False) -> None:
     """Shows the plan first; asks before acting when a person is at the terminal and
-    --yes was not given (scripts and CI, with no terminal, go ahead as before)."""
+    --yes was not given (scripts and CI, with no terminal, go ahead as before, except
+    that no node is removed: a scale-in needs --yes there). ``heal``: `invoke heal --yes`
+    first."""
     settings = load_settings(config, flags)
 
     def confirm(plan: list[str]) -> bool:
@@ -135,7 +138,15 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = Tr
         except EOFError:
             return False
 
-    report = Cluster(settings).apply(rotate=rotate, confirm=confirm, autolock=autolock)
+    cluster = Cluster(settings)
+    if heal and cluster.target.exists():  # the dead nodes replaced first, as `invoke heal --yes`
+        run_heal(cluster, act=True, rotate=rotate,
+                 show=lambda plan: print("\n".join(["==> heal first:", *plan]), file=sys.stderr,
+                                         flush=True))
+    # Nodes beyond the counts go only when asked: --yes, or "y" at a terminal.
+    at_terminal = bool(sys.stdin) and sys.stdin.isatty()
+    report = cluster.apply(rotate=rotate, confirm=confirm, autolock=autolock,
+                           may_remove=yes or at_terminal)
     if report is None:
         raise Exit("swarmforge: nothing applied (answer y, or pass --yes)", code=1)
     print(node_table(report.health.nodes))

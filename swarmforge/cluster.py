@@ -25,10 +25,10 @@ from swarmforge.apply_guards import (
     changes_before_the_swarm,
     nodes_to_remake,
     refuse_removals,
-    refuse_scale_down,
     swarm_only_config,
 )
 from swarmforge.apply_plan import apply_plan
+from swarmforge.autolock import StoredKeyUnlocker, key_command, turn_on
 from swarmforge.errors import CommandError, SwarmError, SwarmforgeError
 from swarmforge.node_facts import NodeFacts, refreshed
 from swarmforge.nodes import (
@@ -41,10 +41,17 @@ from swarmforge.operation import BusyError
 from swarmforge.picks import replace_advice
 from swarmforge.private_files import private_dirs
 from swarmforge.progress import Progress
+from swarmforge.scale_in import (
+    leave_beyond,
+    refuse_other_removals,
+    refuse_unconfirmed,
+    shrinking,
+)
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
 from swarmforge.state_file import state_outputs
 from swarmforge.swarm import DeadNodeError, Health, Node, Swarm, assess
+from swarmforge.swarm_lock import SwarmLock
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Target
 from swarmforge.terraform import Terraform
@@ -56,6 +63,7 @@ class ApplyReport:
     bootstrapped: bool  # phase 1 ran: the swarm was created
     changed: bool  # Terraform changed something
     health: Health
+    autolock: str = ""  # with --autolock: where the unlock key is kept
 
 
 class Cluster:
@@ -78,15 +86,19 @@ class Cluster:
         self._said: set[str] = set()  # what was said of the nodes' facts: once per command
         self._handed_out: Swarm | None = None  # whose join tokens left us since the last rotation
         self._unchanged: HealthRead | None = None  # a re-apply that changed nothing: its read
+        self._unlocker: StoredKeyUnlocker | None = None  # autolock's keys, read when needed
 
     # -- apply --------------------------------------------------------------
 
     def apply(self, rotate: bool = True,
-              confirm: Callable[[list[str]], bool] = lambda plan: True) -> ApplyReport | None:
+              confirm: Callable[[list[str]], bool] = lambda plan: True,
+              autolock: bool = False, may_remove: bool = False) -> ApplyReport | None:
         """Create the swarm, or converge it on the settings: the steps an operator would take.
 
         ``confirm`` gets the plan once the target's checks passed, before Terraform runs;
-        None when it declines."""
+        None when it declines. ``autolock``: turned on once the swarm is healthy, its key
+        put in the target's secret store (autolock.py). ``may_remove``: the operator confirmed
+        that nodes beyond the counts may go (scale-in: they leave the swarm first)."""
         operations = self.target.operation_store()
         self._unchanged = None
         with operations.exclusive("invoke apply", self.progress.detail):
@@ -97,12 +109,19 @@ class Cluster:
                 return None
             tf = self._prepare()
             managers, workers = self._nodes_in_state(tf)
-            refuse_scale_down(self.settings, managers, workers)
+            wanted = (self.settings.managers, self.settings.workers)
+            if shrinking(wanted, managers, workers):
+                if not may_remove:
+                    refuse_unconfirmed(wanted, managers, workers)
+                self._scale_in(tf, managers, workers)
+                managers, workers = self._nodes_in_state(tf)
             bootstrapped = self._needs_bootstrap(managers, self._joined)
             if bootstrapped:
                 self._phase_one()
                 managers, workers = self._nodes_in_state(tf)
             swarm = self.swarm(managers)
+            if not bootstrapped:
+                swarm.unlock_locked()  # a manager restarted since: locked, with autolock on
             with self.tokens_rotated_if_failed(rotate):
                 if bootstrapped:
                     changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm),
@@ -112,7 +131,30 @@ class Cluster:
                 read = self._unchanged or self._wait_healthy(swarm, rotate)
             if rotate and not read.rotated:
                 self.rotate_tokens(swarm, read.via or None)
-            return ApplyReport(bootstrapped, changed or bootstrapped, read.health)
+            kept = self._turn_on_autolock(swarm, read.via) if autolock else ""
+            return ApplyReport(bootstrapped, changed or bootstrapped, read.health, kept)
+
+    def _turn_on_autolock(self, swarm: Swarm, via: str) -> str:
+        """Autolock on, its key in the target's store; where that is."""
+        unlocker = self.unlocker(swarm)
+        with self.progress.step("swarm autolock: on, its unlock key kept in "
+                                f"{unlocker.store.where}"):
+            turn_on(unlocker, via or self.answering_manager(swarm))
+        return unlocker.store.where
+
+    def _scale_in(self, tf: Terraform, managers: list[NodeRef], workers: list[NodeRef]) -> None:
+        """Fewer nodes than exist: those beyond the counts leave the swarm first, the graceful
+        way (scale_in.py), then Terraform destroys them, its plan checked to remove nothing
+        else. Nothing joins, so no join token is read."""
+        wanted = (self.settings.managers, self.settings.workers)
+        swarm = self.swarm(managers[:wanted[0]])  # asked only through managers that stay
+        leave_beyond(swarm, self.answering_manager(swarm), managers, workers, wanted,
+                     self.progress)
+        plan = tf.plan(self._settings_variables(), {})
+        refuse_other_removals(plan, self.target.resource_type, wanted, managers, workers)
+        gone = len(managers) - wanted[0] + len(workers) - wanted[1]
+        with self.progress.step(f"scale-in: terraform destroys {gone} node(s)"):
+            self.apply_terraform(self._settings_variables, {})
 
     def _wait_healthy(self, swarm: Swarm, rotate: bool) -> HealthRead:
         """The streak of healthy polls; with ``rotate``, the join tokens are rotated once the
@@ -132,7 +174,11 @@ class Cluster:
                     on_wait=lambda h: self.progress.detail("waiting: " + "; ".join(h.problems)),
                     on_healthy=rotate_now if rotate else None)
             except DeadNodeError as exc:  # an apply does not replace nodes: say what does
-                raise DeadNodeError(exc.nodes, replace_advice(self.settings, exc.nodes)) from exc
+                s = self.settings
+                heal = (f"`invoke heal --cluster {s.cluster} --target {s.target} --yes` replaces "
+                        "dead nodes (or `invoke apply --heal`, which heals first)")
+                raise DeadNodeError(exc.nodes, f"{heal}; or one by one: "
+                                    + replace_advice(s, exc.nodes)) from exc
         return HealthRead(health, "", bool(rotated))
 
     def rotate_tokens(self, swarm: Swarm | None = None, via: str | None = None) -> None:
@@ -270,7 +316,13 @@ class Cluster:
         in_state, workers_in_state = self._nodes_as_read()
         wanted = (len(in_state) if managers is None else managers,
                   len(workers_in_state) if workers is None else workers)
-        return self.swarm(in_state).health(*wanted)
+        swarm = self.swarm(in_state)
+        swarm.unlock_locked()  # a manager restarted locked (autolock): unlocked, then read
+        health = swarm.health(*wanted)
+        # Not healthy: a locked manager with no key stored is named (or one locked since).
+        if not health.healthy and swarm.unlock_locked(always=True):
+            return swarm.health(*wanted)
+        return health
 
     def nodes_as_read(self) -> tuple[list[NodeRef], list[NodeRef]]:
         """The managers and workers as status reads them (no lock, no Terraform), and SSH
@@ -455,10 +507,21 @@ class Cluster:
     def swarm(self, managers: list[NodeRef]) -> Swarm:
         assert self._profile is not None
         # A stopped manager cannot answer: asking it would only wait for SSH's deadline.
-        return Swarm(SSH(self._profile, timeout=self.settings.ssh_timeout),
-                     [m.ssh_host for m in managers
-                      if self._facts.get(m.name, NodeFacts()).reachable],
-                     dead_after=self.settings.dead_after)
+        ssh = SSH(self._profile, timeout=self.settings.ssh_timeout)
+        swarm = Swarm(ssh, [m.ssh_host for m in managers
+                            if self._facts.get(m.name, NodeFacts()).reachable],
+                      dead_after=self.settings.dead_after)
+        swarm.unlocker = self.unlocker(swarm)
+        return swarm
+
+    def unlocker(self, swarm: Swarm) -> StoredKeyUnlocker:
+        """What unlocks this cluster's locked managers: one per command, so that the store
+        is read once, and only when a lock is looked for."""
+        if self._unlocker is None:
+            self._unlocker = StoredKeyUnlocker(self.target.unlock_key_store(),
+                                               SwarmLock(swarm.ssh), self.progress.detail,
+                                               key_command(self.settings))
+        return self._unlocker
 
     def answering_manager(self, swarm: Swarm) -> str:
         try:

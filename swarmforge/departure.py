@@ -21,6 +21,7 @@ from swarmforge.ssh import SSH
 from swarmforge.swarm import RECHECK, Node, Swarm, is_sound
 
 Say = Callable[[str], None]
+DRAIN_TIMEOUT = 120.0  # seconds a node's tasks get to move elsewhere, where no flag says
 
 
 def depart(swarm: Swarm, via: str, leaving: Sequence[Node], hosts: Mapping[str, str], *,

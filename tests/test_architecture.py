@@ -72,6 +72,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.picks": 3,
     "swarmforge.departure": 3,  # the graceful way out: drain, demote, leave, node rm
     "swarmforge.heal": 3,
+    "swarmforge.scale_in": 3,
     "swarmforge.state_bootstrap": 3,
     "swarmforge.unlock": 3,
     "swarmforge.autolock": 3,  # locked managers unlocked with the stored key
