@@ -25,6 +25,42 @@ build {
     inline          = ["bash /tmp/install-docker.sh", "rm -f /tmp/install-docker.sh"]
   }
 
+  # The spot workers' exit (docs/swarm.md, "Spot workers"): the notice poller a
+  # spot worker runs, the reaper a manager runs. Installed, not enabled: the
+  # swarm step enables the one a node's role needs, with worker_spot only.
+  provisioner "file" {
+    sources = [
+      "${var.scripts_dir}/spot-notice.sh",
+      "${var.scripts_dir}/spot-reaper.sh",
+      "${var.scripts_dir}/systemd/swarmforge-spot-notice.service",
+      "${var.scripts_dir}/systemd/swarmforge-spot-reaper.service",
+    ]
+    destination = "/tmp/"
+  }
+
+  provisioner "shell" {
+    execute_command = "chmod +x {{ .Path }}; sudo {{ .Path }}"
+    inline = [
+      "install -m 0755 /tmp/spot-notice.sh /usr/local/sbin/swarmforge-spot-notice",
+      "install -m 0755 /tmp/spot-reaper.sh /usr/local/sbin/swarmforge-spot-reaper",
+      "install -m 0644 /tmp/swarmforge-spot-notice.service /tmp/swarmforge-spot-reaper.service /etc/systemd/system/",
+      "rm -f /tmp/spot-notice.sh /tmp/spot-reaper.sh /tmp/swarmforge-spot-notice.service /tmp/swarmforge-spot-reaper.service",
+    ]
+  }
+
+  # The ECR credential helper (private images with the instance role's rights)
+  # and the NFS client (the cluster's EFS file system): scripts/install-aws-helpers.sh.
+  provisioner "file" {
+    source      = "${var.scripts_dir}/install-aws-helpers.sh"
+    destination = "/tmp/install-aws-helpers.sh"
+  }
+
+  provisioner "shell" {
+    environment_vars = ["SSH_USER=${var.ssh_username}"]
+    execute_command  = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    inline           = ["bash /tmp/install-aws-helpers.sh", "rm -f /tmp/install-aws-helpers.sh"]
+  }
+
   # Last, so that nothing after it leaves a trace: the AMI's instances must each
   # make their own host keys, machine id and Docker engine id, run cloud-init as
   # a first boot (which prints the new host keys to the console), and hold no key
