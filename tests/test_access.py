@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ HOME = Path(pwd.getpwuid(os.getuid()).pw_dir)
 OWN_CONFIG = "ServerAliveInterval 30\n\nHost myhost\n  User me\n"
 OVERLAY = ('mount -t overlay overlay -o lowerdir="$1",upperdir="$2/upper",workdir="$2/work" "$1" '
            '&& shift 2 && exec "$@"')
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 STACK = """\
 version: "3.8"
 services:
@@ -55,12 +58,12 @@ class Operator:
     def context(self) -> str:
         return f"swarmforge-{self.cluster.name}"
 
-    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env.update(HOME=str(HOME), INVOKE_SWARMFORGE_STATE_DIR=str(self.cluster.state))
         return subprocess.run(["unshare", "--mount", "--", "sh", "-c", OVERLAY, "sh", str(HOME),
                                str(self.dir), *argv], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=300, check=False)
+                              text=True, timeout=300, check=False, input=stdin)
 
     def invoke(self, task: str, *args: str) -> subprocess.CompletedProcess[str]:
         # The flag first: what follows `--` is the command `invoke ssh` runs.
@@ -204,6 +207,18 @@ def test_ssh_runs_a_command_on_a_node(operator: Operator, nodes: dict[str, dict]
 
 def test_ssh_returns_the_commands_exit_status(operator: Operator) -> None:
     assert operator.invoke("ssh", "swarm_worker[0]", "--", "exit", "7").returncode == 7
+
+
+def test_ssh_without_a_command_is_a_shell_at_the_terminal(operator: Operator,
+                                                          hostnames: dict[str, str]) -> None:
+    # `script` gives it a terminal, as an operator's; the shell reads what is typed there.
+    command = shlex.join([*INVOKE, "ssh", "--cluster", operator.cluster.name, "leader"])
+    typed = "tty && hostname\nexit 3\n"
+    shell = operator.run("script", "-qec", command, "/dev/null", stdin=typed)
+    assert shell.returncode == 3, shell.stdout + shell.stderr
+    said = ANSI.sub("", shell.stdout.replace("\r", "")).splitlines()  # the shell's escapes out
+    assert any(line.startswith("/dev/pts/") for line in said), said  # the node's own terminal
+    assert hostnames["manager"] in said
 
 
 def test_ssh_to_a_node_the_cluster_has_not(operator: Operator, hostnames: dict[str, str]) -> None:
