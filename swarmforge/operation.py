@@ -290,6 +290,16 @@ class RollRecord(Operation):
     current: ReplacementRecord | None = None  # the replacement under way
 
 
+@dataclass(kw_only=True)
+class RestoreRecord(Operation):
+    operation: str = "restore"
+    survivor: str  # the manager (Terraform's name) the swarm is made anew on
+    lost: list[str]  # Terraform addresses of the other managers: made anew
+    backup: str | None = None  # the archive unpacked on the survivor; None: its own state
+    taken: str | None = None  # the archive's time: what changed after it is lost
+    done: list[str] = field(default_factory=list)
+
+
 def unfinished(cluster: str, record: Operation) -> UnfinishedError:
     """The refusal to start while the journalled operation ``record`` is half done."""
     return UnfinishedError(
@@ -341,6 +351,8 @@ def _parsed(data: dict[str, Any], where: str) -> Operation:
         if data["operation"] == "roll":
             current = data.get("current")
             return RollRecord(**{**data, "current": current and ReplacementRecord.from_dict(current)})
+        if data["operation"] == "restore":
+            return RestoreRecord(**data)
         return Operation(**data)
     except (KeyError, TypeError) as problem:
         raise SwarmforgeError(f"cannot read the operation journal {where} ({problem}): it was "

@@ -98,15 +98,16 @@ class SSH:
         self.timeout = timeout
 
     def run(self, host: str, command: str, *, timeout: float | None = None,
-            what: str | None = None) -> Completed:
+            what: str | None = None, stdin: str | None = None) -> Completed:
         """Run ``command`` on ``host``; raises SSHConnectionError if it never got there.
 
         ``timeout``: a deadline of the call's own (then no setting is named), else the
-        profile's; ``what``: the command as a message names it."""
+        profile's; ``what``: the command as a message names it; ``stdin``: what the
+        command reads (a secret travels so, never in the command)."""
         backoff = self.first_backoff
         setting = TIMEOUT_SETTING if timeout is None else ""
         for attempt in range(1, self.attempts + 1):
-            result = run(["ssh", "-F", str(self.profile.config), host, command],
+            result = run(["ssh", "-F", str(self.profile.config), host, command], stdin=stdin,
                          timeout=self.timeout if timeout is None else timeout,
                          what=f"{what} on {host}" if what else f"ssh to {host}", setting=setting)
             if result.returncode != SSH_UNREACHABLE:

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from swarmforge.errors import CommandError, SwarmError, UnhealthyError
 from swarmforge.ssh import SSH
@@ -70,6 +71,17 @@ class Health:
     @property
     def workers(self) -> list[Node]:
         return [n for n in self.nodes if n.role == "worker"]
+
+
+class Unlocker(Protocol):
+    """Unlocks a manager whose Docker restarted locked (swarm autolock)."""
+
+    @property
+    def armed(self) -> bool:
+        """Whether autolock is known to be on (a key is stored): worth looking for locks."""
+
+    def unlock(self, host: str) -> None:
+        """Unlock the manager at SSH address ``host``; raises when it cannot."""
 
 
 class DeadNodeError(UnhealthyError):
@@ -171,10 +183,14 @@ class Swarm:
     """A swarm reached through any of its managers' SSH addresses."""
 
     def __init__(self, ssh: SSH, manager_hosts: Sequence[str],
-                 dead_after: float = DEAD_AFTER) -> None:
+                 dead_after: float = DEAD_AFTER,
+                 unlocker: Unlocker | None = None) -> None:
         self.ssh = ssh
         self.manager_hosts = list(manager_hosts)
         self.dead_after = dead_after  # how long a wait for health gives a dead node
+        # Unlocks a manager whose Docker restarted locked (autolock): the use case's, which
+        # knows where the key is. None: a locked manager is only named so.
+        self.unlocker = unlocker
         self._answering: str | None = None  # the manager that last answered for the swarm
 
     def member_state(self, host: str) -> dict[str, object]:
@@ -194,19 +210,48 @@ class Swarm:
         tried = []
         for host in self.manager_hosts:
             try:
-                state_line, _, quorum = self.ssh.check(host, MANAGER_CHECK, "docker info").partition("\n")
-                state = json.loads(state_line)
+                state, quorum = self._manager_check(host)
+                if state.get("LocalNodeState") == "locked" and self.unlocker:
+                    self.unlocker.unlock(host)
+                    state, quorum = self._manager_check(host)
             except CommandError as exc:
                 tried.append(f"{host}: {exc.what} failed")
                 continue
             if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
-                if quorum.strip() == "quorum":
+                if quorum == "quorum":
                     self._answering = host
                     return host
                 tried.append(f"{host}: has no quorum")
                 continue
-            tried.append(f"{host}: not an active manager")
+            tried.append(f"{host}: not an active manager ({state.get('LocalNodeState')})")
         raise SwarmError("no manager answers for the swarm (" + "; ".join(tried) + ")")
+
+    def _manager_check(self, host: str) -> tuple[dict[str, object], str]:
+        """``host``'s swarm state, and "quorum" if it can list the nodes (MANAGER_CHECK)."""
+        state_line, _, quorum = self.ssh.check(host, MANAGER_CHECK, "docker info").partition("\n")
+        state: dict[str, object] = json.loads(state_line)
+        return state, quorum.strip()
+
+    def unlock_locked(self, always: bool = False) -> bool:
+        """Unlock every manager whose Docker restarted locked, when autolock is known to be on
+        (its key is stored) or ``always`` (a manager looks dead: a locked one with no key
+        stored is then named, not waited for). Each is asked once, with a short deadline:
+        one that does not answer is passed over, and a wait for health names it. True when
+        it unlocked one."""
+        if not self.unlocker or not (always or self.unlocker.armed):
+            return False
+        once = SSH(self.ssh.profile, attempts=1)
+        unlocked = False
+        for host in self.manager_hosts:
+            try:
+                answer = once.check(host, SWARM_STATE, "docker info", timeout=15)
+                locked = json.loads(answer).get("LocalNodeState") == "locked"
+            except (CommandError, ValueError):
+                continue
+            if locked:
+                self.unlocker.unlock(host)
+                unlocked = True
+        return unlocked
 
     def nodes(self, via: str | None = None) -> list[Node]:
         host = via or self.active_manager()
@@ -329,6 +374,8 @@ class Swarm:
                 on_healthy = None
             now = time.monotonic()
             dead = dead_nodes(health.nodes)
+            if any(n.role == "manager" and n.id not in dead_since for n in dead):
+                self.unlock_locked(always=True)  # a locked manager looks dead until unlocked
             dead_since = {n.id: dead_since.get(n.id, now) for n in dead}
             gone = [n for n in dead if now - dead_since[n.id] >= dead_after]
             if gone:

@@ -1,4 +1,5 @@
-"""Where a join token could leak: process argv while the pipeline runs, and files on disk."""
+"""Where a join token or an unlock key could leak: process argv while the pipeline runs, and
+files on disk."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import TypeVar
 
 TOKEN = re.compile(rb"SWMTKN-1-[0-9a-z]{30,}-[0-9a-z]{20,}")
+# An autolocked swarm's unlock key (base64 of 32 bytes). files_holding looks for the key a
+# test names (other tests' made-up keys sit in /tmp); argv holds no key of anyone's.
+UNLOCK_KEY = re.compile(rb"SWMKEY-1-[A-Za-z0-9+/=]{20,}")
 
 
 class Poller:
@@ -41,7 +45,7 @@ P = TypeVar("P", bound=Poller)
 
 
 class ArgvWatcher(Poller):
-    """Samples every process's argv while running; keeps any that holds a token."""
+    """Samples every process's argv while running; keeps any that holds a token or a key."""
 
     def __init__(self, interval: float = 0.01, marker: bytes | None = None) -> None:
         super().__init__(interval)
@@ -58,7 +62,8 @@ class ArgvWatcher(Poller):
                 continue
             if self.marker and self.marker in argv:
                 self.marked += 1
-            if b"SWMTKN-" in argv and TOKEN.search(argv):
+            if ((b"SWMTKN-" in argv and TOKEN.search(argv))
+                    or (b"SWMKEY-" in argv and UNLOCK_KEY.search(argv))):
                 self.seen.append(argv.replace(b"\0", b" ").decode(errors="replace"))
         self.samples += 1
         return False

@@ -245,9 +245,12 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "ec2:DeregisterImage": frozenset({"rebuild"}),  # pruning (also `invoke prune-amis`)
     "ec2:DeleteSnapshot": frozenset({"rebuild"}),
     "ec2:DescribeSnapshots": frozenset({"rebuild"}),  # pruning: the snapshots a prune left
-    "ssm:PutParameter": frozenset({"bake", "rebuild"}),
-    # apply: the AMI of record; bake: reading a new one back until SSM has taken it
+    # bake: the AMI of record; apply: the unlock key (autolock), in its SecureString only
+    "ssm:PutParameter": frozenset({"bake", "apply", "rebuild"}),
+    # apply: the AMI of record and the unlock key; bake: reading a new AMI back until SSM has it
     "ssm:GetParameter": frozenset({"bake", "apply", "rebuild"}),
+    # destroy (and `invoke unlock-key --disable`): the unlock key goes with the swarm
+    "ssm:DeleteParameter": frozenset({"apply", "rebuild"}),
     "s3:ListBucket": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetBucketLocation": frozenset({"apply", "rebuild", "state-bootstrap"}),
     "s3:GetObject": frozenset({"apply", "rebuild"}),
@@ -633,6 +636,8 @@ def test_the_policy_names_match_the_code() -> None:
     cluster = PLACEHOLDERS["Cluster"]
     apply = _substituted(policy_text("apply"))
     assert f":parameter{parameter_name(cluster)}\"" in apply
+    from swarmforge.targets.aws.unlock_key_parameter import parameter_name as unlock_key_name
+    assert f":parameter{unlock_key_name(cluster)}\"" in apply
     assert f"/{Settings(cluster=cluster).state_key}\"" in apply
     assert f"/{Settings(cluster=cluster).state_key}.tflock\"" in apply
     from swarmforge.targets.aws.lease import JOURNAL_SUFFIX, LOCK_SUFFIX

@@ -22,6 +22,7 @@ from swarmforge.operation import OperationStore
 from swarmforge.progress import Progress
 from swarmforge.provenance import ImageStore
 from swarmforge.ssh import SshProfile
+from swarmforge.unlock_keys import UnlockKeyStore
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,7 @@ class Target(Protocol):
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
         """Validate the template and, unless a dry run, build and record a new image."""
+
+    def unlock_key_store(self) -> UnlockKeyStore:
+        """Where the swarm's unlock key (autolock) is kept, and nowhere else: aws an SSM
+        SecureString, local a 0600 file of this user's outside the repository."""

@@ -54,7 +54,9 @@ from swarmforge.targets.aws.preflight import (
     settings_problems,
 )
 from swarmforge.targets.aws.provenance import AmiStore
+from swarmforge.targets.aws.unlock_key_parameter import UnlockKeyParameter
 from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.unlock_keys import UnlockKeyStore
 
 # What a destroy passes as the AMI (see variables()): valid for terraform/aws, never launched.
 NO_AMI = "ami-00000000000000000"
@@ -211,6 +213,11 @@ class AwsTarget:
         shutil.rmtree(self._profile.control_dir, ignore_errors=True)
         for stale in (self._profile.known_hosts, self._profile.config, self._pins.path):
             stale.unlink(missing_ok=True)
+        self.unlock_key_store().delete()  # the swarm it unlocked is gone
+
+    def unlock_key_store(self) -> UnlockKeyStore:
+        """An SSM SecureString in the cluster's region (unlock_key_parameter.py)."""
+        return UnlockKeyParameter(self.settings)
 
     def _require_state_bucket(self) -> None:
         """The credentials, the region and the state bucket, asked of AWS once per run."""

@@ -2,6 +2,7 @@
 
     python -m swarmforge.targets.local SANDBOX_DIR host-up HOSTNAME ADDRESS [--image DIR | --bare]
     python -m swarmforge.targets.local SANDBOX_DIR host-down HOSTNAME
+    python -m swarmforge.targets.local SANDBOX_DIR docker-stop|docker-start HOSTNAME
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--bare", action="store_true", help="load no image (a Packer builder)")
     down = commands.add_parser("host-down", help="remove a host and all it started")
     down.add_argument("hostname")
+    for verb in ("docker-stop", "docker-start"):  # what systemctl stop/start docker is on aws
+        commands.add_parser(verb, help=f"{verb.split('-')[1]} the host's dockerd").add_argument(
+            "hostname")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             booted = f", image {args.image.name}" if args.image else ""
             print(f"host {args.hostname} up at {args.address}{booted} "
                   f"({time.monotonic() - started:.1f}s)")
+        elif args.command == "docker-stop":
+            host.stop_docker()
+        elif args.command == "docker-start":
+            host.start_docker()
         else:
             host.down()
             print(f"host {args.hostname} removed ({time.monotonic() - started:.1f}s)")

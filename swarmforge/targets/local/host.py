@@ -41,6 +41,7 @@ from swarmforge.targets.local.system import (
 
 HOSTNAME = re.compile(r"-(manager|worker|builder)-(\d+)$")
 READY_TIMEOUT = 30.0
+SWARM_START_TIMEOUT = 90.0  # systemd's default start timeout: a daemon restored from a backup
 #: All a host's daemons get of the environment of the command that starts them. That
 #: command runs under Terraform's local-exec, whose environment holds the join tokens
 #: while phase 2 makes a host: a daemon would keep them in /proc/<pid>/environ for its
@@ -117,10 +118,21 @@ class Host:
     def restart_docker(self) -> None:
         """Stop dockerd and start it again with the daemon settings the host has now,
         as `systemctl restart docker` does after daemon.json changed."""
+        self.stop_docker()
+        self.start_docker()
+
+    def stop_docker(self) -> None:
+        """`systemctl stop docker`: dockerd ends (its containers stop with it)."""
         self._stop_daemon("docker.pid", 30.0)
         (self.dir / "docker.pid").unlink(missing_ok=True)
+
+    def start_docker(self) -> None:
+        """`systemctl start docker`, waiting until it answers; no-op if it runs. A manager
+        whose peers are gone (a restore) answers only once its swarm start timed out (20 s)."""
+        if docker_answers(self.docker_socket):
+            return
         self._start_dockerd()
-        self._wait_docker()
+        self._wait_docker(SWARM_START_TIMEOUT)
 
     @property
     def docker_socket(self) -> Path:
@@ -205,8 +217,8 @@ class Host:
                                    f"see {self.dir}/sshd.log")
             time.sleep(0.05)
 
-    def _wait_docker(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
+    def _wait_docker(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
         while not docker_answers(self.docker_socket):
             if time.monotonic() > deadline:
                 raise SandboxError(f"{self.hostname}: dockerd did not start; "

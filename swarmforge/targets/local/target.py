@@ -29,6 +29,8 @@ from swarmforge.targets.local.node_image import HOST_IMAGE_FILE
 from swarmforge.targets.local.provenance import LocalImageProvenance
 from swarmforge.targets.local.sandbox import LAYOUT_FILE, SANDBOX_ROOT, Sandbox, SandboxLayout
 from swarmforge.targets.local.trust import ensure_trust
+from swarmforge.targets.local.unlock_key_file import UnlockKeyFile
+from swarmforge.unlock_keys import UnlockKeyStore
 
 #: More hosts than this would not fit the sandbox's address plan (a /24 per cluster).
 MAX_WORKERS = 150
@@ -134,6 +136,11 @@ class LocalTarget:
         if self._profile:
             shutil.rmtree(self._profile.control_dir, ignore_errors=True)
         remove_sandbox(self.sandbox)
+        self.unlock_key_store().delete()  # the swarm it unlocked is gone
+
+    def unlock_key_store(self) -> UnlockKeyStore:
+        """A 0600 file of this user's, outside the repository (unlock_key_file.py)."""
+        return UnlockKeyFile(self.settings)
 
     def images(self) -> ImageCatalog:
         return LocalImages(self.settings)
