@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.terraform_output": 1,
     "swarmforge.setting_values": 0,
     "swarmforge.catalog": 1,
+    "swarmforge.backup_store": 1,  # a backup's archive and manifest; the BackupStore seam
     "swarmforge.docker_context": 1,  # docker context create/update/rm, through the CLI
     "swarmforge.operator_ssh": 1,  # the operator's ssh: the Host alias, a shell on a node
     "swarmforge.packer": 1,
@@ -78,6 +79,8 @@ LAYERS: dict[str, int] = {
     "swarmforge.autolock": 3,  # locked managers unlocked with the stored key
     "swarmforge.unlock_key": 3,
     "swarmforge.access": 3,  # invoke context, invoke ssh
+    "swarmforge.backup": 3,
+    "swarmforge.restore": 3,
     "swarmforge.cli": 4,
 }
 

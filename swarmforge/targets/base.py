@@ -15,6 +15,7 @@ from typing import Protocol
 
 from packaging.version import Version
 
+from swarmforge.backup_store import BackupStore
 from swarmforge.catalog import ImageCatalog
 from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import NodeRef
@@ -47,6 +48,16 @@ class Baked:
     log: str = ""  # Packer's full output
     previous: str | None = None  # the image the cluster had before
     changes: tuple[str, ...] = ()  # what differs from it, where the target can tell
+
+
+@dataclass(frozen=True)
+class NodeDocker:
+    """How to stop and start Docker on one node: shell run there over SSH as the login user."""
+
+    stop: str
+    start: str
+    data_root: str  # Docker's data root there: its swarm state is <data_root>/swarm
+    as_root: str = ""  # what runs a command as root there ("sudo -n " unless it logs in as root)
 
 
 class Target(Protocol):
@@ -117,3 +128,10 @@ class Target(Protocol):
     def unlock_key_store(self) -> UnlockKeyStore:
         """Where the swarm's unlock key (autolock) is kept, and nowhere else: aws an SSM
         SecureString, local a 0600 file of this user's outside the repository."""
+
+    def backup_store(self) -> BackupStore:
+        """Where the cluster's swarm backups are kept (aws: the state bucket, encrypted,
+        versioned; local: a 0700 dir in the cluster's state)."""
+
+    def node_docker(self, ref: NodeRef) -> NodeDocker:
+        """How to stop and start Docker on ``ref`` (aws: systemctl; local: its dockerd)."""

@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from swarmforge.backup_store import BackupStore
 from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
 from swarmforge.node_facts import NodeFacts
@@ -39,6 +40,7 @@ from swarmforge.targets.aws import client
 from swarmforge.targets.aws.address_pool import choose_pool, vpc_cidrs
 from swarmforge.targets.aws.ami_choice import choose_ami
 from swarmforge.targets.aws.amis import ClusterAmis
+from swarmforge.targets.aws.backups import S3Backups
 from swarmforge.targets.aws.bake import bake_ami
 from swarmforge.targets.aws.host_keys import HostKeyPins
 from swarmforge.targets.aws.instances import cluster_instances, node_facts, tag
@@ -55,7 +57,7 @@ from swarmforge.targets.aws.preflight import (
 )
 from swarmforge.targets.aws.provenance import AmiStore
 from swarmforge.targets.aws.unlock_key_parameter import UnlockKeyParameter
-from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.targets.base import Baked, BakeRequest, NodeDocker
 from swarmforge.unlock_keys import UnlockKeyStore
 
 # What a destroy passes as the AMI (see variables()): valid for terraform/aws, never launched.
@@ -207,6 +209,20 @@ class AwsTarget:
                 client("s3", s.state_region or s.region, s.state_endpoint), str(s.state_bucket),
                 s.state_key, s.cluster)
         return self._operations
+
+    def backup_store(self) -> BackupStore:
+        """``s3://<state bucket>/<cluster>/backups/``: beside the state, for every machine."""
+        self.operation_store()  # the same checks: the bucket is set and exists
+        s = self.settings
+        return S3Backups(client("s3", s.state_region or s.region, s.state_endpoint),
+                         str(s.state_bucket), s.cluster)
+
+    def node_docker(self, ref: NodeRef) -> NodeDocker:
+        """systemd's docker units (the socket too: it would start the daemon again)."""
+        return NodeDocker(stop="sudo -n systemctl stop docker.socket docker.service",
+                          start="sudo -n systemctl start docker.socket docker.service",
+                          data_root="/var/lib/docker",
+                          as_root="" if self.login_user == "root" else "sudo -n ")
 
     def teardown(self) -> None:
         """Forget the nodes' host keys and connections; Terraform's destroy removed the rest."""

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from swarmforge.backup_store import BackupStore
 from swarmforge.catalog import ImageCatalog
 from swarmforge.errors import ConfigError
 from swarmforge.node_facts import NodeFacts
@@ -15,7 +16,8 @@ from swarmforge.progress import Progress
 from swarmforge.provenance import ImageStore
 from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
-from swarmforge.targets.base import Baked, BakeRequest
+from swarmforge.targets.base import Baked, BakeRequest, NodeDocker
+from swarmforge.targets.local.backups import LocalBackups
 from swarmforge.targets.local.bake import bake_local
 from swarmforge.targets.local.host import Host, remove_sandbox
 from swarmforge.targets.local.image_store import (
@@ -157,6 +159,20 @@ class LocalTarget:
     def _prepared_sandbox(self) -> tuple[SandboxLayout, Path]:
         identity = self.prepare().identity
         return self.layout, identity
+
+
+    def backup_store(self) -> BackupStore:
+        """A 0700 dir beside the cluster's state, one 0600 file a backup."""
+        return LocalBackups(self.settings.cluster_dir / "backups")
+
+    def node_docker(self, ref: NodeRef) -> NodeDocker:
+        """The host's dockerd, stopped and started by the sandbox command (as `host-up`
+        started it), run from the host's own shell."""
+        command = self.sandbox.dir / "sandbox"
+        host = Host.named(self._layout or SandboxLayout.load(self.sandbox.dir), ref.name)
+        return NodeDocker(stop=f"{command} docker-stop {ref.name}",
+                          start=f"{command} docker-start {ref.name}",
+                          data_root=str(host.dir / "data"))
 
 
 def _refuse_regions(regions: tuple[str, ...]) -> None:

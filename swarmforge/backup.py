@@ -1,0 +1,168 @@
+"""The backup use case: a copy of the swarm's raft, taken where it costs no quorum.
+
+Docker's admin guide: stop Docker on a manager, archive /var/lib/docker/swarm,
+start Docker again. That manager is out of the raft meanwhile, so it is never the
+leader (no election) and only one whose absence leaves a majority of ALL managers
+reachable: 3 managers with one already down cannot spare a second. A swarm of one
+manager has nothing to spare: its backup stops the swarm's control plane for the
+copy, so it is refused unless the operator allows that downtime.
+
+The archive is made on the node and comes back over SSH's stdout (base64: SSH's
+output is text here); the node keeps nothing. It holds the raft's keys: as secret
+as the swarm itself, it is never printed, and the store keeps it for its owner only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from swarmforge.backup_store import BackupError, Manifest, Stored, packed
+from swarmforge.cluster import Cluster
+from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.nodes import NodeRef
+from swarmforge.operation import utc_now
+from swarmforge.ssh import SSH
+from swarmforge.swarm import RECHECK, Node, Swarm, is_sound
+from swarmforge.targets.base import NodeDocker
+
+OPERATION = "backup"
+FACTS = "docker info --format '{{json .}}'"
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    stored: Stored
+    pruned: list[str]
+    down_seconds: float  # how long the manager's Docker was stopped
+
+
+def backup(cluster: Cluster, *, allow_downtime: bool = False) -> BackupOutcome:
+    """Take a backup under the cluster's lock; keep the newest ``backup_keep``."""
+    operations = cluster.target.operation_store()
+    with operations.exclusive(f"invoke {OPERATION}", cluster.progress.detail):
+        return take_backup(cluster, allow_downtime=allow_downtime)
+
+
+def take_backup(cluster: Cluster, *, allow_downtime: bool = False) -> BackupOutcome:
+    """The backup itself, for a caller that holds the cluster's lock (replace-node, roll)."""
+    managers, _ = cluster.existing_nodes()
+    swarm = cluster.swarm(managers)
+    via = cluster.answering_manager(swarm)
+    nodes = swarm.nodes(via)
+    source = backup_source(nodes, allow_downtime)
+    ref = _ref_at(managers, source.address)
+    docker = cluster.target.node_docker(ref)
+    with cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
+                               "stopped for the copy)"):
+        facts = _facts(swarm.ssh, ref.ssh_host)
+        started = time.monotonic()
+        taken = utc_now()
+        swarm_dir = _copy_swarm_dir(swarm.ssh, ref.ssh_host, docker)
+        _wait_back(swarm, _watcher(managers, nodes, source, ref), source,
+                   cluster.settings.health_timeout)
+        down = time.monotonic() - started
+    manifest = Manifest(
+        cluster=cluster.settings.cluster, swarm_id=facts["swarm_id"], node_id=source.id,
+        hostname=source.hostname, docker_version=facts["docker_version"], taken=taken,
+        sha256=hashlib.sha256(swarm_dir).hexdigest(), autolocked=facts["autolocked"] == "true")
+    store = cluster.target.backup_store()
+    stored = store.put(manifest, packed(manifest, swarm_dir))
+    pruned = store.prune(cluster.settings.backup_keep)
+    return BackupOutcome(stored, pruned, down)
+
+
+def backup_source(nodes: Sequence[Node], allow_downtime: bool = False) -> Node:
+    """The manager to copy: a reachable follower whose Docker may stop without losing the
+    majority of ALL managers; QuorumError (what to do, in one line) if there is none."""
+    managers = [n for n in nodes if n.role == "manager"]
+    sound = [n for n in managers if is_sound(n)]
+    if len(managers) == 1:
+        if allow_downtime and sound:
+            return sound[0]
+        raise QuorumError(
+            "refusing to back up a swarm of 1 manager: its Docker must stop for the copy, and "
+            "the swarm cannot be managed meanwhile (its services keep running); pass "
+            "--allow-downtime to accept that, or run 3 managers")
+    if (len(sound) - 1) * 2 <= len(managers):
+        down = [n.hostname for n in managers if not is_sound(n)]
+        raise QuorumError(
+            f"refusing to back up: {len(sound)} of {len(managers)} managers are reachable "
+            f"({', '.join(down)} not), and stopping one more for the copy would lose the "
+            "majority; replace the dead manager first (`invoke replace-node NODE --yes`)")
+    followers = [n for n in sound if n.manager_status == "reachable"]
+    return sorted(followers, key=lambda n: n.hostname)[-1]  # not the manager asked first
+
+
+def _ref_at(refs: Sequence[NodeRef], address: str) -> NodeRef:
+    for ref in refs:
+        if ref.private_ip == address:
+            return ref
+    raise SwarmError(f"the manager at {address} is not one Terraform manages")
+
+
+def _watcher(managers: Sequence[NodeRef], nodes: Sequence[Node], source: Node,
+             ref: NodeRef) -> str:
+    """Who watches the source come back: the leader (the source itself, if it is the only one)."""
+    leader = next((n for n in nodes if n.manager_status == "leader"), source)
+    return ref.ssh_host if leader is source else _ref_at(managers, leader.address).ssh_host
+
+
+def _facts(ssh: SSH, host: str) -> dict[str, str]:
+    """What the manifest says of the node's swarm, read before its Docker stops."""
+    info = json.loads(ssh.check(host, FACTS, "docker info"))
+    state = info.get("Swarm") or {}
+    cluster = state.get("Cluster") or {}
+    encryption = (cluster.get("Spec") or {}).get("EncryptionConfig") or {}
+    return {"swarm_id": str(cluster.get("ID", "")),
+            "docker_version": str(info.get("ServerVersion", "")),
+            "autolocked": "true" if encryption.get("AutoLockManagers") else "false"}
+
+
+def copy_script(docker: NodeDocker) -> str:
+    """Stop Docker, tar its swarm dir into a 0600 file, start Docker, print the file
+    (base64), remove it. Docker starts again whatever fails (the trap)."""
+    root = shlex.quote(docker.data_root)
+    return "; ".join([
+        "set -e", "umask 077", "copy=$(mktemp)",
+        f"trap '{docker.start} >/dev/null 2>&1; rm -f \"$copy\"' EXIT",
+        f"{docker.stop} >&2",
+        f"{docker.as_root}tar -C {root} -czf - swarm > \"$copy\"",
+        f"{docker.start} >&2",
+        "base64 -w0 \"$copy\"",
+    ])
+
+
+def _copy_swarm_dir(ssh: SSH, host: str, docker: NodeDocker) -> bytes:
+    # run, not check: a failure's message must never carry stdout (the archive so far).
+    result = ssh.run(host, copy_script(docker), what="the swarm dir's copy")
+    if not result.ok:
+        raise CommandError(f"the swarm dir's copy on {host}", result.returncode, result.stderr)
+    try:
+        return base64.b64decode(result.stdout.strip(), validate=True)
+    except binascii.Error:
+        raise BackupError(f"the swarm dir's copy from {host} came back damaged") from None
+
+
+def _wait_back(swarm: Swarm, via: str, source: Node, timeout: float,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until the source is a ready manager the raft reaches again (Reachable, or the
+    leader of a one-manager swarm)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            back = next((n for n in swarm.nodes(via) if n.id == source.id), None)
+        except (CommandError, SwarmError):
+            back = None  # its Docker is still starting (a one-manager swarm)
+        if back is not None and is_sound(back):
+            return
+        if time.monotonic() > deadline:
+            raise SwarmError(f"{source.hostname} is not a reachable manager {timeout:.0f}s after "
+                             "its Docker started again; see `invoke status`")
+        sleep(RECHECK * 2)
