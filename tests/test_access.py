@@ -143,9 +143,9 @@ def test_the_context_lists_the_swarms_nodes(operator: Operator, hostnames: dict[
 
 def test_context_again_puts_a_stale_context_right(operator: Operator) -> None:
     alias = operator.cluster.ssh_config.parent / "docker-context.conf"
-    # As after the manager was replaced: the alias names an address nobody has.
-    nowhere = f"{operator.cluster.network_prefix}.250"
-    alias.write_text("\n".join(line if "HostName" not in line else f"  HostName {nowhere}"
+    # As after the manager was replaced: the alias names an address where no sshd listens
+    # (refused at once, where an address nobody has would wait for ARP).
+    alias.write_text("\n".join(line if "HostName" not in line else "  HostName 127.0.0.1\n  Port 1"
                                for line in alias.read_text().splitlines()) + "\n")
     assert operator.docker("node", "ls").returncode != 0
     # And the context itself changed by hand.
