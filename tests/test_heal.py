@@ -118,3 +118,14 @@ def test_a_stale_down_entry_is_removed(swarm: Cluster) -> None:
     assert "removed the stale entries of" in result.stdout
     assert statuses(swarm) == ["ready"] * 4
     assert_healthy(swarm, managers=1, workers=3)
+
+
+def test_apply_with_heal_replaces_a_dead_host_first(swarm: Cluster) -> None:
+    dead = kill_host(swarm, 1)
+    before = ids(swarm)[dead]
+    result = swarm.run("apply", "--managers", "1", "--workers", "3", "--heal")
+    assert result.returncode == 0, result.stderr
+    assert f"replace worker {dead} is down" in result.stderr  # heal's plan, said first
+    assert "cluster" in result.stdout and "healthy" in result.stdout
+    assert swarm.node(dead)["id"] != before
+    assert statuses(swarm) == ["ready"] * 4
