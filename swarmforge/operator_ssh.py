@@ -12,10 +12,13 @@ matches the alias alone, so the operator's other hosts see nothing of it, and
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -80,12 +83,13 @@ def include_alias(cluster: str, path: Path) -> bool:
     """Put the Include of ``path`` at the top of ~/.ssh/config, under the cluster's mark
     (replacing an older one of the cluster's); True if the file changed."""
     config = user_ssh_config()
-    old = config.read_text() if config.exists() else ""
-    kept, _ = _without_mark(old, cluster)
-    new = "\n".join([MARK.format(cluster=cluster), include_line(path), ""]) + kept
-    if new == old:
-        return False
-    _write_user_file(config, new)
+    with _editing(config):
+        old = config.read_text() if config.exists() else ""
+        kept, _ = _without_mark(old, cluster)
+        new = "\n".join([MARK.format(cluster=cluster), include_line(path), ""]) + kept
+        if new == old:
+            return False
+        _write_user_file(config, new)
     return True
 
 
@@ -95,17 +99,32 @@ def forget_alias(cluster: str) -> bool:
     config = user_ssh_config()
     if not config.exists():
         return False
-    old = config.read_text()
-    kept, included = _without_mark(old, cluster)
-    if kept == old:
-        return False
-    if kept or config.is_symlink():
-        _write_user_file(config, kept)
-    else:  # it held our lines alone: as if we had never come
-        config.unlink()
+    with _editing(config):
+        old = config.read_text()
+        kept, included = _without_mark(old, cluster)
+        if kept == old:
+            return False
+        if kept or config.is_symlink():
+            _write_user_file(config, kept)
+        else:  # it held our lines alone: as if we had never come
+            config.unlink()
     if included is not None and included.name == ALIAS_FILE:  # never a file of the operator's
         included.unlink(missing_ok=True)
     return True
+
+
+@contextlib.contextmanager
+def _editing(config: Path) -> Iterator[None]:
+    """One edit of ~/.ssh/config at a time (two clusters' `invoke context` at once would
+    lose one's Include). The lock is on the ~/.ssh dir itself: the file is replaced whole,
+    so a lock on it would not hold, and no lock file is left among the operator's."""
+    private_dirs(config.parent)
+    descriptor = os.open(config.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # the lock goes with it
 
 
 def _without_mark(text: str, cluster: str) -> tuple[str, Path | None]:

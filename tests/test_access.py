@@ -14,6 +14,7 @@ import pwd
 import re
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -241,3 +242,35 @@ def test_context_can_leave_ssh_config_alone(operator: Operator) -> None:
     assert removed.returncode == 0, removed.stderr
     assert not alias.exists()
     assert operator.run("docker", "context", "inspect", operator.context).returncode != 0
+
+
+# Many clusters' `invoke context` at once, as a script might run them: each edit of
+# ~/.ssh/config reads, changes and replaces the whole file.
+EDITORS = """
+import multiprocessing, sys
+from pathlib import Path
+from swarmforge.operator_ssh import forget_alias, include_alias
+
+def edit(name):
+    for _ in range(10):
+        include_alias(name, Path(f"/nowhere/{name}.conf"))
+        forget_alias(name)
+    include_alias(name, Path(f"/nowhere/{name}.conf"))
+
+with multiprocessing.Pool(8) as pool:
+    pool.map(edit, [f"c{i}" for i in range(8)])
+"""
+
+
+def test_edits_at_once_keep_every_include(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "upper" / ".ssh").mkdir(parents=True)
+    (tmp_path / "upper" / ".ssh" / "config").write_text(OWN_CONFIG)
+    ran = subprocess.run(["unshare", "--mount", "--", "sh", "-c", OVERLAY, "sh", str(HOME),
+                          str(tmp_path), sys.executable, "-c", EDITORS], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    config = (tmp_path / "upper" / ".ssh" / "config").read_text()
+    assert sorted(line for line in config.splitlines() if line.startswith("Include ")) == [
+        f'Include "/nowhere/c{i}.conf"' for i in range(8)]
+    assert config.endswith(OWN_CONFIG)
