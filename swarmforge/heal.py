@@ -12,7 +12,8 @@ The brake: more unhealthy nodes at once than ``max_unhealthy_managers`` (default
 ``max_unhealthy_workers`` (default 34 % of the workers, at least 1) is refused with the
 reason. Nodes that vanish together most often vanished from one manager's view, not from
 the world: replacing them would double the cluster the moment the partition heals. The
-operator looks, then replaces them one by one or raises the limit for one run.
+operator looks, then raises the limit for one run. (replace-node one by one is no way
+out: it refuses while another node is dead.)
 
 Each replacement is journalled as replace-node's are, with ``invoke heal`` as the command
 that carries it on: a heal killed half-way resumes where it stopped, and then goes on to
@@ -167,9 +168,9 @@ def check_brake(diagnosis: Diagnosis, settings: Settings) -> None:
     raise PartitionSuspected(
         f"refusing to heal: {said}. So many at once smells of a network partition rather than "
         "dead nodes, and replacing them would double the cluster once it heals. Check the "
-        "network and the hosts; if they are truly gone, replace them one by one (`invoke "
-        f"replace-node NODE {flags} --yes`) or raise the limit for one run (`invoke heal "
-        f"{flags} --max-unhealthy-{over[0][2]} {len(over[0][0])} --yes`).")
+        "network and the hosts; if they are truly gone, raise the limit for one run "
+        f"(`invoke heal {flags} " + " ".join(f"--max-unhealthy-{role} {len(sick)}"
+                                             for sick, _, role, _, _ in over) + " --yes`).")
 
 
 # -- the plan --------------------------------------------------------------------

@@ -56,8 +56,7 @@ def test_two_of_three_workers_is_refused_naming_them_and_the_way_on() -> None:
         "prod-worker-1 is down), more than max_unhealthy_workers 1. So many at once smells of "
         "a network partition rather than dead nodes, and replacing them would double the "
         "cluster once it heals. Check the network and the hosts; if they are truly gone, "
-        "replace them one by one (`invoke replace-node NODE --cluster prod --target aws "
-        "--yes`) or raise the limit for one run (`invoke heal --cluster prod --target aws "
+        "raise the limit for one run (`invoke heal --cluster prod --target aws "
         "--max-unhealthy-workers 2 --yes`).")
 
 
@@ -65,4 +64,7 @@ def test_two_managers_down_is_refused_before_the_workers_are_counted() -> None:
     with pytest.raises(PartitionSuspected, match=r"^refusing to heal: 2 of 3 managers unhealthy "
                        r"\(manager prod-manager-0 is down, manager prod-manager-1 is down\), "
                        r"more than max_unhealthy_managers 1; 2 of 3 workers"):
+        check_brake(diagnosis(2, 2, workers=3), Settings(cluster="prod"))
+    with pytest.raises(PartitionSuspected, match="--max-unhealthy-managers 2 "
+                       "--max-unhealthy-workers 2 --yes"):
         check_brake(diagnosis(2, 2, workers=3), Settings(cluster="prod"))
