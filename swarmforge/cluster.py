@@ -132,6 +132,8 @@ class Cluster:
             if rotate and not read.rotated:
                 self.rotate_tokens(swarm, read.via or None)
             kept = self._turn_on_autolock(swarm, read.via) if autolock else ""
+            if not bootstrapped:  # a rotation's previous key, once no manager needs it
+                self.unlocker(swarm).forget_previous_if_settled(swarm.manager_hosts)
             return ApplyReport(bootstrapped, changed or bootstrapped, read.health, kept)
 
     def _turn_on_autolock(self, swarm: Swarm, via: str) -> str:
@@ -238,7 +240,8 @@ class Cluster:
             state = self.swarm(managers).member_state(managers[0].ssh_host)
         except CommandError:
             return True  # phase 1 says what is wrong with manager 0 (or makes it anew)
-        return state.get("LocalNodeState") != "active"
+        # Locked (autolock, its Docker restarted): a swarm exists, and is never made again.
+        return state.get("LocalNodeState") not in ("active", "locked")
 
     def _phase_one(self) -> None:
         s = self.settings

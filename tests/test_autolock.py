@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmforge.autolock import PREVIOUS_KEPT
 from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.targets.local.host import Host
 from swarmforge.targets.local.sandbox import SandboxLayout
@@ -157,6 +158,18 @@ def test_a_manager_down_across_a_rotation_takes_the_previous_key(swarm: Locked) 
     code, _, err = swarm.invoke("apply", "--managers", "3", "--workers", "0", "--yes")
     assert code == 0, err
     assert f"unlocked {up['address']} (swarm autolock) with the current key" in err
+
+
+def test_the_previous_key_is_forgotten_once_no_manager_needs_it(swarm: Locked) -> None:
+    keys = swarm.stored()
+    assert keys.previous is not None
+    code, out, _ = swarm.invoke("unlock-key")  # every manager unlocked, but too soon
+    assert code == 0 and "forgot" not in out and swarm.stored() == keys
+    settled = time.time() - PREVIOUS_KEPT - 1  # the store as it is 5 minutes on
+    swarm.store.put(UnlockKeys(keys.current, keys.previous, settled))
+    code, out, err = swarm.invoke("unlock-key")
+    assert code == 0 and "forgot the previous key" in out, err
+    assert swarm.stored() == UnlockKeys(keys.current)
 
 
 def test_without_a_stored_key_the_error_names_the_command_that_stores_it(swarm: Locked) -> None:
