@@ -125,6 +125,7 @@ def _type_word(name: str) -> str:
             "docker_log_max_file": "whole number", "preload_images": "list",
             "backup_keep": "whole number",
             "subnet_ids": "list", "worker_subnet_ids": "list", "create_nat_gateway": "true/false",
+            "worker_spot": "true/false",
             "public_ports": PORTS, "public_cidrs": "list", "root_volume_size": "whole number",
             "tags": TAGS}.get(name, "text")
 

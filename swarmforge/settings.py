@@ -88,6 +88,8 @@ class Settings:
     subnet_ids: tuple[str, ...] = ()  # subnets of vpc_id (public: managers have public IPs)
     worker_subnet_ids: tuple[str, ...] = ()  # empty: subnet_ids; private subnets for private workers
     create_nat_gateway: bool = False  # one NAT gateway: private workers' way out
+    worker_spot: bool = False  # aws: workers on spot, leaving the swarm on the 2-minute notice
+    worker_spot_max_price: str | None = None  # USD an hour; None: up to the on-demand price
     private_route_table_id: str | None = None  # with the NAT gateway: your table, not a new one
     public_ports: tuple[PublicPort, ...] = ()  # published swarm services: "80/tcp,443/tcp"
     public_cidrs: tuple[str, ...] = ()  # who reaches public_ports; empty: anyone (0.0.0.0/0)
@@ -273,7 +275,8 @@ def _log_rotation_problems(s: Settings) -> list[str]:
 
 def _account_problems(s: Settings) -> list[str]:
     """The aws settings of a real account: network, published ports, machines, tags."""
-    return _network_problems(s) + _port_problems(s) + _machine_problems(s) + tag_problems(s.tags)
+    return (_network_problems(s) + _port_problems(s) + _machine_problems(s) + _spot_problems(s)
+            + tag_problems(s.tags))
 
 
 def _network_problems(s: Settings) -> list[str]:
@@ -303,6 +306,18 @@ def _network_problems(s: Settings) -> list[str]:
         problems.append("private_route_table_id: the NAT gateway's route goes there: set "
                         "create_nat_gateway too")
     return problems
+
+
+def _spot_problems(s: Settings) -> list[str]:
+    """terraform/aws/variables.tf (worker_spot_max_price) refuses the same."""
+    price = s.worker_spot_max_price
+    if price is None:
+        return []
+    if not re.fullmatch(r"[0-9]+(\.[0-9]{1,6})?", price):
+        return [f"worker_spot_max_price: {price!r} is not a price in USD such as 0.0125"]
+    if not s.worker_spot:
+        return ["worker_spot_max_price: it caps spot workers only: set worker_spot too"]
+    return []
 
 
 def _port_problems(s: Settings) -> list[str]:

@@ -520,3 +520,27 @@ variable "efs_kms_key_id" {
     error_message = "The efs_kms_key_id encrypts the shared file system: set efs = true too."
   }
 }
+
+# Spot workers: spot.tf.
+
+variable "worker_spot" {
+  description = "Run the workers as spot instances (one-time, terminated on interruption), which leave the swarm gracefully on EC2's two-minute notice. A change applies to workers made from then on (`invoke roll --all` replaces the others one at a time); the managers enable the unit that removes departed spot workers when they join, so roll them too when turning this on in a running cluster."
+  type        = bool
+  default     = false
+}
+
+variable "worker_spot_max_price" {
+  description = "Highest hourly price in USD to pay for a spot worker, such as \"0.0125\". Null: up to the on-demand price (AWS's default and advice: a lower cap only adds interruptions)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.worker_spot_max_price == null || can(regex("^[0-9]+(\\.[0-9]{1,6})?$", var.worker_spot_max_price))
+    error_message = "The worker_spot_max_price must be null or a price in USD such as 0.0125."
+  }
+
+  validation {
+    condition     = var.worker_spot_max_price == null || var.worker_spot
+    error_message = "The worker_spot_max_price caps spot workers only: set worker_spot = true too."
+  }
+}

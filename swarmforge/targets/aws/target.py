@@ -296,7 +296,10 @@ def account_variables(s: Settings) -> dict[str, str]:
     }
     optional = {"vpc_id": s.vpc_id, "private_route_table_id": s.private_route_table_id,
                 "iam_instance_profile": s.iam_instance_profile,
-                "root_volume_kms_key_id": s.root_volume_kms_key_id}
+                "root_volume_kms_key_id": s.root_volume_kms_key_id,
+                # on-demand workers (false) are terraform/aws's default too
+                "worker_spot": "true" if s.worker_spot else None,
+                "worker_spot_max_price": s.worker_spot_max_price}
     return {**variables, **{name: value for name, value in optional.items() if value is not None}}
 
 
