@@ -95,6 +95,17 @@ def is_node(address: str) -> bool:
     return ".swarm_manager[" in address or ".swarm_worker[" in address
 
 
+#: What terraform/aws makes for each node and that references its instance: the ingress
+#: NLB's attachments (ingress.tf). They change with the nodes, never in the network's
+#: own apply: a -target of one would bring its node along.
+NODE_FOLLOWERS = ("aws_lb_target_group_attachment.",)
+
+
+def follows_a_node(address: str) -> bool:
+    """Whether a Terraform address is made for a node and references it (NODE_FOLLOWERS)."""
+    return address.startswith(NODE_FOLLOWERS)
+
+
 def role_of(address: str) -> str:
     return "manager" if ".swarm_manager[" in address else "worker"
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from swarmforge.nodes import is_node, join_step_of
+from swarmforge.nodes import follows_a_node, is_node, join_step_of
 
 # What `terraform init` says when a provider cannot be had (offline, no mirror, no such version).
 PROVIDER_FAILURES = ("Failed to query available provider packages", "Failed to install provider")
@@ -35,8 +35,10 @@ class Plan:
         return [c for c in self.changes if c.action in ("delete", "replace")]
 
     def swarm_changes(self) -> list[PlannedChange]:
-        """The changes to nodes and to their swarm steps: the ones that need the swarm."""
-        return [c for c in self.changes if is_node(c.address) or join_step_of(c.address)]
+        """The changes to nodes, to their swarm steps and to what follows a node (its ingress
+        attachments): the ones that need the swarm, or a node, first."""
+        return [c for c in self.changes
+                if is_node(c.address) or join_step_of(c.address) or follows_a_node(c.address)]
 
     def support_changes(self) -> list[PlannedChange]:
         """Every other managed resource's change: the network (security-group rules, NAT)

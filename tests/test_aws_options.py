@@ -21,6 +21,9 @@ import hcl2
 import pytest
 from packaging.specifiers import SpecifierSet
 
+from swarmforge.apply_guards import changes_before_the_swarm
+from swarmforge.nodes import follows_a_node
+from swarmforge.terraform_output import Plan, PlannedChange
 from swarmforge.tools import find_terraform
 from tests.terraform_config import TERRAFORM, labelled, locals_of
 
@@ -333,3 +336,29 @@ def test_every_node_is_a_target_of_every_tcp_port(tmp_path: Path) -> None:
     assert targets["80/demo-manager-9"] == {"role": "manager", "index": 1, "port": "80"}
     assert targets["443/demo-worker-1"] == {"role": "worker", "index": 1, "port": "443"}
     assert sorted(clients) == ["443-198.51.100.0/24", "443-203.0.113.0/24", "80-0.0.0.0/0"]
+
+
+# --- the pipeline's two applies: the network first, then what needs the swarm -------------------
+
+
+def test_an_attachment_waits_for_the_swarm_apply_with_its_node() -> None:
+    """A -target of an attachment would make its node in the network's own apply (a target
+    brings its dependencies along): attachments go with the nodes (swarmforge/nodes.py)."""
+    attach = 'aws_lb_target_group_attachment.ingress["443/demo-worker-2"]'
+    plan = Plan((PlannedChange("aws_instance.swarm_worker[2]", "create"),
+                 PlannedChange(attach, "create"),
+                 PlannedChange('aws_lb_listener.ingress["443"]', "create"),
+                 PlannedChange('aws_vpc_security_group_ingress_rule.nodes_from_ingress["443"]', "create")))
+
+    assert changes_before_the_swarm(plan) == ['aws_lb_listener.ingress["443"]',
+                                              'aws_vpc_security_group_ingress_rule.nodes_from_ingress["443"]']
+    assert attach in [c.address for c in plan.swarm_changes()]
+
+
+def test_every_resource_that_references_a_node_follows_it() -> None:
+    followers = [address for address, body in resources().items()
+                 if address not in (*NODES, "null_resource.swarm_join")
+                 and managed(inputs(body)) & set(NODES)]
+
+    assert followers == ["aws_lb_target_group_attachment.ingress"]
+    assert all(follows_a_node(f"{address}[0]") for address in followers)
