@@ -121,6 +121,8 @@ def test_a_notice_drains_the_worker_and_takes_it_out_of_the_swarm(
         in_node(cluster, "m0", ["bash", str(SCRIPTS / "spot-reaper.sh"), "watch"],
                 {"REAP_POLL": "1"}, tmp_path / "reaper.out"),
     ]
+    # SPOT_ANNOUNCE_WAIT=0: this worker has tasks, so its leave waits for them to go, which
+    # only the leader's drain makes happen; the 30 s floor is for a worker without any.
     poller = in_node(cluster, "w0", ["bash", str(SCRIPTS / "spot-notice.sh"), "watch"],
                      {"SPOT_POLL": "1", "SPOT_ANNOUNCE_WAIT": "0",
                       "DOCKER_CONFIG_FILE": str(host / "daemon.json"),
