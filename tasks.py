@@ -81,28 +81,34 @@ REPLACE_HELP = {
 }
 
 
+NO_BACKUP_HELP = ("Replace a live manager without first taking a backup of the swarm "
+                  "(`invoke backup`, which they take by default).")
+
+
 @task(auto_shortflags=False, help={
     **REPLACE_HELP,
     "node": "The node: hostname, node ID (or a unique prefix), IP, or Terraform address "
-            "such as swarm_worker[1]."})
+            "such as swarm_worker[1].",
+    "no_backup": NO_BACKUP_HELP})
 def replace_node(c, node, cluster=None, target=None, yes=False, no_rotate=False,
-                 drain_timeout=None):
+                 drain_timeout=None, no_backup=False):
     """Swap one node for a fresh one without losing quorum (preview unless --yes; resumable)."""
     _cli().replace_node(*_flags(c, cluster=cluster, target=target), node=node, yes=yes,
-                        rotate=not no_rotate, drain_timeout=drain_timeout)
+                        rotate=not no_rotate, drain_timeout=drain_timeout, backup=not no_backup)
 
 
 @task(auto_shortflags=False, help={
     **REPLACE_HELP,
     "all": "Replace every node, not only those whose image differs from the desired one.",
     "max_unavailable": "Workers replaced at once (default 1; at most the cluster's workers); "
-                       "managers always go one by one."})
+                       "managers always go one by one.",
+    "no_backup": NO_BACKUP_HELP})
 def roll(c, cluster=None, target=None, all=False, max_unavailable=None, yes=False, no_rotate=False,
-         drain_timeout=None):
+         drain_timeout=None, no_backup=False):
     """Replace nodes one at a time, workers first, the leader last (preview unless --yes)."""
     _cli().roll(*_flags(c, cluster=cluster, target=target), everything=all,
                 max_unavailable=max_unavailable, yes=yes, rotate=not no_rotate,
-                drain_timeout=drain_timeout)
+                drain_timeout=drain_timeout, backup=not no_backup)
 
 
 @task(auto_shortflags=False, help={

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from swarmforge.backup_store import BackupError, Manifest, Stored, packed
 from swarmforge.cluster import Cluster
-from swarmforge.errors import CommandError, QuorumError, SwarmError
+from swarmforge.errors import CommandError, QuorumError, SwarmError, SwarmforgeError
 from swarmforge.nodes import NodeRef
 from swarmforge.operation import utc_now
 from swarmforge.ssh import SSH
@@ -166,3 +166,15 @@ def _wait_back(swarm: Swarm, via: str, source: Node, timeout: float,
             raise SwarmError(f"{source.hostname} is not a reachable manager {timeout:.0f}s after "
                              "its Docker started again; see `invoke status`")
         sleep(RECHECK * 2)
+
+
+def backup_first(cluster: Cluster, replacing: str) -> None:
+    """The backup replace-node and roll take before they touch a manager. A failure stops
+    them before anything changed, and says how to go on without one."""
+    try:
+        outcome = take_backup(cluster)
+    except SwarmforgeError as exc:
+        raise BackupError(f"no backup could be taken before replacing {replacing}, and nothing "
+                          f"was changed: {exc}. Pass --no-backup to replace it without "
+                          "one") from exc
+    cluster.progress.detail(f"backup {outcome.stored.name} stored in {outcome.stored.where}")

@@ -228,7 +228,7 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
 @clean_exit
 @resumable
 def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str, yes: bool,
-                 rotate: bool, drain_timeout: object = None) -> None:
+                 rotate: bool, drain_timeout: object = None, backup: bool = True) -> None:
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
     def show(outcome: ReplaceOutcome) -> None:
@@ -237,7 +237,7 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
               + "\n".join(outcome.plan), flush=True)
 
     outcome = run_replace_node(_existing(settings), node, act=yes, rotate=rotate,
-                               drain_timeout=drain, show=show)
+                               drain_timeout=drain, backup=backup, show=show)
     if not outcome.acted:
         print("\npreview only: nothing changed; run again with --yes to do it")
         return
@@ -249,13 +249,14 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
 @clean_exit
 @resumable
 def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
-         max_unavailable: object, yes: bool, rotate: bool, drain_timeout: object) -> None:
+         max_unavailable: object, yes: bool, rotate: bool, drain_timeout: object,
+         backup: bool = True) -> None:
     # At most the cluster's workers, too: the roll checks that against them.
     batch = whole_flag("max-unavailable", max_unavailable, MAX_UNAVAILABLE, 1)
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
     outcome = run_roll(_existing(settings), everything=everything, max_unavailable=batch,
-                       act=yes, rotate=rotate, drain_timeout=drain,
+                       act=yes, rotate=rotate, drain_timeout=drain, backup=backup,
                        show=lambda plan: print(f"roll of cluster {settings.cluster!r}:\n"
                                                + "\n".join(plan), flush=True))
     if not outcome.acted:

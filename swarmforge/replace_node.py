@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from swarmforge.backup import backup_first
 from swarmforge.cluster import Cluster
 from swarmforge.nodes import index_of, short_address
 from swarmforge.operation import (
@@ -40,11 +41,12 @@ class Outcome:
 
 
 def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True,
-                 drain_timeout: float = 120.0,
+                 drain_timeout: float = 120.0, backup: bool = True,
                  show: Callable[[Outcome], None] = lambda outcome: None) -> Outcome:
     """Replace the node ``query`` names; only show the plan unless ``act``.
 
-    ``show`` gets the plan once the checks passed, before anything is done.
+    ``show`` gets the plan once the checks passed, before anything is done. ``backup``:
+    a live manager's replacement starts with a backup of the swarm (``invoke backup``).
     """
     operations = cluster.target.operation_store()
     with operations.exclusive(f"invoke {OPERATION} {query}", cluster.progress.detail):
@@ -69,6 +71,8 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
             return outcome
         if not resumed:
             cluster.target.check_capacity(cluster.progress)  # the twin is one more machine
+            if backup:
+                _backup_before(reach, record.replacement)
             journal.begin(record)
         with cluster.tokens_rotated_if_failed(rotate):
             replacement.run()
@@ -79,6 +83,20 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         else:
             journal.finish()
         return outcome
+
+
+def _backup_before(reach: Reach, replacement: ReplacementRecord) -> None:
+    """A backup before a live manager is touched. A dead one's replacement goes on without:
+    with it dead, the swarm has no manager to spare for the copy (3 managers: 2 left)."""
+    if replacement.role != "manager":
+        return
+    entry = replacement.nodes[0]
+    member = next((n for n in reach.members() if n.id == entry.node_id), None)
+    if member is None or dead_nodes([member]):
+        reach.cluster.progress.detail(f"no backup first: {entry.hostname} is dead, and the swarm "
+                                      "cannot spare another manager for the copy")
+        return
+    backup_first(reach.cluster, entry.hostname)
 
 
 def _new_record(reach: Reach, query: str,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from swarmforge.backup import backup_first
 from swarmforge.cluster import Cluster
 from swarmforge.errors import ConfigError, UnhealthyError
 from swarmforge.nodes import NodeRef, address_of, role_of, short_address
@@ -35,13 +36,14 @@ class RollOutcome:
 
 
 def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: bool,
-         rotate: bool = True, drain_timeout: float = 120.0,
+         rotate: bool = True, drain_timeout: float = 120.0, backup: bool = True,
          show: Callable[[list[str]], None] = lambda plan: None,
          stop_by: datetime | None = None) -> RollOutcome:
     """Replace every out-of-date node (every node with ``everything``), one step at a time.
 
     ``show`` gets the plan once the checks passed, before anything is done. ``stop_by``:
-    no replacement starts past it (one already under way is finished).
+    no replacement starts past it (one already under way is finished). ``backup``: a roll
+    that replaces managers starts with a backup of the swarm (``invoke backup``).
     """
     settings = cluster.settings
     operations = cluster.target.operation_store()
@@ -65,6 +67,9 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
             if past(stop_by):  # nothing begun, nothing to leave in the journal
                 return RollOutcome(plan, acted=False, replaced=[], left=_left(record))
             cluster.target.check_capacity(cluster.progress)  # each twin is one more machine
+            managers = [short_address(a) for a in record.pending if role_of(a) == "manager"]
+            if backup and managers:  # the roll checked that every node is healthy
+                backup_first(cluster, "manager(s) " + ", ".join(managers))
             journal.begin(record)
         with cluster.tokens_rotated_if_failed(rotate):
             replaced = _roll(cluster, record, journal, drain_timeout, stop_by)

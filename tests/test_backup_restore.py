@@ -92,6 +92,20 @@ def test_a_backup_is_taken_from_a_follower_without_losing_quorum(swarm: Cluster)
         h: n["id"] for h, n in before.items()}
 
 
+def test_replace_node_takes_a_backup_before_it_touches_a_live_manager(swarm: Cluster) -> None:
+    follower = next(n for n in managers(swarm) if n["manager_status"] == "reachable")
+
+    replaced = swarm.run("replace-node", follower["hostname"], "--yes")
+
+    assert replaced.returncode == 0, replaced.stderr
+    first, second = backups(swarm)
+    assert f"backup {second.name} stored in" in replaced.stderr
+    # The backup came before the replacement: the manager it names was still the old one.
+    assert manifest(second)["node_id"] in {n["id"] for n in managers(swarm)} | {follower["id"]}
+    assert replaced.stderr.index(second.name) < replaced.stderr.index("terraform")
+    assert_healthy(swarm, **SHAPE)
+
+
 def test_a_restore_is_refused_while_the_swarm_has_quorum(swarm: Cluster) -> None:
     refused = swarm.run("restore", "--yes")
 
@@ -111,7 +125,7 @@ def test_a_backup_that_would_break_quorum_is_refused(swarm: Cluster) -> None:
     assert refused.returncode != 0
     assert "refusing to back up: 2 of 3 managers are reachable" in refused.stderr
     assert follower["hostname"] in refused.stderr and "replace-node" in refused.stderr
-    assert len(backups(swarm)) == 1
+    assert len(backups(swarm)) == 2
     statuses = {n["hostname"]: n["manager_status"] for n in managers(swarm)}
     assert sorted(statuses.values()) == ["leader", "reachable", "unreachable"]
 
@@ -145,7 +159,7 @@ def test_the_backup_brings_the_swarm_back_after_every_manager_died(swarm: Cluste
                       "swarmforge/sample:1 sleep 3600")
     for node in managers(swarm):
         kill_manager(swarm, node["hostname"])
-    (archive,) = backups(swarm)
+    archive = backups(swarm)[-1]  # the newest: replace-node's
 
     restored = swarm.run("restore", "--from-backup", "latest", "--yes")
 
