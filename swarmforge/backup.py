@@ -36,6 +36,10 @@ OPERATION = "backup"
 FACTS = "docker info --format '{{json .}}'"
 
 
+class OneManagerError(QuorumError):
+    """A backup would stop the only manager: refused unless downtime is allowed."""
+
+
 @dataclass(frozen=True)
 class BackupOutcome:
     stored: Stored
@@ -86,7 +90,7 @@ def backup_source(nodes: Sequence[Node], allow_downtime: bool = False) -> Node:
     if len(managers) == 1:
         if allow_downtime and sound:
             return sound[0]
-        raise QuorumError(
+        raise OneManagerError(
             "refusing to back up a swarm of 1 manager: its Docker must stop for the copy, and "
             "the swarm cannot be managed meanwhile (its services keep running); pass "
             "--allow-downtime to accept that, or run 3 managers")
@@ -173,6 +177,10 @@ def backup_first(cluster: Cluster, replacing: str) -> None:
     them before anything changed, and says how to go on without one."""
     try:
         outcome = take_backup(cluster)
+    except OneManagerError:  # its only manager is what is replaced: a surge keeps it up
+        cluster.progress.detail("no backup first: the swarm's only manager would have to stop "
+                                "for the copy (`invoke backup --allow-downtime` takes one)")
+        return
     except SwarmforgeError as exc:
         raise BackupError(f"no backup could be taken before replacing {replacing}, and nothing "
                           f"was changed: {exc}. Pass --no-backup to replace it without "
