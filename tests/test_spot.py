@@ -150,6 +150,10 @@ def test_a_notice_drains_the_worker_and_takes_it_out_of_the_swarm(
 
     reaper = (tmp_path / "reaper.out").read_text()
     assert f"draining {worker}" in reaper and f"removed {worker}" in reaper, reaper
+    # A pass made again (a restarted unit, another leader) finds nothing left to do.
+    again = in_node(cluster, "m0", ["bash", str(SCRIPTS / "spot-reaper.sh"), "once"], {},
+                    tmp_path / "again.out")
+    assert again.wait(timeout=30) == 0 and not (tmp_path / "again.out").read_text()
     wait_replicas(cluster, leader)
     nodes_running = cluster.ssh(leader, "docker service ps web --filter desired-state=running "
                                         "--format '{{.Node}}'").stdout.split()
