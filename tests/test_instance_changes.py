@@ -57,6 +57,8 @@ CHANGE = {
     "root_block_device.kms_key_id": REPLACE,
     "tags": IN_PLACE,
     "volume_tags": IN_PLACE,
+    # ForceNew in the schema: a worker moved to or from spot is made anew (spot.tf).
+    "instance_market_options": REPLACE,
 }
 
 #: Replacing arguments left to apply's removal guard instead of ignored: a node with
@@ -76,6 +78,9 @@ def arguments(body: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, value in body.items():
         if name.startswith("__") or name in NOT_ARGUMENTS:
+            continue
+        if name == "dynamic":  # a generated block counts as the block it generates
+            found.update({label.strip('"'): blocks for label, blocks in value[0].items()})
             continue
         if isinstance(value, list) and value and isinstance(value[0], dict):  # a block
             found.update({f"{name}.{k}": v for k, v in value[0].items() if not k.startswith("__")})
