@@ -178,8 +178,9 @@ def check_brake(diagnosis: Diagnosis, settings: Settings) -> None:
 
 def describe_plan(diagnosis: Diagnosis, found: ReplaceNodeRecord | None) -> list[str]:
     steps = []
-    if found is not None:
+    if found is not None:  # its nodes are finished first, not replaced again
         steps.append(f"finish replacing {found.replacement.names} (an interrupted heal)")
+        diagnosis = _without(diagnosis, {n.address for n in found.replacement.nodes})
     steps += [f"remove the stale entry of {describe_dead(n)} (Terraform has no such node)"
               for n in diagnosis.stale]
     steps += [f"replace {s.why} (a surge: its twin joins first)"
@@ -207,9 +208,8 @@ def _act(reach: Reach, journal: Journal, found: ReplaceNodeRecord | None,
          diagnosis: Diagnosis, drain_timeout: float) -> _Done:
     done = _Done([], [])
     if found is not None:  # the interrupted heal first; then what is still unhealthy
-        others = [s.pick for s in diagnosis.sick
-                  if s.pick.address not in {n.address for n in found.replacement.nodes}]
-        _replace(reach, journal, found, others, drain_timeout)
+        others = _without(diagnosis, {n.address for n in found.replacement.nodes}).sick
+        _replace(reach, journal, found, [s.pick for s in others], drain_timeout)
         done.resumed = found.replacement.names
         done.healed += [n.hostname for n in found.replacement.nodes]
         reach.state_changed()
@@ -222,10 +222,16 @@ def _act(reach: Reach, journal: Journal, found: ReplaceNodeRecord | None,
         journal.begin(record)
         _replace(reach, journal, record, later, drain_timeout)
         done.healed += [p.label for p in group]
-        diagnosis = Diagnosis(tuple(s for s in diagnosis.sick if s.pick not in group), (),
-                              diagnosis.managers, diagnosis.workers)
+        diagnosis = _without(diagnosis, {p.address for p in group})
         reach.state_changed()
     return done
+
+
+def _without(diagnosis: Diagnosis, addresses: set[str]) -> Diagnosis:
+    """``diagnosis`` without the sick nodes at ``addresses`` (and its stale entries: they are
+    dealt with before any replacement)."""
+    return Diagnosis(tuple(s for s in diagnosis.sick if s.pick.address not in addresses), (),
+                     diagnosis.managers, diagnosis.workers)
 
 
 def _groups(diagnosis: Diagnosis) -> list[list[Pick]]:

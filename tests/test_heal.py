@@ -120,9 +120,17 @@ def test_a_stale_down_entry_is_removed(swarm: Cluster) -> None:
     assert_healthy(swarm, managers=1, workers=3)
 
 
-def test_apply_with_heal_replaces_a_dead_host_first(swarm: Cluster) -> None:
+def test_apply_names_heal_for_a_dead_host_and_with_heal_replaces_it_first(
+        swarm: Cluster) -> None:
     dead = kill_host(swarm, 1)
     before = ids(swarm)[dead]
+    stopped = swarm.run("apply", "--managers", "1", "--workers", "3",
+                        env={"INVOKE_SWARMFORGE_DEAD_AFTER": "3"})
+    assert stopped.returncode != 0
+    assert f"worker {dead} is down: waiting cannot make the swarm healthy" in stopped.stderr
+    assert f"`invoke heal --cluster {swarm.name} --target local --yes` replaces" in stopped.stderr
+    assert ids(swarm)[dead] == before
+
     result = swarm.run("apply", "--managers", "1", "--workers", "3", "--heal")
     assert result.returncode == 0, result.stderr
     assert f"replace worker {dead} is down" in result.stderr  # heal's plan, said first
