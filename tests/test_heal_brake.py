@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from swarmforge.errors import ConfigError
+from swarmforge.errors import ConfigError, QuorumError, UnhealthyError
 from swarmforge.heal import Diagnosis, PartitionSuspected, Sick, check_brake, limits
 from swarmforge.nodes import NodeRef
-from swarmforge.picks import Pick
+from swarmforge.picks import Pick, check_replaceable
 from swarmforge.settings import Settings, load_settings
 from swarmforge.swarm import Node, describe_dead
 
@@ -68,3 +68,40 @@ def test_two_managers_down_is_refused_before_the_workers_are_counted() -> None:
     with pytest.raises(PartitionSuspected, match="--max-unhealthy-managers 2 "
                        "--max-unhealthy-workers 2 --yes"):
         check_brake(diagnosis(2, 2, workers=3), Settings(cluster="prod"))
+
+
+# -- what lets heal replace two dead nodes where replace-node refuses ---------------------
+
+
+def up(role: str, index: int, status: str = "reachable") -> Node:
+    return Node(id=f"id{role}{index}", hostname=f"prod-{role}-{index}", role=role,
+                status="ready", availability="active",
+                manager_status=status if role == "manager" else None,
+                address=f"10.0.1.{index}", engine_version="27.3.1")
+
+
+def test_a_dead_worker_is_replaced_beside_another_only_when_heal_replaces_that_one_next() -> None:
+    first, second = down("worker", 1), down("worker", 2)
+    nodes = [up("manager", 0, "leader"), up("worker", 0), first.pick.member, second.pick.member]
+    assert all(n is not None for n in nodes)
+    members = [n for n in nodes if n is not None]
+    with pytest.raises(UnhealthyError, match="worker prod-worker-2 is down \\(dead, and not "
+                                             "this replacement's\\)"):
+        check_replaceable([first.pick], members, 1, 3)
+    check_replaceable([first.pick], members, 1, 3, tolerate=[second.pick])
+
+
+def test_a_dead_manager_tolerated_is_never_counted_as_a_sound_one() -> None:
+    """3 managers, 2 dead: heal's brake stops it first, and were the limit raised, the quorum
+    check still refuses replacing either (the other dead one is no majority's member)."""
+    first, second = down("manager", 1), down("manager", 2)
+    members = [up("manager", 0, "leader"), up("worker", 0)]
+    members += [s.pick.member for s in (first, second) if s.pick.member is not None]
+    with pytest.raises(QuorumError, match="of 3 managers only 1 other\\(s\\) are reachable"):
+        check_replaceable([first.pick], members, 3, 1, tolerate=[second.pick])
+    # One dead manager and one dead worker: the manager goes first, the worker waits.
+    worker = down("worker", 1)
+    assert worker.pick.member is not None
+    members = [up("manager", 0, "leader"), up("manager", 2), first.pick.member,
+               up("worker", 0), worker.pick.member]
+    check_replaceable([first.pick], members, 3, 2, tolerate=[worker.pick])
