@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,12 +44,13 @@ class RestoreOutcome:
     plan: list[str]
     acted: bool
     resumed: bool
-    rto: float = 0.0  # seconds from the restore's start (its first run) to a healthy swarm
+    rto: float = 0.0  # seconds from the command's start (a resumed one: its first run's) to healthy
 
 
 def restore(cluster: Cluster, *, act: bool, from_backup: str | None = None,
             show: Callable[[list[str]], None] = lambda plan: None) -> RestoreOutcome:
     """Make the swarm anew on one manager and bring the managers back; preview unless ``act``."""
+    began = time.monotonic()
     operations = cluster.target.operation_store()
     with operations.exclusive(f"invoke {OPERATION}", cluster.progress.detail):
         journal = operations.journal()
@@ -64,7 +66,9 @@ def restore(cluster: Cluster, *, act: bool, from_backup: str | None = None,
         with cluster.tokens_rotated_if_failed():
             _run(cluster, record, journal)
         journal.finish()
-        return RestoreOutcome(plan, acted=True, resumed=resumed, rto=_since(record.started))
+        # A resumed restore counts from its first run's start, as the journal has it.
+        rto = _since(record.started) if resumed else time.monotonic() - began
+        return RestoreOutcome(plan, acted=True, resumed=resumed, rto=rto)
 
 
 def _new_record(cluster: Cluster, from_backup: str | None) -> RestoreRecord:

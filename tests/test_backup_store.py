@@ -90,20 +90,20 @@ def test_the_bucket_store_encrypts_and_prunes(s3: Any) -> None:
     # As state-bootstrap makes it, but for its TLS-only policy (moto's server is plain HTTP).
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    store = S3Backups(s3, bucket, "c1")
+    store = S3Backups(s3, bucket, "swarmforge/c1/backups/")
     for hour in ("01", "02"):
         data = swarm_dir(hour)
         manifest = manifest_for(data, f"2026-12-06T{hour}:00:00Z")
         stored = store.put(manifest, packed(manifest, data))
-    assert stored.where == f"s3://{bucket}/c1/backups/{manifest.name}"
+    assert stored.where == f"s3://{bucket}/swarmforge/c1/backups/{manifest.name}"
 
-    head = s3.head_object(Bucket=bucket, Key=f"c1/backups/{manifest.name}")
+    head = s3.head_object(Bucket=bucket, Key=f"swarmforge/c1/backups/{manifest.name}")
     assert head["ServerSideEncryption"] == "AES256"
     assert [s.name for s in store.backups()][-1] == manifest.name
     assert store.prune(1) == ["c1-20261206T010000Z-c1-manager-2.tar"]
     assert [s.manifest.taken for s in store.backups()] == ["2026-12-06T02:00:00Z"]
     # Versioned: the pruned archive is still there as an older version.
-    versions = s3.list_object_versions(Bucket=bucket, Prefix="c1/backups/")
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="swarmforge/c1/backups/")
     assert len(versions.get("Versions", [])) == 2
     with pytest.raises(BackupError, match="no backup"):
         store.get("c1-missing.tar")
@@ -125,9 +125,9 @@ def test_the_bucket_store_uses_the_buckets_kms_key_and_object_lock(endpoint: str
     data = swarm_dir()
     manifest = manifest_for(data)
 
-    S3Backups(s3, bucket, "c1").put(manifest, packed(manifest, data))
+    S3Backups(s3, bucket, "swarmforge/c1/backups/").put(manifest, packed(manifest, data))
 
-    head = s3.head_object(Bucket=bucket, Key=f"c1/backups/{manifest.name}")
+    head = s3.head_object(Bucket=bucket, Key=f"swarmforge/c1/backups/{manifest.name}")
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"] == key
     assert head["ObjectLockMode"] == "GOVERNANCE"

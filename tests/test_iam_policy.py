@@ -260,7 +260,10 @@ CODE_ACTIONS: dict[str, frozenset[str]] = {
     "s3:CreateBucket": frozenset({"state-bootstrap"}),
     "s3:GetBucketVersioning": frozenset({"state-bootstrap"}),
     "s3:PutBucketVersioning": frozenset({"state-bootstrap"}),
-    "s3:GetEncryptionConfiguration": frozenset({"state-bootstrap"}),
+    # state-bootstrap: the bucket's default encryption; a backup: the key to encrypt it with
+    "s3:GetEncryptionConfiguration": frozenset({"apply", "rebuild", "state-bootstrap"}),
+    # a backup: retained as the bucket's object lock says, where it has one
+    "s3:GetBucketObjectLockConfiguration": frozenset({"apply", "rebuild"}),
     "s3:PutEncryptionConfiguration": frozenset({"state-bootstrap"}),
     "s3:GetBucketPublicAccessBlock": frozenset({"state-bootstrap"}),
     "s3:PutBucketPublicAccessBlock": frozenset({"state-bootstrap"}),
@@ -279,6 +282,7 @@ SPECIAL_METHODS = {
     "s3.list_objects_v2": "s3:ListBucket",
     "s3.get_bucket_encryption": "s3:GetEncryptionConfiguration",
     "s3.put_bucket_encryption": "s3:PutEncryptionConfiguration",
+    "s3.get_object_lock_configuration": "s3:GetBucketObjectLockConfiguration",
     "s3.get_public_access_block": "s3:GetBucketPublicAccessBlock",
     "s3.put_public_access_block": "s3:PutBucketPublicAccessBlock",
     "service-quotas.get_service_quota": "servicequotas:GetServiceQuota",  # IAM's prefix

@@ -1,4 +1,4 @@
-"""Backups kept in the cluster's state bucket, under ``<cluster>/backups/``.
+"""Backups kept in the cluster's state bucket, beside its state: ``swarmforge/<cluster>/backups/``.
 
 Each object is encrypted at rest (SSE: the bucket's KMS key when it has one, else
 AES256), and the bucket is versioned (state_bootstrap makes it so). Where the bucket
@@ -18,10 +18,10 @@ from swarmforge.backup_store import SUFFIX, BackupError, Manifest, Stored, manif
 
 
 class S3Backups:
-    def __init__(self, s3: Any, bucket: str, cluster: str, retain_days: int = 0) -> None:
+    def __init__(self, s3: Any, bucket: str, prefix: str, retain_days: int = 0) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.prefix = f"{cluster}/backups/"
+        self.prefix = prefix  # ends with "/"
         self.retain_days = retain_days
         self.where = f"s3://{bucket}/{self.prefix}"
 

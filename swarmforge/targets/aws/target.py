@@ -211,11 +211,12 @@ class AwsTarget:
         return self._operations
 
     def backup_store(self) -> BackupStore:
-        """``s3://<state bucket>/<cluster>/backups/``: beside the state, for every machine."""
+        """``s3://<state bucket>/swarmforge/<cluster>/backups/``: beside the state (where
+        the IAM policies let the cluster's jobs write), for every machine."""
         self.operation_store()  # the same checks: the bucket is set and exists
         s = self.settings
         return S3Backups(client("s3", s.state_region or s.region, s.state_endpoint),
-                         str(s.state_bucket), s.cluster)
+                         str(s.state_bucket), s.state_key.rsplit("/", 1)[0] + "/backups/")
 
     def node_docker(self, ref: NodeRef) -> NodeDocker:
         """systemd's docker units (the socket too: it would start the daemon again)."""
