@@ -166,6 +166,7 @@ def _wait_back(swarm: Swarm, via: str, source: Node, timeout: float,
             back = None  # its Docker is still starting (a one-manager swarm)
         if back is not None and is_sound(back):
             return
+        swarm.unlock_locked(always=True)  # autolock: back locked; the stored key opens it
         if time.monotonic() > deadline:
             raise SwarmError(f"{source.hostname} is not a reachable manager {timeout:.0f}s after "
                              "its Docker started again; see `invoke status`")

@@ -27,15 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from swarmforge.autolock import keep_swarm_key
 from swarmforge.backup_store import BackupError, Manifest, newest_first, unpacked
 from swarmforge.cluster import Cluster
 from swarmforge.errors import CommandError, QuorumError, SwarmError
 from swarmforge.nodes import NodeRef, address_of
 from swarmforge.operation import Journal, Operation, RestoreRecord
-from swarmforge.swarm import Swarm
+from swarmforge.swarm import RECHECK, Swarm
 
 OPERATION = "restore"
 LATEST = "latest"  # --from-backup latest: the newest archive in the store
+UNLOCK_WAIT = 60.0  # seconds a restored autolocked manager may take to say it is locked
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # operation.utc_now's
 
 
@@ -135,8 +137,7 @@ def _survivor(swarm: Swarm, managers: Sequence[NodeRef]) -> NodeRef:
         except CommandError:
             continue
         if state.get("LocalNodeState") == "locked":
-            raise SwarmError(f"{ref.name} is locked (autolock): unlock it (`docker swarm unlock`) "
-                             "and run `invoke restore` again")
+            state = _unlocked(swarm, ref)
         if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
             return ref
     raise SwarmError("no manager's Docker runs with its swarm state: restore from a backup "
@@ -218,10 +219,25 @@ def _unpack(cluster: Cluster, swarm: Swarm, survivor: NodeRef, name: str) -> Non
     if not result.ok:
         raise CommandError(f"the backup's unpacking on {survivor.name}", result.returncode,
                            result.stderr)
-    if manifest.autolocked:
-        raise SwarmError(f"backup {name} is of an autolocked swarm: unlock {survivor.name} with "
-                         "the unlock key of that time (`docker swarm unlock`), then run "
-                         "`invoke restore --yes` again")
+    if manifest.autolocked:  # its raft keys are under the unlock key of that time
+        _unlocked(swarm, survivor, wait=UNLOCK_WAIT)
+
+
+def _unlocked(swarm: Swarm, ref: NodeRef, wait: float = 0.0) -> dict[str, object]:
+    """``ref``'s swarm state once unlocked with the stored keys (the current one, or the
+    previous one of a rotation); its Docker may take ``wait`` seconds to say it is locked."""
+    deadline = time.monotonic() + wait
+    while (state := swarm.member_state(ref.ssh_host)).get("LocalNodeState") == "pending":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(RECHECK)
+    if state.get("LocalNodeState") != "locked":
+        return state
+    if swarm.unlocker is None:
+        raise SwarmError(f"{ref.name} is locked (autolock): unlock it (`docker swarm unlock`) "
+                         "and run `invoke restore` again")
+    swarm.unlocker.unlock(ref.ssh_host)  # AutolockError names what to do if no key opens it
+    return swarm.member_state(ref.ssh_host)
 
 
 def _force_new_cluster(swarm: Swarm, survivor: NodeRef) -> None:
@@ -257,6 +273,8 @@ def _settle(cluster: Cluster) -> None:
     swarm.wait_healthy(len(managers), len(workers), cluster.settings.health_timeout,
                        on_wait=lambda h: cluster.progress.detail("waiting: " + "; ".join(h.problems)))
     cluster.rotate_tokens(swarm)
+    # A backup's swarm has the unlock key of its time (autolock): the store follows it.
+    keep_swarm_key(cluster.unlocker(swarm), cluster.answering_manager(swarm))
 
 
 def _since(started: str | None) -> float:

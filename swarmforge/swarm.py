@@ -217,6 +217,9 @@ class Swarm:
             except CommandError as exc:
                 tried.append(f"{host}: {exc.what} failed")
                 continue
+            except SwarmError as exc:  # locked, and no stored key opens it: ask the next one
+                tried.append(str(exc))
+                continue
             if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
                 if quorum == "quorum":
                     self._answering = host

@@ -1,9 +1,9 @@
 """Swarm autolock on a real sandbox swarm of 3 managers (issue 19.3).
 
 `apply --autolock` turns it on and puts the key in the store alone; a manager whose Docker
-restarts (stopped and started as a reboot does) comes back locked, and the pipeline
-unlocks it with the stored key: status and apply, after a rotation with the new key, and
-a manager that was down across the rotation with the previous one. Without a key in the
+restarts (stopped and started as a reboot does, or by a backup) comes back locked, and
+the pipeline unlocks it with the stored key: status, backup and apply, after a rotation
+with the new key, and a manager that was down across the rotation with the previous one. Without a key in the
 store the error names the command that stores it. Throughout, the key is in no output,
 argv, log, journal or file outside the store.
 """
@@ -136,6 +136,15 @@ def test_a_restarted_manager_is_locked_and_status_unlocks_it(swarm: Locked) -> N
     assert code in (0, 3), err
     assert f"unlocked {follower['address']} (swarm autolock) with the current key" in err
     assert swarm.state_of(follower["address"]) == "active"
+    swarm.wait_healthy()
+
+
+def test_a_backup_unlocks_the_manager_it_stopped(swarm: Locked) -> None:
+    code, out, err = swarm.invoke("backup")  # a follower's Docker stopped for the copy
+    assert code == 0, err
+    source = next(n for n in swarm.followers() if n["hostname"] in out)
+    assert f"unlocked {source['address']} (swarm autolock) with the current key" in err
+    assert "autolocked: restoring it needs the unlock key of this time" in out
     swarm.wait_healthy()
 
 
