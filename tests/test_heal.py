@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke, unique_cluster
+from tests.chaos import journal_says
+from tests.conftest import INVOKE, REPO, invoke, unique_cluster
 from tests.sandbox_swarm import SANDBOX, Cluster, assert_healthy, ids
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
@@ -43,6 +45,22 @@ def kill_host(cluster: Cluster, index: int) -> str:
     return hostname
 
 
+def killed_after_the_drain(cluster: Cluster) -> None:
+    """`invoke heal --yes`, SIGKILLed (with its Terraform) once its journal has the drain done."""
+    env = {**os.environ, **cluster.env, "INVOKE_SWARMFORGE_STATE_DIR": str(cluster.state)}
+    heal = subprocess.Popen([*INVOKE, "heal", "--cluster", cluster.name, "--yes"], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not journal_says(cluster, lambda j: "drain" in j["replacement"]["done"]):
+            assert time.monotonic() < deadline and heal.poll() is None, "never drained"
+            time.sleep(0.05)
+    finally:
+        os.killpg(heal.pid, signal.SIGKILL)
+        heal.wait()
+
+
 def statuses(cluster: Cluster) -> list[str]:
     return sorted(n["status"] for n in cluster.status()["nodes"])
 
@@ -53,7 +71,8 @@ def test_a_healthy_swarm_has_nothing_to_heal(swarm: Cluster) -> None:
     assert "nothing to heal: every node is healthy" in result.stdout
 
 
-def test_a_dead_workers_host_is_replaced_and_no_down_entry_is_left(swarm: Cluster) -> None:
+def test_a_dead_workers_host_is_replaced_and_no_down_entry_is_left_even_if_killed_half_way(
+        swarm: Cluster) -> None:
     dead = kill_host(swarm, 0)
     before = ids(swarm)
 
@@ -63,8 +82,10 @@ def test_a_dead_workers_host_is_replaced_and_no_down_entry_is_left(swarm: Cluste
     assert "preview only: nothing changed" in preview.stdout
     assert ids(swarm) == before
 
-    result = swarm.run("heal", "--yes")
+    killed_after_the_drain(swarm)
+    result = swarm.run("heal", "--yes")  # as the journal says: it carries on
     assert result.returncode == 0, result.stderr
+    assert f"1. finish replacing {dead} (an interrupted heal)" in result.stdout
     assert f"healed: replaced {dead}; the swarm is healthy; join tokens rotated" in result.stdout
     assert swarm.node(dead)["id"] != before[dead]
     assert statuses(swarm) == ["ready"] * 4  # the old entry is gone, not left Down
