@@ -10,16 +10,20 @@ module's own cluster only.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import stat
+import subprocess
 import tarfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.chaos import kill_manager
-from tests.conftest import invoke, unique_cluster
+from tests.chaos import journal_says, kill_manager
+from tests.conftest import INVOKE, REPO, invoke, unique_cluster
 from tests.sandbox_swarm import Cluster, SwarmWatcher, assert_healthy, start_web, wait_replicas
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("require_sandbox")]
@@ -61,6 +65,28 @@ def names(cluster: Cluster, kind: str) -> set[str]:
     return set(cluster.ssh(leader, f"docker {kind} ls --format '{{{{.Name}}}}'").stdout.split())
 
 
+def interrupted_once(cluster: Cluster, words: list[str],
+                     when: Callable[[dict], bool]) -> subprocess.CompletedProcess[str]:
+    """Run ``invoke WORDS``, and Ctrl-C it (SIGINT to its group, as a terminal sends it)
+    as soon as its journal satisfies ``when``."""
+    env = {**os.environ, **cluster.env, "INVOKE_SWARMFORGE_STATE_DIR": str(cluster.state)}
+    child = subprocess.Popen([*INVOKE, *words, "--cluster", cluster.name], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        while not journal_says(cluster, when):
+            assert child.poll() is None, "the restore ended before the moment to stop it"
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert "SWMTKN-1" not in stdout + stderr
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+
+
 def managers(cluster: Cluster) -> list[dict]:
     return [n for n in cluster.status()["nodes"] if n["role"] == "manager"]
 
@@ -98,7 +124,7 @@ def test_replace_node_takes_a_backup_before_it_touches_a_live_manager(swarm: Clu
     replaced = swarm.run("replace-node", follower["hostname"], "--yes")
 
     assert replaced.returncode == 0, replaced.stderr
-    first, second = backups(swarm)
+    _, second = backups(swarm)
     assert f"backup {second.name} stored in" in replaced.stderr
     # The backup came before the replacement: the manager it names was still the old one.
     assert manifest(second)["node_id"] in {n["id"] for n in managers(swarm)} | {follower["id"]}
@@ -141,9 +167,15 @@ def test_a_swarm_that_lost_quorum_is_restored_from_its_survivor(swarm: Cluster) 
     assert "preview only: nothing changed" in preview.stdout
     assert not (swarm.state / swarm.name / "journal.json").exists()
 
+    # Stopped (Ctrl-C) once the new cluster is forced: run again, it carries on.
+    stopped = interrupted_once(swarm, ["restore", "--yes"],
+                               lambda journal: "force-new-cluster" in journal.get("done", []))
+    assert stopped.returncode == 130, stopped.stderr
+    assert "invoke restore" in stopped.stderr
     restored = swarm.run("restore", "--yes")
 
     assert restored.returncode == 0, restored.stderr
+    assert "then rotate the join tokens (done)" in restored.stdout
     assert re.search(r"RTO \d+s", restored.stdout), restored.stdout
     data = assert_healthy(swarm, **SHAPE)
     assert swarm.leader()["hostname"] == survivor["hostname"]
