@@ -87,8 +87,12 @@ def interrupted_once(cluster: Cluster, words: list[str],
     return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
+def cluster_nodes(cluster: Cluster) -> list[dict]:
+    return list(cluster.status()["nodes"])
+
+
 def managers(cluster: Cluster) -> list[dict]:
-    return [n for n in cluster.status()["nodes"] if n["role"] == "manager"]
+    return [n for n in cluster_nodes(cluster) if n["role"] == "manager"]
 
 
 def test_a_backup_is_taken_from_a_follower_without_losing_quorum(swarm: Cluster) -> None:
@@ -129,6 +133,28 @@ def test_replace_node_takes_a_backup_before_it_touches_a_live_manager(swarm: Clu
     # The backup came before the replacement: the manager it names was still the old one.
     assert manifest(second)["node_id"] in {n["id"] for n in managers(swarm)} | {follower["id"]}
     assert replaced.stderr.index(second.name) < replaced.stderr.index("terraform")
+    assert_healthy(swarm, **SHAPE)
+
+
+def test_a_failed_backup_stops_replace_node_before_anything_changed(swarm: Cluster) -> None:
+    store = swarm.state / swarm.name / "backups"
+    aside = store.with_name("backups.aside")
+    store.rename(aside)
+    store.write_text("a file where the backups dir should be\n")
+    follower = next(n for n in managers(swarm) if n["manager_status"] == "reachable")
+    before = {n["hostname"]: n["id"] for n in cluster_nodes(swarm)}
+    try:
+        stopped = swarm.run("replace-node", follower["hostname"], "--yes")
+    finally:
+        store.unlink()
+        aside.rename(store)
+
+    assert stopped.returncode != 0
+    assert (f"no backup could be taken before replacing {follower['hostname']}, and nothing "
+            "was changed") in stopped.stderr
+    assert "Pass --no-backup to replace it without one" in stopped.stderr
+    assert not (swarm.state / swarm.name / "journal.json").exists()
+    assert {n["hostname"]: n["id"] for n in cluster_nodes(swarm)} == before
     assert_healthy(swarm, **SHAPE)
 
 

@@ -180,3 +180,12 @@ def test_docker_starts_again_whatever_the_copy_does() -> None:
         assert script.index("trap 'START") < script.index("STOP")
     assert "sudo -n tar -C /var/lib/docker -czf - swarm" in copy
     assert "base64 -d | sudo -n tar -C /var/lib/docker -xzf -" in unpack
+
+
+def test_a_store_that_cannot_be_written_says_where(tmp_path: Path) -> None:
+    (tmp_path / "backups").write_text("a file where the dir should be\n")
+    data = swarm_dir()
+    manifest = manifest_for(data)
+
+    with pytest.raises(BackupError, match=f"cannot store the backup in {tmp_path / 'backups'}"):
+        LocalBackups(tmp_path / "backups").put(manifest, packed(manifest, data))

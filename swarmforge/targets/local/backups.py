@@ -17,15 +17,22 @@ class LocalBackups:
         self.where = str(directory)
 
     def put(self, manifest: Manifest, archive: bytes) -> Stored:
-        private_dirs(self.directory)
         path = self.directory / manifest.name
+        try:
+            private_dirs(self.directory)
+            self._write(path, archive)
+        except OSError as problem:  # a full disk, a file where the dir should be
+            raise BackupError(f"cannot store the backup in {self.where}: {problem}") from None
+        return Stored(manifest.name, manifest, str(path))
+
+    @staticmethod
+    def _write(path: Path, archive: bytes) -> None:
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
         os.fchmod(descriptor, PRIVATE_FILE)  # open's mode went through the umask
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(archive)
         os.replace(partial, path)  # whole or not at all: a listing never meets half an archive
-        return Stored(manifest.name, manifest, str(path))
 
     def backups(self) -> list[Stored]:
         if not self.directory.is_dir():
