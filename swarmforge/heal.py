@@ -91,7 +91,7 @@ def heal(cluster: Cluster, *, act: bool, rotate: bool = True, drain_timeout: flo
         journal = operations.journal()
         found = _interrupted_heal(journal, cluster.settings)
         reach = Reach(cluster)
-        diagnosis = diagnose(reach)
+        diagnosis = _diagnosed(reach)
         if found is None:
             check_brake(diagnosis, cluster.settings)
         plan = describe_plan(diagnosis, found)
@@ -124,6 +124,21 @@ def diagnose(reach: Reach) -> Diagnosis:
                 if (m := member_at(members, ref.private_ip))}
     stale = tuple(n for n in dead_nodes(members) if n.id not in claimed)
     return Diagnosis(tuple(sick), stale, len(managers), len(workers))
+
+
+def _diagnosed(reach: Reach) -> Diagnosis:
+    """``diagnose``, where a swarm no manager answers for (with a quorum) is the brake's
+    case too: a majority of managers lost, or this machine cut off from them."""
+    try:
+        return diagnose(reach)
+    except SwarmError as exc:
+        if "no manager answers" not in str(exc):
+            raise
+        raise PartitionSuspected(
+            f"refusing to heal: {str(exc).split('. ', 1)[0]}. Either a majority of the managers "
+            "is lost or this machine is cut off from them (a network partition); heal replaces "
+            "nodes only through a manager with a quorum. Check the network; a swarm whose "
+            "majority is gone for good is recovered from a backup (`invoke restore`).") from exc
 
 
 def _why_sick(ref: NodeRef, members: Sequence[Node], facts: dict[str, NodeFacts]) -> str:

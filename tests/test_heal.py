@@ -158,3 +158,12 @@ def test_apply_names_heal_for_a_dead_host_and_with_heal_replaces_it_first(
     assert "cluster" in result.stdout and "healthy" in result.stdout
     assert swarm.node(dead)["id"] != before
     assert statuses(swarm) == ["ready"] * 4
+
+
+def test_a_swarm_no_manager_answers_for_is_refused_as_the_brakes_case(swarm: Cluster) -> None:
+    """The last test: the only manager's Docker killed, the swarm has no quorum anywhere."""
+    swarm.kill_dockerd("m0")
+    result = swarm.run("heal", "--yes")
+    assert result.returncode == 5, result.stderr
+    assert "refusing to heal: no manager answers for the swarm" in result.stderr
+    assert "a network partition" in result.stderr and "`invoke restore`" in result.stderr
