@@ -173,9 +173,9 @@ def _wait_back(swarm: Swarm, via: str, source: Node, timeout: float,
         sleep(RECHECK * 2)
 
 
-def backup_first(cluster: Cluster, replacing: str) -> None:
+def backup_first(cluster: Cluster, replacing: str, stopped: str = "nothing was changed") -> None:
     """The backup replace-node and roll take before they touch a manager. A failure stops
-    them before anything changed, and says how to go on without one."""
+    them before that manager; ``stopped`` says where, and the error how to skip it."""
     try:
         outcome = take_backup(cluster)
     except OneManagerError:  # its only manager is what is replaced: a surge keeps it up
@@ -183,7 +183,7 @@ def backup_first(cluster: Cluster, replacing: str) -> None:
                                 "for the copy (`invoke backup --allow-downtime` takes one)")
         return
     except SwarmforgeError as exc:
-        raise BackupError(f"no backup could be taken before replacing {replacing}, and nothing "
-                          f"was changed: {exc}. Pass --no-backup to replace it without "
+        raise BackupError(f"no backup could be taken before replacing {replacing}, and "
+                          f"{stopped}: {exc}. Pass --no-backup to replace it without "
                           "one") from exc
     cluster.progress.detail(f"backup {outcome.stored.name} stored in {outcome.stored.where}")

@@ -42,8 +42,10 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
     """Replace every out-of-date node (every node with ``everything``), one step at a time.
 
     ``show`` gets the plan once the checks passed, before anything is done. ``stop_by``:
-    no replacement starts past it (one already under way is finished). ``backup``: a roll
-    that replaces managers starts with a backup of the swarm (``invoke backup``).
+    no replacement starts past it (one already under way is finished). ``backup``: before
+    its first manager, a run takes a backup of the swarm (``invoke backup``); the workers
+    go first, so a failed backup stops the roll between two replacements, the journal
+    keeping the managers for the next run.
     """
     settings = cluster.settings
     operations = cluster.target.operation_store()
@@ -67,12 +69,9 @@ def roll(cluster: Cluster, *, everything: bool, max_unavailable: int = 1, act: b
             if past(stop_by):  # nothing begun, nothing to leave in the journal
                 return RollOutcome(plan, acted=False, replaced=[], left=_left(record))
             cluster.target.check_capacity(cluster.progress)  # each twin is one more machine
-            managers = [short_address(a) for a in record.pending if role_of(a) == "manager"]
-            if backup and managers:  # the roll checked that every node is healthy
-                backup_first(cluster, "manager(s) " + ", ".join(managers))
             journal.begin(record)
         with cluster.tokens_rotated_if_failed(rotate):
-            replaced = _roll(cluster, record, journal, drain_timeout, stop_by)
+            replaced = _roll(cluster, record, journal, drain_timeout, stop_by, backup)
         if rotate:
             cluster.rotate_tokens()
         if record.pending:  # stopped at the deadline: the journal keeps the rest
@@ -141,13 +140,18 @@ def _plan(record: RollRecord, why: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout: float,
-          stop_by: datetime | None) -> list[str]:
+          stop_by: datetime | None, backup: bool) -> list[str]:
     reach = Reach(cluster)  # what the roll reads of the cluster, from one replacement to the next
     while record.current or record.pending:
         if not record.current:
             if past(stop_by):
                 break  # between two replacements: the next run starts the next one
-            record.current = _next_batch(reach, record)
+            batch = _next_batch(reach, record)
+            if backup and batch.role == "manager":  # once a run, before its first manager
+                backup_first(cluster, batch.names, "the roll stopped before it (the journal "
+                             f"keeps the rest: `{record.resume}` carries on)")
+                backup = False
+            record.current = batch
             journal.save(record)
         current = record.current
         Replacement(cluster, current, lambda: journal.save(record), drain_timeout=drain_timeout,
