@@ -119,9 +119,9 @@ def diagnose(reach: Reach) -> Diagnosis:
     sick = [Sick(find_node(ref.name, resource, managers, workers, members), why)
             for ref in [*managers, *workers]
             if (why := _why_sick(ref, members, facts))]
-    claimed = {p.pick.member.id for p in sick if p.pick.member}
-    claimed |= {m.id for ref in [*managers, *workers]
-                if (m := member_at(members, ref.private_ip))}
+    # An entry is a node's when it is the one at that node's address (a ready one first).
+    claimed = {m.id for ref in [*managers, *workers]
+               if (m := member_at(members, ref.private_ip))}
     stale = tuple(n for n in dead_nodes(members) if n.id not in claimed)
     return Diagnosis(tuple(sick), stale, len(managers), len(workers))
 
