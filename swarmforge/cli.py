@@ -298,7 +298,7 @@ def backup(config: Mapping[str, Any], flags: Mapping[str, Any], allow_downtime: 
     print(f"backup {outcome.stored.name} stored in {outcome.stored.where}\n"
           f"  from {manifest.hostname} (Docker {manifest.docker_version}, stopped "
           f"{outcome.down_seconds:.1f}s), swarm {manifest.swarm_id}, sha256 {manifest.sha256}"
-          + ("; autolocked: restoring it needs the unlock key of this time"
+          + ("; autolocked: `invoke restore` cannot restore it (moby/moby#36852)"
              if manifest.autolocked else ""))
     for name in outcome.pruned:
         print(f"  pruned {name} (backup_keep: {settings.backup_keep})")

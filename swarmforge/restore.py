@@ -27,17 +27,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from swarmforge.autolock import keep_swarm_key
+from swarmforge.autolock import AutolockError
 from swarmforge.backup_store import BackupError, Manifest, newest_first, unpacked
 from swarmforge.cluster import Cluster
 from swarmforge.errors import CommandError, QuorumError, SwarmError
 from swarmforge.nodes import NodeRef, address_of
 from swarmforge.operation import Journal, Operation, RestoreRecord
-from swarmforge.swarm import RECHECK, Swarm
+from swarmforge.swarm import Swarm
 
 OPERATION = "restore"
 LATEST = "latest"  # --from-backup latest: the newest archive in the store
-UNLOCK_WAIT = 60.0  # seconds a restored autolocked manager may take to say it is locked
+# Docker drops the unlock key when it forces a new cluster (Cluster.Init starts the node
+# without it), and the node, left in no swarm, is locked again after a restart: open since
+# 2018 (moby/moby#36852, Docker 20.10 to the latest). So a restore never starts on one.
+AUTOLOCKED = (
+    "refusing to restore: the swarm is autolocked, and Docker cannot force a new cluster on an "
+    "autolocked manager (`docker swarm init --force-new-cluster` drops the unlock key and "
+    "leaves the node in no swarm: moby/moby#36852). Bring a majority of the managers back "
+    "instead (start their machines: `invoke status` unlocks them with the stored key); "
+    "backups taken while autolock is on cannot be restored")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # operation.utc_now's
 
 
@@ -76,8 +84,10 @@ def restore(cluster: Cluster, *, act: bool, from_backup: str | None = None,
 def _new_record(cluster: Cluster, from_backup: str | None) -> RestoreRecord:
     managers, _ = cluster.existing_nodes()
     swarm = cluster.swarm(managers)
-    _refuse_with_quorum(swarm)
     backup, source = _chosen_backup(cluster, from_backup) if from_backup else (None, None)
+    if (source and source.autolocked) or cluster.unlocker(swarm).armed:
+        raise AutolockError(AUTOLOCKED)  # whatever the quorum: no restore can work
+    _refuse_with_quorum(swarm)
     survivor = (_backup_host(swarm, managers, source.hostname) if source
                 else _survivor(swarm, managers))
     taken = source.taken if source else None
@@ -136,8 +146,8 @@ def _survivor(swarm: Swarm, managers: Sequence[NodeRef]) -> NodeRef:
             state = swarm.member_state(ref.ssh_host)
         except CommandError:
             continue
-        if state.get("LocalNodeState") == "locked":
-            state = _unlocked(swarm, ref)
+        if state.get("LocalNodeState") == "locked":  # autolock on, its key not stored here
+            raise AutolockError(AUTOLOCKED)
         if state.get("LocalNodeState") == "active" and state.get("ControlAvailable"):
             return ref
     raise SwarmError("no manager's Docker runs with its swarm state: restore from a backup "
@@ -212,6 +222,8 @@ def unpack_script(docker_stop: str, docker_start: str, data_root: str, as_root: 
 
 def _unpack(cluster: Cluster, swarm: Swarm, survivor: NodeRef, name: str) -> None:
     manifest, swarm_dir = unpacked(cluster.target.backup_store().get(name))
+    if manifest.autolocked:  # refused at the plan already; never unpacked to be stuck
+        raise AutolockError(AUTOLOCKED)
     docker = cluster.target.node_docker(survivor)
     script = unpack_script(docker.stop, docker.start, docker.data_root, docker.as_root)
     result = swarm.ssh.run(survivor.ssh_host, script, what="the backup's unpacking",
@@ -219,25 +231,6 @@ def _unpack(cluster: Cluster, swarm: Swarm, survivor: NodeRef, name: str) -> Non
     if not result.ok:
         raise CommandError(f"the backup's unpacking on {survivor.name}", result.returncode,
                            result.stderr)
-    if manifest.autolocked:  # its raft keys are under the unlock key of that time
-        _unlocked(swarm, survivor, wait=UNLOCK_WAIT)
-
-
-def _unlocked(swarm: Swarm, ref: NodeRef, wait: float = 0.0) -> dict[str, object]:
-    """``ref``'s swarm state once unlocked with the stored keys (the current one, or the
-    previous one of a rotation); its Docker may take ``wait`` seconds to say it is locked."""
-    deadline = time.monotonic() + wait
-    while (state := swarm.member_state(ref.ssh_host)).get("LocalNodeState") == "pending":
-        if time.monotonic() > deadline:
-            break
-        time.sleep(RECHECK)
-    if state.get("LocalNodeState") != "locked":
-        return state
-    if swarm.unlocker is None:
-        raise SwarmError(f"{ref.name} is locked (autolock): unlock it (`docker swarm unlock`) "
-                         "and run `invoke restore` again")
-    swarm.unlocker.unlock(ref.ssh_host)  # AutolockError names what to do if no key opens it
-    return swarm.member_state(ref.ssh_host)
 
 
 def _force_new_cluster(swarm: Swarm, survivor: NodeRef) -> None:
@@ -273,8 +266,6 @@ def _settle(cluster: Cluster) -> None:
     swarm.wait_healthy(len(managers), len(workers), cluster.settings.health_timeout,
                        on_wait=lambda h: cluster.progress.detail("waiting: " + "; ".join(h.problems)))
     cluster.rotate_tokens(swarm)
-    # A backup's swarm has the unlock key of its time (autolock): the store follows it.
-    keep_swarm_key(cluster.unlocker(swarm), cluster.answering_manager(swarm))
 
 
 def _since(started: str | None) -> float:

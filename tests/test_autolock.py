@@ -144,7 +144,7 @@ def test_a_backup_unlocks_the_manager_it_stopped(swarm: Locked) -> None:
     assert code == 0, err
     source = next(n for n in swarm.followers() if n["hostname"] in out)
     assert f"unlocked {source['address']} (swarm autolock) with the current key" in err
-    assert "autolocked: restoring it needs the unlock key of this time" in out
+    assert "autolocked: `invoke restore` cannot restore it (moby/moby#36852)" in out
     swarm.wait_healthy()
 
 
@@ -219,3 +219,12 @@ def test_disable_turns_autolock_off_and_empties_the_store(swarm: Locked) -> None
     swarm.host(follower["hostname"]).restart_docker()
     swarm.wait_state(follower["address"], "active")  # comes back unlocked by itself
     assert swarm.wait_healthy()["healthy"]
+
+
+def test_restore_refuses_an_autolocked_swarm(swarm: Locked) -> None:
+    """Refused by the backup's manifest, though autolock is off by now, and before the
+    quorum is looked at: whatever it is, no restore can work."""
+    code, out, err = swarm.invoke("restore", "--from-backup", "latest", "--yes")
+    assert code != 0 and "refusing to restore: the swarm is autolocked" in err, out + err
+    assert "moby/moby#36852" in err
+    assert swarm.wait_healthy()["healthy"]  # nothing was touched
