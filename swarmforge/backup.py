@@ -54,13 +54,15 @@ def backup(cluster: Cluster, *, allow_downtime: bool = False) -> BackupOutcome:
         return take_backup(cluster, allow_downtime=allow_downtime)
 
 
-def take_backup(cluster: Cluster, *, allow_downtime: bool = False) -> BackupOutcome:
-    """The backup itself, for a caller that holds the cluster's lock (replace-node, roll)."""
+def take_backup(cluster: Cluster, *, allow_downtime: bool = False,
+                avoid: str = "") -> BackupOutcome:
+    """The backup itself, for a caller that holds the cluster's lock (replace-node, roll);
+    ``avoid``: the node ID of a manager about to be replaced (see backup_source)."""
     managers, _ = cluster.existing_nodes()
     swarm = cluster.swarm(managers)
     via = cluster.answering_manager(swarm)
     nodes = swarm.nodes(via)
-    source = backup_source(nodes, allow_downtime)
+    source = backup_source(nodes, allow_downtime, avoid)
     ref = _ref_at(managers, source.address)
     docker = cluster.target.node_docker(ref)
     with cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
@@ -82,9 +84,13 @@ def take_backup(cluster: Cluster, *, allow_downtime: bool = False) -> BackupOutc
     return BackupOutcome(stored, pruned, down)
 
 
-def backup_source(nodes: Sequence[Node], allow_downtime: bool = False) -> Node:
+def backup_source(nodes: Sequence[Node], allow_downtime: bool = False, avoid: str = "") -> Node:
     """The manager to copy: a reachable follower whose Docker may stop without losing the
-    majority of ALL managers; QuorumError (what to do, in one line) if there is none."""
+    majority of ALL managers; QuorumError (what to do, in one line) if there is none.
+
+    Not ``avoid`` (a node ID) while another will do: replace-node and roll name the manager
+    they replace next, and a backup goes back only onto the manager it came from (see
+    restore.py), which that one will no longer be."""
     managers = [n for n in nodes if n.role == "manager"]
     sound = [n for n in managers if is_sound(n)]
     if len(managers) == 1:
@@ -100,8 +106,9 @@ def backup_source(nodes: Sequence[Node], allow_downtime: bool = False) -> Node:
             f"refusing to back up: {len(sound)} of {len(managers)} managers are reachable "
             f"({', '.join(down)} not), and stopping one more for the copy would lose the "
             "majority; replace the dead manager first (`invoke replace-node NODE --yes`)")
-    followers = [n for n in sound if n.manager_status == "reachable"]
-    return sorted(followers, key=lambda n: n.hostname)[-1]  # not the manager asked first
+    followers = sorted((n for n in sound if n.manager_status == "reachable"),
+                       key=lambda n: (n.id != avoid, n.hostname))
+    return followers[-1]  # not the manager asked first, nor the one about to go
 
 
 def _ref_at(refs: Sequence[NodeRef], address: str) -> NodeRef:
@@ -173,11 +180,12 @@ def _wait_back(swarm: Swarm, via: str, source: Node, timeout: float,
         sleep(RECHECK * 2)
 
 
-def backup_first(cluster: Cluster, replacing: str, stopped: str = "nothing was changed") -> None:
+def backup_first(cluster: Cluster, replacing: str, stopped: str = "nothing was changed",
+                 avoid: str = "") -> None:
     """The backup replace-node and roll take before they touch a manager. A failure stops
     them before that manager; ``stopped`` says where, and the error how to skip it."""
     try:
-        outcome = take_backup(cluster)
+        outcome = take_backup(cluster, avoid=avoid)
     except OneManagerError:  # its only manager is what is replaced: a surge keeps it up
         cluster.progress.detail("no backup first: the swarm's only manager would have to stop "
                                 "for the copy (`invoke backup --allow-downtime` takes one)")

@@ -96,7 +96,7 @@ def _backup_before(reach: Reach, replacement: ReplacementRecord) -> None:
         reach.cluster.progress.detail(f"no backup first: {entry.hostname} is dead, and the swarm "
                                       "cannot spare another manager for the copy")
         return
-    backup_first(reach.cluster, entry.hostname)
+    backup_first(reach.cluster, entry.hostname, avoid=member.id)
 
 
 def _new_record(reach: Reach, query: str,

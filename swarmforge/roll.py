@@ -149,7 +149,8 @@ def _roll(cluster: Cluster, record: RollRecord, journal: Journal, drain_timeout:
             batch = _next_batch(reach, record)
             if backup and batch.role == "manager":  # once a run, before its first manager
                 backup_first(cluster, batch.names, "the roll stopped before it (the journal "
-                             f"keeps the rest: `{record.resume}` carries on)")
+                             f"keeps the rest: `{record.resume}` carries on)",
+                             avoid=batch.nodes[0].node_id or "")
                 backup = False
             record.current = batch
             journal.save(record)

@@ -130,8 +130,9 @@ def test_replace_node_takes_a_backup_before_it_touches_a_live_manager(swarm: Clu
     assert replaced.returncode == 0, replaced.stderr
     _, second = backups(swarm)
     assert f"backup {second.name} stored in" in replaced.stderr
-    # The backup came before the replacement: the manager it names was still the old one.
-    assert manifest(second)["node_id"] in {n["id"] for n in managers(swarm)} | {follower["id"]}
+    # Not from the manager replaced: a backup goes back only onto the one it came from.
+    assert manifest(second)["node_id"] != follower["id"]
+    assert manifest(second)["hostname"] in {n["hostname"] for n in managers(swarm)}
     assert replaced.stderr.index(second.name) < replaced.stderr.index("terraform")
     assert_healthy(swarm, **SHAPE)
 

@@ -145,6 +145,8 @@ def test_a_backup_stops_a_follower_never_the_leader() -> None:
              node("w0", "", role="worker")]
 
     assert backup_source(nodes).hostname == "m2"
+    # Not the manager replace-node replaces next, while another will do.
+    assert backup_source(nodes, avoid="m2").hostname == "m1"
     five = [*nodes, node("m3", "unreachable", ready="down"), node("m4", "reachable")]
     assert backup_source(five).hostname == "m4"  # 4 of 5 reachable: one may stop
 

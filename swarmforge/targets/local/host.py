@@ -131,6 +131,12 @@ class Host:
         whose peers are gone (a restore) answers only once its swarm start timed out (20 s)."""
         if docker_answers(self.docker_socket):
             return
+        # A dockerd killed leaves its containerd a zombie that no init reaps here: dockerd
+        # would take its pidfile for a containerd still running and wait for it in vain.
+        containerd = self.dir / "exec" / "containerd" / "containerd.pid"
+        pid = pid_from_file(containerd)
+        if pid and not alive(pid):
+            containerd.unlink(missing_ok=True)
         self._start_dockerd()
         self._wait_docker(SWARM_START_TIMEOUT)
 
