@@ -131,10 +131,3 @@ def turn_on(unlocker: StoredKeyUnlocker, via: str) -> UnlockKeys:
     lock = unlocker.lock
     key = lock.read_key(via) if lock.autolocked(via) else lock.enable(via)
     return unlocker.remember(key)
-
-
-def keep_swarm_key(unlocker: StoredKeyUnlocker, via: str) -> None:
-    """If autolock is on, the swarm's key (read through ``via``) as the store's current key:
-    after a restore from a backup, the swarm has the key of the backup's time."""
-    if unlocker.lock.autolocked(via):
-        unlocker.remember(unlocker.lock.read_key(via))
