@@ -259,7 +259,7 @@ ALL_ON = ["container_logs=cloudwatch", "log_retention_days=365", "efs=true",
           'public_ports=[{port=80},{port=443,cidr_blocks=["198.51.100.0/24","203.0.113.0/24"]},'
           '{port=53,protocol="udp"}]']
 #: The locals that decide the ingress resources' counts, evaluated from the config's own text.
-INGRESS_LOCALS = ("manager_slots", "manager_names", "worker_names", "nodes",
+INGRESS_LOCALS = ("public_ports", "manager_slots", "manager_names", "worker_names", "nodes",
                   "ingress_ports", "ingress", "ingress_clients", "ingress_targets")
 
 
@@ -273,6 +273,11 @@ def run_terraform(folder: Path, *args: str, stdin: str | None = None) -> subproc
     ([], None),
     (ALL_ON, None),
     (["ingress_nlb=false", "public_ports=[{port=80}]"], None),
+    (["published_ports=[80,8080]", 'allowed_ingress_cidrs=["198.51.100.0/24"]'], None),
+    (["published_ports=[2377]"], "not 22 (see allowed_ssh_cidrs) or the swarm's internal ports"),
+    (["published_ports=[70000]"], "must be a port from 1 to 65535"),
+    (['allowed_ingress_cidrs=["everyone"]'], "must be one or more IPv4 CIDRs"),
+    (["allowed_ingress_cidrs=[]"], "must be one or more IPv4 CIDRs"),
     (["container_logs=syslog"], 'must be "local" or "cloudwatch"'),
     (["container_logs=cloudwatch", "log_retention_days=10"], "must be one of CloudWatch's values"),
     (["log_kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab"],
@@ -336,6 +341,18 @@ def test_every_node_is_a_target_of_every_tcp_port(tmp_path: Path) -> None:
     assert targets["80/demo-manager-9"] == {"role": "manager", "index": 1, "port": "80"}
     assert targets["443/demo-worker-1"] == {"role": "worker", "index": 1, "port": "443"}
     assert sorted(clients) == ["443-198.51.100.0/24", "443-203.0.113.0/24", "80-0.0.0.0/0"]
+
+
+def test_published_ports_are_tcp_ports_open_to_the_allowed_ingress_cidrs(tmp_path: Path) -> None:
+    found = evaluate(tmp_path, ["published_ports=[8080,80]",
+                                'allowed_ingress_cidrs=["198.51.100.0/24","203.0.113.0/24"]',
+                                'public_ports=[{port=443},{port=53,protocol="udp"}]'],
+                     "[local.ingress_ports, keys(local.ingress_clients)]")
+    ports, clients = found
+
+    assert ports == ["443", "80", "8080"]  # both lists add up; udp stays on the nodes' rules
+    assert sorted(clients) == ["443-0.0.0.0/0", "80-198.51.100.0/24", "80-203.0.113.0/24",
+                               "8080-198.51.100.0/24", "8080-203.0.113.0/24"]
 
 
 # --- the pipeline's two applies: the network first, then what needs the swarm -------------------

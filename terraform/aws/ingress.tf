@@ -1,6 +1,6 @@
 ################################################################################
 # Ingress (ingress_nlb, on by default): a Network Load Balancer in front of
-# every node for the TCP ports in public_ports, so that a service published on
+# every node for the TCP ports in public_ports and published_ports, so that a service published on
 # the swarm's routing mesh (which answers on every node) is reachable at one
 # DNS name, the ingress_dns_name output. One listener and one target group per
 # port, every manager and worker a target, a TCP health check on the port
@@ -19,12 +19,12 @@
 ################################################################################
 
 locals {
-  ingress_ports = var.ingress_nlb ? sort(distinct([for p in var.public_ports : tostring(p.port) if p.protocol == "tcp"])) : []
+  ingress_ports = var.ingress_nlb ? sort(distinct([for p in local.public_ports : tostring(p.port) if p.protocol == "tcp"])) : []
   ingress       = length(local.ingress_ports) > 0
 
   # "<port>-<cidr>" => rule: who may reach each port, as public_ports says.
   ingress_clients = merge([
-    for p in var.public_ports : {
+    for p in local.public_ports : {
       for cidr in p.cidr_blocks : "${p.port}-${cidr}" => { port = p.port, cidr = cidr }
     } if contains(local.ingress_ports, tostring(p.port)) && p.protocol == "tcp"
   ]...)

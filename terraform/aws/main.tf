@@ -15,6 +15,11 @@ locals {
   manager_subnets = [for s in local.manager_slots : length(local.subnet_ids) > 0 ? local.subnet_ids[(s % 8) % length(local.subnet_ids)] : null]
   worker_names    = [for i in range(var.swarm_workers) : "${var.cluster_name}-worker-${i}"]
 
+  # public_ports with published_ports in the same shape: each TCP, from allowed_ingress_cidrs.
+  public_ports = concat(var.public_ports, [
+    for port in var.published_ports : { port = port, protocol = "tcp", cidr_blocks = var.allowed_ingress_cidrs }
+  ])
+
   # Round-robin over the subnets (one per AZ with the default VPC), so that the
   # managers, which must keep a majority, never share an AZ while there are
   # AZs to spare.

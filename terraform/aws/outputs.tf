@@ -34,6 +34,6 @@ output "joined" {
 # AWS only.
 
 output "ingress_dns_name" {
-  description = "DNS name of the ingress Network Load Balancer, where the TCP ports of public_ports answer; null without one (ingress_nlb = false, or no TCP port published)."
+  description = "DNS name of the ingress Network Load Balancer, where the TCP ports of public_ports and published_ports answer; null without one (ingress_nlb = false, or no TCP port published)."
   value       = one(aws_lb.ingress[*].dns_name)
 }

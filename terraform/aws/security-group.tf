@@ -26,7 +26,7 @@ locals {
   }
 
   public_rules = merge([
-    for p in var.public_ports : {
+    for p in local.public_ports : {
       for cidr in p.cidr_blocks : "${p.protocol}-${p.port}-${cidr}" => merge(p, { cidr = cidr })
     }
   ]...)

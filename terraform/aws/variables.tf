@@ -320,6 +320,28 @@ variable "public_ports" {
   }
 }
 
+variable "published_ports" {
+  description = "TCP ports of services published on the swarm's routing mesh, served at the ingress NLB's DNS name (ingress_nlb) and open to allowed_ingress_cidrs: the short form of public_ports' TCP entries (the two lists add up)."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.published_ports : p >= 1 && p <= 65535 && floor(p) == p && !contains([22, 2377, 7946, 4789], p)])
+    error_message = "Every published_ports entry must be a port from 1 to 65535, and not 22 (see allowed_ssh_cidrs) or the swarm's internal ports 2377, 7946 and 4789."
+  }
+}
+
+variable "allowed_ingress_cidrs" {
+  description = "Who may reach published_ports, through the ingress NLB and on the nodes: IPv4 networks (default: anyone)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.allowed_ingress_cidrs) > 0 && alltrue([for c in var.allowed_ingress_cidrs : can(cidrnetmask(c))])
+    error_message = "The allowed_ingress_cidrs must be one or more IPv4 CIDRs such as 203.0.113.0/24."
+  }
+}
+
 variable "worker_public_ip" {
   description = "Give workers a public IP. When false, provisioners reach workers through ssh_bastion_host, a manager."
   type        = bool
@@ -440,7 +462,7 @@ variable "tags" {
 ################################################################################
 
 variable "ingress_nlb" {
-  description = "Put a Network Load Balancer in front of every node for the TCP ports of public_ports (one listener, target group and TCP health check per port), reachable at the ingress_dns_name output. Made only while public_ports has a TCP port. Billed by the hour and per LCU."
+  description = "Put a Network Load Balancer in front of every node for the TCP ports of public_ports and published_ports (one listener, target group and TCP health check per port), reachable at the ingress_dns_name output. Made only while one of them has a TCP port. Billed by the hour and per LCU."
   type        = bool
   default     = true
 }
