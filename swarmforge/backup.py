@@ -20,14 +20,17 @@ import hashlib
 import json
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from swarmforge.backup_store import BackupError, Manifest, Stored, packed
 from swarmforge.cluster import Cluster
+from swarmforge.departure import DRAIN_TIMEOUT
 from swarmforge.errors import CommandError, QuorumError, SwarmError, SwarmforgeError
 from swarmforge.nodes import NodeRef
 from swarmforge.operation import utc_now
+from swarmforge.progress import Progress
 from swarmforge.ssh import SSH
 from swarmforge.swarm import RECHECK, Node, Swarm, is_sound
 from swarmforge.targets.base import NodeDocker
@@ -68,12 +71,13 @@ def take_backup(cluster: Cluster, *, allow_downtime: bool = False,
     with cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
                                "stopped for the copy)"):
         facts = _facts(swarm.ssh, ref.ssh_host)
-        started = time.monotonic()
-        taken = utc_now()
-        swarm_dir = _copy_swarm_dir(swarm.ssh, ref.ssh_host, docker)
-        _wait_back(swarm, _watcher(managers, nodes, source, ref), source,
-                   cluster.settings.health_timeout)
-        down = time.monotonic() - started
+        with _drained(swarm, via, source, others=len(nodes) - 1, progress=cluster.progress):
+            started = time.monotonic()
+            taken = utc_now()
+            swarm_dir = _copy_swarm_dir(swarm.ssh, ref.ssh_host, docker)
+            _wait_back(swarm, _watcher(managers, nodes, source, ref), source,
+                       cluster.settings.health_timeout)
+            down = time.monotonic() - started
     manifest = Manifest(
         cluster=cluster.settings.cluster, swarm_id=facts["swarm_id"], node_id=source.id,
         hostname=source.hostname, docker_version=facts["docker_version"], taken=taken,
@@ -109,6 +113,31 @@ def backup_source(nodes: Sequence[Node], allow_downtime: bool = False, avoid: st
     followers = sorted((n for n in sound if n.manager_status == "reachable"),
                        key=lambda n: (n.id != avoid, n.hostname))
     return followers[-1]  # not the manager asked first, nor the one about to go
+
+
+@contextmanager
+def _drained(swarm: Swarm, via: str, source: Node, *, others: int,
+             progress: Progress) -> Iterator[None]:
+    """The source's tasks moved away before its Docker stops, and it takes tasks again once
+    it is back: stopping Docker would kill them where they run, and Swarm would start their
+    successors only once it noticed the node gone. A manager an operator drained stays so."""
+    if source.availability != "active" or not others:
+        yield  # nowhere to move its tasks to (a one-node swarm): they stop with Docker
+        return
+    swarm.drain(source, via)
+    swarm.wait_drained(source, via, DRAIN_TIMEOUT)
+    back = False
+    try:
+        yield
+        back = True
+    finally:
+        try:
+            swarm.activate(source, via)
+        except SwarmforgeError:
+            if back:
+                raise
+            progress.detail(f"{source.hostname} is left drained: once it is back, "
+                            f"`docker node update --availability active {source.hostname}`")
 
 
 def _ref_at(refs: Sequence[NodeRef], address: str) -> NodeRef:

@@ -278,6 +278,11 @@ class Swarm:
         self.manage(via, f"docker node update --availability drain {node.id} >/dev/null",
                      f"drain {node.hostname}")
 
+    def activate(self, node: Node, via: str) -> None:
+        """Let the scheduler place tasks on ``node`` again (after a drain)."""
+        self.manage(via, f"docker node update --availability active {node.id} >/dev/null",
+                    f"make {node.hostname} active")
+
     def running_tasks(self, node: Node, via: str) -> int:
         """Tasks the orchestrator still wants running on ``node``."""
         out = self.manage(via, f"docker node ps {node.id} -q --filter desired-state=running",
