@@ -75,6 +75,7 @@ from swarmforge.targets.aws.host_keys import KEYS_BEGIN, KEYS_END, POLL, HostKey
 from swarmforge.targets.aws.instances import node_facts as aws_node_facts  # noqa: E402
 from swarmforge.targets.aws.target import manager_address  # noqa: E402
 from swarmforge.terraform_output import Plan, PlannedChange  # noqa: E402
+from swarmforge.unlock_keys import UnlockKeys  # noqa: E402
 
 # --- published numbers -----------------------------------------------------------------
 
@@ -1052,7 +1053,29 @@ class ModelTarget:
     def operation_store(self) -> ModelOperations:
         return self.operations
 
+    def unlock_key_store(self) -> ModelUnlockKeys:
+        return ModelUnlockKeys(self.world)
+
     def teardown(self) -> None:
+        pass
+
+
+class ModelUnlockKeys:
+    """The SSM parameter of the unlock key, holding none: the modelled swarm is not autolocked."""
+
+    where = "ssm:/swarmforge/model/unlock-key"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def get(self) -> UnlockKeys | None:
+        self.world.advance(self.world.lat.s3)  # one GetParameter, as long as an S3 request
+        return None
+
+    def put(self, keys: UnlockKeys) -> None:
+        raise AssertionError("the modelled swarm is never autolocked")
+
+    def delete(self) -> None:
         pass
 
 
@@ -1249,7 +1272,10 @@ def roll_sample(managers: int, workers: int, parallelism: int, batches: int = 2,
     start = world.now
     with modelled(world, repin_fix):
         world.advance(world.lat.cli_start)
-        outcome = roll(cluster, everything=False, act=True, max_unavailable=max_unavailable)
+        # No backup before the first manager: one per roll (a follower's Docker stopped
+        # for a copy, ~10-20 s), the same at any size; the model times what grows.
+        outcome = roll(cluster, everything=False, act=True, max_unavailable=max_unavailable,
+                       backup=False)
     assert outcome.acted and not outcome.left, outcome
     run = _run(world, progress, cluster, start)
     steps = [(t, s) for t, s in progress.steps if t.startswith("[")]
