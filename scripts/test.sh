@@ -36,4 +36,4 @@ node scripts/lint-workflows.mjs
 workers="${SWARMFORGE_TEST_WORKERS:-2}"
 echo "==> pytest on ${workers} workers"
 # pytest exits 5 when it collected no test: that is a failure here too.
-.venv/bin/pytest -n "$workers" "$@"
+.venv/bin/pytest -n "$workers" --durations=30 "$@"

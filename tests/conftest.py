@@ -62,8 +62,10 @@ TOKEN_WATCH_FILES = ("test_pipeline_local.py", "test_token_lifetime.py", "test_t
 # The longest units first (sandbox clusters, minutes each; as measured on 3 workers): one
 # started last would finish last, alone. Every other unit follows in file order.
 LONGEST_FIRST = ("test_replace_node.py", "test_rebuild_local.py", TOKEN_WATCH, "test_rebuild.py",
-                 "test_chaos.py", "test_local_roll.py", "test_rebuild_deadline.py",
-                 "test_aws_preflight.py", "test_image_locks.py", "test_lease.py",
+                 "test_chaos.py", "test_backup_restore.py", "test_local_roll.py", "test_heal.py",
+                 "test_rebuild_deadline.py", "test_autolock.py", "test_scale_in.py",
+                 "test_spot.py", "test_access.py", "test_aws_preflight.py", "test_image_locks.py",
+                 "test_lease.py",
                  "test_aws_target.py", "test_amis.py", "test_local_bake.py",
                  "test_swarm_node_script.py", "test_failures_local.py", "test_aws_instances.py",
                  "test_state_in_s3.py", "test_state_dir_safety.py", "test_replace_resume.py",
