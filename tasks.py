@@ -249,8 +249,10 @@ def unlock_key(c, cluster=None, target=None, rotate=False, disable=False):
     "remove": "Remove the context, its Include in ~/.ssh/config and its alias file.",
     "no_ssh_config": "Leave ~/.ssh/config alone: print the Include line to add yourself."})
 def context(c, cluster=None, target=None, remove=False, no_ssh_config=False):
-    """Make (or update) the Docker context swarmforge-<cluster>: docker on this machine drives
-    the swarm through its leader over SSH, with the cluster's key and pinned host keys.
+    """Make (or update) the Docker context swarmforge-<cluster>, to the leader over SSH.
+
+    docker on this machine then drives the swarm through its leader, with the cluster's key
+    and pinned host keys.
 
     docker's ssh reads only ~/.ssh/config: the Host alias swarmforge-<cluster> lives in a file
     of the cluster's, and ~/.ssh/config gets one Include of it at its top, under a comment
@@ -265,9 +267,10 @@ def context(c, cluster=None, target=None, remove=False, no_ssh_config=False):
             "swarm_worker[1], or `leader` for the swarm's leader.",
     "cluster": COMMON_HELP["cluster"], "target": COMMON_HELP["target"]})
 def ssh(c, node, cluster=None, target=None):
-    """Open a shell on a node, or run what follows `--` there (its exit status is the command's):
-    `invoke ssh leader`, `invoke ssh --cluster demo swarm_worker[0] -- docker ps` (flags before
-    `--`: what follows it is the command)."""
+    """Open a shell on a node (or `leader`), or run there what follows `--`.
+
+    `invoke ssh leader`, `invoke ssh --cluster demo swarm_worker[0] -- docker ps`: flags go
+    before `--`, what follows it is the command, and its exit status is the command's."""
     _cli().ssh(*_flags(c, cluster=cluster, target=target), node=node, command=_after_dashes())
 
 
