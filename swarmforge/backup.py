@@ -22,7 +22,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from swarmforge.backup_store import BackupError, Manifest, Stored, packed
 from swarmforge.cluster import Cluster
@@ -67,6 +67,11 @@ def take_backup(cluster: Cluster, *, allow_downtime: bool = False,
     nodes = swarm.nodes(via)
     source = backup_source(nodes, allow_downtime, avoid)
     ref = _ref_at(managers, source.address)
+    if not _in_the_swarm(swarm, ref.ssh_host):  # dead before the raft noticed: count it so
+        nodes = [replace(n, manager_status="unreachable") if n.id == source.id else n
+                 for n in nodes]
+        source = backup_source(nodes, allow_downtime, avoid)
+        ref = _ref_at(managers, source.address)
     docker = cluster.target.node_docker(ref)
     with cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
                                "stopped for the copy)"):
@@ -105,11 +110,13 @@ def backup_source(nodes: Sequence[Node], allow_downtime: bool = False, avoid: st
             "the swarm cannot be managed meanwhile (its services keep running); pass "
             "--allow-downtime to accept that, or run 3 managers")
     if (len(sound) - 1) * 2 <= len(managers):
-        down = [n.hostname for n in managers if not is_sound(n)]
+        down = [n for n in managers if not is_sound(n)]
+        named = ", ".join(f"manager {n.hostname} is {n.manager_status or n.status}" for n in down)
+        fixes = " then ".join(f"`invoke replace-node {n.hostname} --yes`" for n in down)
         raise QuorumError(
             f"refusing to back up: {len(sound)} of {len(managers)} managers are reachable "
-            f"({', '.join(down)} not), and stopping one more for the copy would lose the "
-            "majority; replace the dead manager first (`invoke replace-node NODE --yes`)")
+            f"({named}), and stopping one more for the copy would lose the majority; "
+            f"replace it first: {fixes}")
     followers = sorted((n for n in sound if n.manager_status == "reachable"),
                        key=lambda n: (n.id != avoid, n.hostname))
     return followers[-1]  # not the manager asked first, nor the one about to go
@@ -138,6 +145,15 @@ def _drained(swarm: Swarm, via: str, source: Node, *, others: int,
                 raise
             progress.detail(f"{source.hostname} is left drained: once it is back, "
                             f"`docker node update --availability active {source.hostname}`")
+
+
+def _in_the_swarm(swarm: Swarm, host: str) -> bool:
+    """Whether ``host``'s Docker answers as an active swarm member: the node list is the
+    raft's view, which learns of a manager's death only seconds after it."""
+    try:
+        return swarm.member_state(host).get("LocalNodeState") == "active"
+    except (CommandError, ValueError):
+        return False
 
 
 def _ref_at(refs: Sequence[NodeRef], address: str) -> NodeRef:
@@ -219,6 +235,9 @@ def backup_first(cluster: Cluster, replacing: str, stopped: str = "nothing was c
         cluster.progress.detail("no backup first: the swarm's only manager would have to stop "
                                 "for the copy (`invoke backup --allow-downtime` takes one)")
         return
+    except QuorumError as exc:  # a manager is down: replacing another one is no safer
+        raise QuorumError(f"no backup could be taken before replacing {replacing}, and "
+                          f"{stopped}: {exc}") from exc
     except SwarmforgeError as exc:
         raise BackupError(f"no backup could be taken before replacing {replacing}, and "
                           f"{stopped}: {exc}. Pass --no-backup to replace it without "

@@ -152,7 +152,9 @@ def test_a_backup_stops_a_follower_never_the_leader() -> None:
 
 
 @pytest.mark.parametrize(("statuses", "words"), [
-    (("leader", "reachable", "unreachable"), "2 of 3 managers are reachable (m2 not)"),
+    (("leader", "reachable", "unreachable"),
+     "2 of 3 managers are reachable (manager m2 is unreachable), and stopping one more for the "
+     "copy would lose the majority; replace it first: `invoke replace-node m2 --yes`"),
     (("leader", "reachable", "reachable", "unreachable", "unreachable"), "3 of 5"),
 ])
 def test_a_backup_that_would_lose_the_majority_is_refused(statuses: tuple[str, ...],
