@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +39,9 @@ RAFT_IN_FLUX = (
     "context deadline exceeded",  # a proposal that was never committed
 )
 RAFT_SETTLE = 60.0  # seconds a manager command waits for an election to end
+# NODE_QUERY's inspect of a node that left after its listing; the listing is read again.
+NODE_GONE = re.compile(r"node \S+ not found")
+LISTING_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,14 @@ class Swarm:
 
     def nodes(self, via: str | None = None) -> list[Node]:
         host = via or self.active_manager()
+        for _ in range(LISTING_TRIES - 1):
+            try:
+                return parse_nodes(self.manage(host, NODE_QUERY, "docker node ls"))
+            except CommandError as exc:
+                if not NODE_GONE.search(exc.output):
+                    raise
+            # A node removed between the listing and its inspect (a departure, a reaper's
+            # node rm): the listing is already out of date, so read it again.
         return parse_nodes(self.manage(host, NODE_QUERY, "docker node ls"))
 
     def join_tokens(self, via: str) -> JoinTokens:

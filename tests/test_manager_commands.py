@@ -17,7 +17,7 @@ import pytest
 
 from swarmforge.errors import CommandError
 from swarmforge.ssh import SSH, SshProfile
-from swarmforge.swarm import RAFT_SETTLE, Node, Swarm
+from swarmforge.swarm import NODE_GONE, RAFT_IN_FLUX, RAFT_SETTLE, Node, Swarm
 from tests.conftest import invoke, unique_cluster
 from tests.sandbox_swarm import Cluster
 
@@ -71,3 +71,20 @@ def test_a_removal_asked_again_finds_the_node_gone(cluster: Cluster, swarm: Swar
     assert [n.role for n in swarm.nodes()] == ["manager"]
     swarm.remove(worker, swarm.manager_hosts[0])  # its answer lost: asked again
     assert [n.role for n in swarm.nodes()] == ["manager"]
+
+
+def test_a_node_removed_under_the_listing_is_read_again(cluster: Cluster, swarm: Swarm) -> None:
+    """What Docker says when `node inspect` meets a node removed since `node ls` listed it
+    (a spot reaper's or a departure's node rm between the two): `nodes()` reads again on
+    exactly that, and on nothing else."""
+    manager = node(swarm, "manager")
+    workers = cluster.ssh(manager.address, "docker node ls -q --filter role=worker").stdout.split()
+    assert not workers  # the test before removed the worker
+    removed = "mx9hpnmarh53cinuzhb39fdcv"  # a node ID this swarm never had
+    answer = cluster.ssh(manager.address, f"docker node inspect -f '{{{{.ID}}}}' {manager.id} "
+                                          f"{removed}", check=False)
+
+    assert answer.returncode != 0 and manager.id in answer.stdout
+    assert NODE_GONE.search(answer.stderr), answer.stderr
+    assert not any(NODE_GONE.search(words) for words in RAFT_IN_FLUX)
+    assert [n.id for n in swarm.nodes()] == [manager.id]
