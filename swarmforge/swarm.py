@@ -39,6 +39,9 @@ RAFT_IN_FLUX = (
     "context deadline exceeded",  # a proposal that was never committed
 )
 RAFT_SETTLE = 60.0  # seconds a manager command waits for an election to end
+# How long another manager is given to confirm a healthy look; one that does not answer
+# within it is passed over (the look is then the first manager's, a moment later).
+CONFIRM_TIMEOUT = 15.0
 # NODE_QUERY's inspect of a node that left after its listing; the listing is read again.
 NODE_GONE = re.compile(r"node \S+ not found")
 LISTING_TRIES = 3
@@ -363,19 +366,24 @@ class Swarm:
                      ignore: frozenset[str] = frozenset(),
                      dead_after: float | None = None,
                      on_healthy: Callable[[str], None] | None = None) -> Health:
-        """Poll until healthy ``streak`` times in a row, ``interval`` apart: one lucky poll
-        proves little.
+        """Poll until healthy ``streak`` times in a row: one lucky poll proves little.
+
+        Each look after the first is asked of another manager, at once (``_confirmed_by``):
+        its `docker node ls` answers only while it has a leader and quorum, so it proves
+        that manager's own raft link, which a second look through the same manager 1 s
+        later cannot (Docker's own failure detection takes seconds: raft's election
+        timeout is 10 ticks of 1 s, a node's heartbeat period 5 s). With no other manager
+        to ask, or none answering, the look is the same manager's, ``interval`` later.
 
         "Not yet" (a node joining, a count short, no leader for a moment) is waited for up to
         ``timeout``; "cannot happen" is not: a node outside ``ignore`` that stays Down or
         unreachable for ``dead_after`` seconds (None: this swarm's) raises DeadNodeError at
         once, naming it.
 
-        While it is not healthy yet it looks again sooner (RECHECK): that finds the
-        first good poll earlier, and the streak still spans ``interval`` per poll. The
-        manager that last answered is asked again; another is sought only if it stops
-        answering. ``on_healthy`` runs once, with that manager, after the first healthy
-        poll: within the streak's interval, which it shortens by the time it took.
+        While it is not healthy yet it looks again sooner (RECHECK): that finds the first
+        good poll earlier. The manager that last answered is polled again; another is
+        sought only if it stops answering. ``on_healthy`` runs once, with that manager,
+        after the first healthy poll, before the next look.
         """
         deadline = time.monotonic() + timeout
         dead_after = self.dead_after if dead_after is None else dead_after
@@ -392,6 +400,15 @@ class Swarm:
             if health.healthy and via and on_healthy:
                 on_healthy(via)
                 on_healthy = None
+            asked = {via}
+            while health.healthy and good < streak:
+                other = self._confirmed_by(asked, health, managers, workers, ignore)
+                if other is None:  # no other manager answered: the same one, interval later
+                    break
+                health = other
+                good = good + 1 if health.healthy else 0
+            if good >= streak:
+                return health
             now = time.monotonic()
             dead = dead_nodes(health.nodes)
             if any(n.role == "manager" and n.id not in dead_since for n in dead):
@@ -409,6 +426,26 @@ class Swarm:
                 reported = (health.problems, now)
             pause = interval if health.healthy else min(interval, RECHECK)
             time.sleep(max(0.0, polled + pause - time.monotonic()))
+
+    def _confirmed_by(self, asked: set[str | None], seen: Health, managers: int, workers: int,
+                      ignore: frozenset[str]) -> Health | None:
+        """Health as one manager not yet ``asked`` sees it, or None if none is left that
+        answers. A manager ``seen`` as sound is asked first (a host is matched to its node
+        by address, where the SSH address is the swarm's); each is tried once, with a short
+        deadline, and an election in flux counts as not healthy."""
+        sound = {n.address for n in seen.managers if is_sound(n) and n.id not in ignore}
+        for host in sorted((h for h in self.manager_hosts if h not in asked),
+                           key=lambda h: h not in sound):
+            asked.add(host)
+            once = SSH(self.ssh.profile, attempts=1)
+            try:
+                listing = once.check(host, NODE_QUERY, "docker node ls", timeout=CONFIRM_TIMEOUT)
+            except CommandError as exc:
+                if in_election(exc) or NODE_GONE.search(exc.output):  # in flux: not yet
+                    return Health(seen.nodes, ("the swarm changed while it was read",))
+                continue
+            return assess(parse_nodes(listing), managers, workers, ignore)
+        return None
 
     def _health_via(self, via: str | None, managers: int, workers: int,
                     ignore: frozenset[str]) -> tuple[Health, str | None]:
