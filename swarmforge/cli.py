@@ -1,8 +1,8 @@
 """What each task does with its flags: load settings, call one use case, print the result.
 
-Errors become one clean exit here, and only here. The image commands (bake, amis,
-prune-amis, rebuild) and state-bootstrap import their use cases when they run, so that
-apply, status and the node commands start without Packer's templates (jinja2) or botocore.
+Errors become one clean exit here, and only here. Every use case but apply's, status's
+and destroy's is imported when its command runs, so that those start without Packer's
+templates (jinja2), botocore or the replacement machinery.
 """
 
 from __future__ import annotations
@@ -27,12 +27,8 @@ from swarmforge.errors import (
     duration,
     interrupted,
 )
-from swarmforge.heal import heal as run_heal
 from swarmforge.node_facts import NodeFacts
 from swarmforge.redact import redact
-from swarmforge.replace_node import Outcome as ReplaceOutcome
-from swarmforge.replace_node import replace_node as run_replace_node
-from swarmforge.roll import roll as run_roll
 from swarmforge.setting_values import days_flag, seconds_flag, whole_flag
 from swarmforge.settings import Settings, load_settings
 from swarmforge.state_dir import no_such_cluster
@@ -140,6 +136,8 @@ def apply(config: Mapping[str, Any], flags: Mapping[str, Any], rotate: bool = Tr
 
     cluster = Cluster(settings)
     if heal and cluster.target.exists():  # the dead nodes replaced first, as `invoke heal --yes`
+        from swarmforge.heal import heal as run_heal
+
         run_heal(cluster, act=True, rotate=rotate,
                  show=lambda plan: print("\n".join(["==> heal first:", *plan]), file=sys.stderr,
                                          flush=True))
@@ -229,8 +227,12 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
 @resumable
 def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str, yes: bool,
                  rotate: bool, drain_timeout: object = None, backup: bool = True) -> None:
+    from swarmforge.replace_node import Outcome as ReplaceOutcome
+    from swarmforge.replace_node import replace_node as run_replace_node
+
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
+
     def show(outcome: ReplaceOutcome) -> None:
         heading = "resuming" if outcome.resumed else "plan"
         print(f"{heading}: replace {node} in cluster {settings.cluster!r}\n"
@@ -251,6 +253,8 @@ def replace_node(config: Mapping[str, Any], flags: Mapping[str, Any], node: str,
 def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
          max_unavailable: object, yes: bool, rotate: bool, drain_timeout: object,
          backup: bool = True) -> None:
+    from swarmforge.roll import roll as run_roll
+
     # At most the cluster's workers, too: the roll checks that against them.
     batch = whole_flag("max-unavailable", max_unavailable, MAX_UNAVAILABLE, 1)
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
@@ -272,6 +276,8 @@ def roll(config: Mapping[str, Any], flags: Mapping[str, Any], everything: bool,
 @resumable
 def heal(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool, rotate: bool,
          drain_timeout: object = None) -> None:
+    from swarmforge.heal import heal as run_heal
+
     drain = seconds_flag("drain-timeout", drain_timeout, DRAIN_TIMEOUT)
     settings = load_settings(config, flags)
     outcome = run_heal(_existing(settings), act=yes, rotate=rotate, drain_timeout=drain,

@@ -41,7 +41,6 @@ from swarmforge.targets.aws.address_pool import choose_pool, vpc_cidrs
 from swarmforge.targets.aws.ami_choice import choose_ami
 from swarmforge.targets.aws.amis import ClusterAmis
 from swarmforge.targets.aws.backups import S3Backups
-from swarmforge.targets.aws.bake import bake_ami
 from swarmforge.targets.aws.host_keys import HostKeyPins
 from swarmforge.targets.aws.instances import cluster_instances, node_facts, tag
 from swarmforge.targets.aws.lease import S3Operations
@@ -193,6 +192,8 @@ class AwsTarget:
         return AmiStore(self.settings, regions)
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
+        from swarmforge.targets.aws.bake import bake_ami  # Packer's templates: only to bake
+
         return bake_ami(self.settings, request, progress, self.operation_store)
 
     def operation_store(self) -> OperationStore:

@@ -18,7 +18,6 @@ from swarmforge.settings import REPO_ROOT, Settings
 from swarmforge.ssh import SshProfile
 from swarmforge.targets.base import Baked, BakeRequest, NodeDocker
 from swarmforge.targets.local.backups import LocalBackups
-from swarmforge.targets.local.bake import bake_local
 from swarmforge.targets.local.host import Host, remove_sandbox
 from swarmforge.targets.local.image_store import (
     ImageRecord,
@@ -153,6 +152,8 @@ class LocalTarget:
 
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
         _refuse_regions(request.regions)
+        from swarmforge.targets.local.bake import bake_local  # Packer's templates: only to bake
+
         return bake_local(self.settings, request, progress, prepare=self._prepared_sandbox,
                           operations=self.operation_store())
 
