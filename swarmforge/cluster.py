@@ -254,9 +254,14 @@ class Cluster:
         and slots, only the swarm steps can change, so no plan is needed to guard nodes."""
         secrets = self.secrets(swarm, via, managers)
         others = self.settings.managers + self.settings.workers - 1
+        # The other managers' connections are opened while Terraform joins them, not in the
+        # busy second after the joins, when the health wait asks one of them.
+        warming = swarm.connect_ahead(h for h in swarm.manager_hosts if h != via)
         with self.progress.step(f"phase 2: {others} node(s) join through "
                                 f"{secrets['swarm_manager_ip']}"):
             self.apply_terraform(self._settings_variables, secrets)
+        for thread in warming:
+            thread.join()
         return True
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, managers: list[NodeRef],

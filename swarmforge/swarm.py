@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -385,6 +387,36 @@ class Swarm:
         sought only if it stops answering. ``on_healthy`` runs once, with that manager,
         after the first healthy poll, before the next look.
         """
+        # The other managers' shared connections are opened while the first looks: the
+        # second look then costs its command, not an SSH handshake.
+        first = self._answering or next(iter(self.manager_hosts), None)
+        warming = self.connect_ahead(h for h in self.manager_hosts if h != first)
+        try:
+            return self._wait_healthy(managers, workers, timeout, on_wait, streak, interval,
+                                      ignore, dead_after, on_healthy)
+        finally:
+            for thread in warming:
+                thread.join(CONFIRM_TIMEOUT)
+
+    def connect_ahead(self, hosts: Iterable[str]) -> list[threading.Thread]:
+        """Open the shared SSH connections (ControlMaster) to ``hosts`` in the background,
+        one try each with a short deadline; a host that does not answer is left to the
+        command that needs it. The threads, to join."""
+        once = SSH(self.ssh.profile, attempts=1)
+
+        def connect(host: str) -> None:
+            with contextlib.suppress(CommandError):
+                once.run(host, "true", timeout=CONFIRM_TIMEOUT)
+
+        threads = [threading.Thread(target=connect, args=(h,), daemon=True) for h in hosts]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _wait_healthy(self, managers: int, workers: int, timeout: float,
+                      on_wait: Callable[[Health], None], streak: int, interval: float,
+                      ignore: frozenset[str], dead_after: float | None,
+                      on_healthy: Callable[[str], None] | None) -> Health:
         deadline = time.monotonic() + timeout
         dead_after = self.dead_after if dead_after is None else dead_after
         good = 0

@@ -7,8 +7,9 @@ that answers, it is the same manager's, ``interval`` later, as it always was.
 
 The real ``Swarm`` over a fake `ssh` on PATH that is a swarm of FAKE_MANAGERS managers
 and one worker (10.0.0.10+i, the managers' SSH addresses too); it logs which host was
-asked what. FAKE_FLUX: hosts whose first node listing answers that the managers are
-electing a leader; FAKE_DEAD: hosts that are not reached (ssh's own 255).
+asked what (not the `true` that opens a connection ahead). FAKE_FLUX: hosts whose first
+node listing answers that the managers are electing a leader; FAKE_DEAD: hosts that are
+not reached (ssh's own 255).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def said(what):
 if host in os.environ.get("FAKE_DEAD", "").split():
     sys.stderr.write(f"ssh: connect to host {{host}} port 22: Connection refused\\n")
     sys.exit(255)
+if command == "true":  # a shared connection opened ahead
+    sys.exit(0)
 if "docker node ls --format" in command:
     flux = os.path.join(os.path.dirname(log), "flux-" + host)
     if host in os.environ.get("FAKE_FLUX", "").split() and not os.path.exists(flux):
