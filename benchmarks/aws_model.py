@@ -30,6 +30,7 @@ documented 10-15 minutes, and a roll per worker against kops' rolling update per
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import heapq
 import inspect
@@ -39,6 +40,7 @@ import json
 import math
 import random
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -1202,7 +1204,7 @@ def modelled(world: World, repin_fix: bool = False) -> Iterator[None]:
         mock.patch.object(swarmforge.targets.aws.host_keys, "time", clock),
         mock.patch.object(HostKeyPins, "load", charged_load(world)),
         *(mock.patch.object(module, "threading", model_threading(world))
-          for module in (swarmforge.cluster, swarmforge.replacement)
+          for module in (swarmforge.cluster, swarmforge.replacement, swarmforge.swarm)
           if hasattr(module, "threading")),
     ]
     if repin_fix:
@@ -1227,6 +1229,7 @@ def form(managers: int, workers: int, parallelism: int, *, lat: Latencies | None
     """`invoke apply` of a new cluster, as Cluster.apply runs it."""
     world = World(lat or Latencies())
     state_dir = tempfile.mkdtemp(prefix="aws-model-")
+    atexit.register(shutil.rmtree, state_dir, ignore_errors=True)  # a roll reads it after
     settings = settings_for(managers, workers, parallelism, state_dir, worker_public_ip)
     progress = Timeline(world)
     cluster = Cluster(settings, progress, ModelTarget(world, settings))  # type: ignore[arg-type]
