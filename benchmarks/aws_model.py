@@ -630,10 +630,13 @@ class ModelTerraform:
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
-              destroy: bool = False, refresh_only: bool = False) -> None:
+              destroy: bool = False, refresh_only: bool = False, refresh: bool = True) -> None:
         self.runs["apply"] += 1
         with self.world.span("terraform: start, refresh, plan"):
-            self._refresh(parallelism)
+            if refresh:
+                self._refresh(parallelism)
+            else:
+                self._start()
             changes = self._diff(variables, replace, targets)
         machines = any(c.address.startswith("aws_instance.") for c in changes)
         with self.world.span("terraform: instances" if machines else "terraform: swarm steps"):
@@ -668,6 +671,15 @@ class ModelTerraform:
 
     def _instances(self) -> list[Resource]:
         return [r for r in self.state.values() if r.kind == "instance"]
+
+    def _start(self) -> None:
+        """Start, and read the data sources (-refresh=false reads them still)."""
+        world = self.world
+        world.advance(world.lat.tf_start)
+        engine = Engine(world)
+        walk(engine, [Task(api, _calls(api), (DATA_SOURCES[i - 1],) if i else ())
+                      for i, api in enumerate(DATA_SOURCES)], 10)
+        world.advance(world.lat.tf_per_resource * (len(self.state) + 1))
 
     def _refresh(self, parallelism: int) -> None:
         """Start, read the data sources and every resource in the state."""
@@ -1138,11 +1150,12 @@ def forget_replaced_pins(original: Callable[..., None]) -> Callable[..., None]:
     """Cluster.apply_terraform with the proposed fix: the replaced nodes' old pins are
     forgotten first (they are void: ``_unpinned``), so their new ones count as new."""
     def apply_terraform(cluster: Cluster, variables: Callable[[], dict[str, str]],
-                        secrets: dict[str, str], *, replace: Sequence[str] = ()) -> None:
+                        secrets: dict[str, str], *, replace: Sequence[str] = (),
+                        refresh: bool = True) -> None:
         refs = cluster._refs or []
         void = {ref.name for address in replace if (ref := ref_for(address, refs))}
         cluster._pins = {n: k for n, k in cluster._pins.items() if n not in void}
-        original(cluster, variables, secrets, replace=replace)
+        original(cluster, variables, secrets, replace=replace, refresh=refresh)
     return apply_terraform
 
 

@@ -251,7 +251,8 @@ class Cluster:
 
     def _join_the_new_swarm(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> bool:
         """Phase 2 right after phase 1 made every node in this run: with the same counts
-        and slots, only the swarm steps can change, so no plan is needed to guard nodes."""
+        and slots, only the swarm steps can change, so no plan is needed to guard nodes, and
+        the state phase 1 wrote seconds ago needs no refresh."""
         secrets = self.secrets(swarm, via, managers)
         others = self.settings.managers + self.settings.workers - 1
         # The other managers' connections are opened while Terraform joins them, not in the
@@ -259,7 +260,7 @@ class Cluster:
         warming = swarm.connect_ahead(h for h in swarm.manager_hosts if h != via)
         with self.progress.step(f"phase 2: {others} node(s) join through "
                                 f"{secrets['swarm_manager_ip']}"):
-            self.apply_terraform(self._settings_variables, secrets)
+            self.apply_terraform(self._settings_variables, secrets, refresh=False)
         for thread in warming:
             thread.join()
         return True
@@ -445,15 +446,20 @@ class Cluster:
         return managers, workers
 
     def apply_terraform(self, variables: Callable[[], dict[str, str]], secrets: dict[str, str],
-                        *, replace: Sequence[str] = ()) -> None:
+                        *, replace: Sequence[str] = (), refresh: bool = True) -> None:
         """``terraform apply``; then the host keys of the nodes it made are pinned and, where a
-        node's swarm step waited for its key, applied once more so that the step runs."""
+        node's swarm step waited for its key, applied once more so that the step runs.
+
+        That second apply, and a first one with ``refresh`` False, take the state as the run
+        before them left it seconds ago, under the operation's lock: no refresh (on AWS, a
+        DescribeInstances and three DescribeInstanceAttribute calls per instance)."""
         tf = self._prepare()
         self._unpinned = {ref.name for address in replace if (ref := ref_for(address, self._refs or []))}
         # A node made anew keeps its name: once its new key is pinned, it counts as new.
         before = set(self._pins) - self._unpinned
         try:
-            tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism)
+            tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism,
+                     refresh=refresh)
         finally:
             self._unpinned = set()
         self._nodes_in_state(tf)
@@ -462,7 +468,8 @@ class Cluster:
             if waited:
                 with self.progress.step(f"host keys pinned for {', '.join(waited)}: running their "
                                         "swarm steps"):
-                    tf.apply(variables(), secrets, parallelism=self.settings.parallelism)
+                    tf.apply(variables(), secrets, parallelism=self.settings.parallelism,
+                             refresh=False)
                 self._nodes_in_state(tf)
 
     # -- for the other use cases (replace-node, roll) -------------------------

@@ -197,11 +197,14 @@ class Terraform:
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
-              destroy: bool = False, refresh_only: bool = False) -> None:
+              destroy: bool = False, refresh_only: bool = False, refresh: bool = True) -> None:
+        """``refresh`` False: the state is taken as it is (-refresh=false), for an apply right
+        after another of the same run, whose state is seconds old."""
         argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
                           auto_approve=IsFlagged, lock_timeout=self.lock_timeout,
                           destroy=IsFlagged if destroy else None,
                           refresh_only=IsFlagged if refresh_only else None,
+                          refresh=None if refresh else False,
                           parallelism=parallelism, var=_var_args(variables), target=list(targets),
                           replace=list(replace))
         self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
