@@ -124,8 +124,7 @@ class Cluster:
                 swarm.unlock_locked()  # a manager restarted since: locked, with autolock on
             with self.tokens_rotated_if_failed(rotate):
                 if bootstrapped:
-                    changed = self._join_the_new_swarm(swarm, self.answering_manager(swarm),
-                                                       managers)
+                    changed = self._join_the_new_swarm(swarm, managers)
                 else:
                     changed = self._phase_two(tf, swarm, managers, workers, rotate)
                 read = self._unchanged or self._wait_healthy(swarm, rotate)
@@ -249,11 +248,15 @@ class Cluster:
                                 "the first manager runs docker swarm init"):
             self.apply_terraform(lambda: self._settings_variables(swarm_init=True), {})
 
-    def _join_the_new_swarm(self, swarm: Swarm, via: str, managers: list[NodeRef]) -> bool:
+    def _join_the_new_swarm(self, swarm: Swarm, managers: list[NodeRef]) -> bool:
         """Phase 2 right after phase 1 made every node in this run: with the same counts
         and slots, only the swarm steps can change, so no plan is needed to guard nodes, and
-        the state phase 1 wrote seconds ago needs no refresh."""
+        the state phase 1 wrote seconds ago needs no refresh. The tokens are read from the
+        manager that has just made the swarm: only a manager with a leader gives them, which
+        is what asking it whether it is one would prove."""
+        via = managers[0].ssh_host
         secrets = self.secrets(swarm, via, managers)
+        swarm.answered_by(via)
         others = self.settings.managers + self.settings.workers - 1
         # The other managers' connections are opened while Terraform joins them, not in the
         # busy second after the joins, when the health wait asks one of them.

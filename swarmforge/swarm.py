@@ -238,6 +238,10 @@ class Swarm:
             tried.append(f"{host}: not an active manager ({state.get('LocalNodeState')})")
         raise SwarmError("no manager answers for the swarm (" + "; ".join(tried) + ")")
 
+    def answered_by(self, host: str) -> None:
+        """``host`` has just answered a manager command: the next ones ask it first."""
+        self._answering = host
+
     def _manager_check(self, host: str) -> tuple[dict[str, object], str]:
         """``host``'s swarm state, and "quorum" if it can list the nodes (MANAGER_CHECK)."""
         state_line, _, quorum = self.ssh.check(host, MANAGER_CHECK, "docker info").partition("\n")
@@ -385,7 +389,8 @@ class Swarm:
         While it is not healthy yet it looks again sooner (RECHECK): that finds the first
         good poll earlier. The manager that last answered is polled again; another is
         sought only if it stops answering. ``on_healthy`` runs once, with that manager,
-        after the first healthy poll, before the next look.
+        after the first healthy poll, while the next look is taken; the wait ends only
+        once it did (its error is raised).
         """
         # The other managers' shared connections are opened while the first looks: the
         # second look then costs its command, not an SSH handshake.
@@ -429,8 +434,9 @@ class Swarm:
             good = good + 1 if health.healthy else 0
             if good >= streak:
                 return health
-            if health.healthy and via and on_healthy:
-                on_healthy(via)
+            beside = None
+            if health.healthy and via and on_healthy:  # while another manager looks
+                beside = Beside(on_healthy, via)
                 on_healthy = None
             asked = {via}
             while health.healthy and good < streak:
@@ -439,6 +445,8 @@ class Swarm:
                     break
                 health = other
                 good = good + 1 if health.healthy else 0
+            if beside:
+                beside.result()
             if good >= streak:
                 return health
             now = time.monotonic()
@@ -493,6 +501,26 @@ class Swarm:
         except SwarmError as exc:
             return Health((), (str(exc),)), None
         return assess(self.nodes(via), managers, workers, ignore), via
+
+
+class Beside:
+    """``fn(arg)`` run in a thread; ``result()`` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[[str], None], arg: str) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[str], None], arg: str) -> None:
+        try:
+            fn(arg)
+        except BaseException as exc:  # handed to result(), in the waiting thread
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def in_election(error: CommandError) -> bool:
