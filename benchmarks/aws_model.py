@@ -1004,6 +1004,9 @@ class ModelTarget:
     mirrored_providers: tuple[str, ...] = ()
     login_user = "ubuntu"
 
+    def ssh_host_ahead(self, role: str, slot: int) -> str | None:
+        return None  # as the aws target: EC2 gives the address
+
     def __init__(self, world: World, settings: Settings) -> None:
         self.world = world
         self.settings = settings

@@ -244,9 +244,35 @@ class Cluster:
 
     def _phase_one(self) -> None:
         s = self.settings
-        with self.progress.step(f"phase 1: {s.managers} manager(s) and {s.workers} worker(s); "
-                                "the first manager runs docker swarm init"):
-            self.apply_terraform(lambda: self._settings_variables(swarm_init=True), {})
+        with (self.progress.step(f"phase 1: {s.managers} manager(s) and {s.workers} worker(s); "
+                                 "the first manager runs docker swarm init"),
+              self._reaching_ahead_for_the_first_manager() as on_start):
+            self.apply_terraform(lambda: self._settings_variables(swarm_init=True), {},
+                                 on_start=on_start)
+
+    @contextlib.contextmanager
+    def _reaching_ahead_for_the_first_manager(self) -> Iterator[Callable[[str], None] | None]:
+        """Where the target knows the first manager's SSH address before it exists, its
+        shared connection is opened as Terraform begins its swarm step (its host is up
+        then): while it inits, not after, when the join tokens are read from it."""
+        slot = (self._slots or [0])[0]
+        host = self.target.ssh_host_ahead("manager", slot)
+        if host is None or self._profile is None:
+            yield None
+            return
+        step = f'null_resource.swarm_join["{self.settings.cluster}-manager-{slot}"]'
+        swarm = Swarm(SSH(self._profile), [host])
+        opened: list[threading.Thread] = []
+
+        def on_start(address: str) -> None:
+            if address == step and not opened:
+                opened.extend(swarm.connect_ahead([host]))
+
+        try:
+            yield on_start
+        finally:
+            for thread in opened:
+                thread.join()
 
     def _join_the_new_swarm(self, swarm: Swarm, managers: list[NodeRef]) -> bool:
         """Phase 2 right after phase 1 made every node in this run: with the same counts
@@ -449,7 +475,8 @@ class Cluster:
         return managers, workers
 
     def apply_terraform(self, variables: Callable[[], dict[str, str]], secrets: dict[str, str],
-                        *, replace: Sequence[str] = (), refresh: bool = True) -> None:
+                        *, replace: Sequence[str] = (), refresh: bool = True,
+                        on_start: Callable[[str], None] | None = None) -> None:
         """``terraform apply``; then the host keys of the nodes it made are pinned and, where a
         node's swarm step waited for its key, applied once more so that the step runs.
 
@@ -462,7 +489,7 @@ class Cluster:
         before = set(self._pins) - self._unpinned
         try:
             tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism,
-                     refresh=refresh)
+                     refresh=refresh, on_start=on_start)
         finally:
             self._unpinned = set()
         self._nodes_in_state(tf)

@@ -46,6 +46,7 @@ from swarmforge.terraform_output import (
     missing_provider,
     planned_changes,
     progress_message,
+    started_resource,
 )
 
 TOKEN_PREFIX = "SWMTKN-"
@@ -197,9 +198,11 @@ class Terraform:
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
-              destroy: bool = False, refresh_only: bool = False, refresh: bool = True) -> None:
+              destroy: bool = False, refresh_only: bool = False, refresh: bool = True,
+              on_start: Callable[[str], None] | None = None) -> None:
         """``refresh`` False: the state is taken as it is (-refresh=false), for an apply right
-        after another of the same run, whose state is seconds old."""
+        after another of the same run, whose state is seconds old. ``on_start`` gets the
+        address of each resource instance as Terraform begins to make or change it."""
         argv = self._argv("apply", input=False, no_color=IsFlagged, json=IsFlagged,
                           auto_approve=IsFlagged, lock_timeout=self.lock_timeout,
                           destroy=IsFlagged if destroy else None,
@@ -207,7 +210,8 @@ class Terraform:
                           refresh=None if refresh else False,
                           parallelism=parallelism, var=_var_args(variables), target=list(targets),
                           replace=list(replace))
-        self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply")
+        self._stream(argv, secrets, "terraform destroy" if destroy else "terraform apply",
+                     on_start=on_start)
 
     def move(self, source: str, destination: str) -> None:
         """Give the object at ``source`` the address ``destination`` (``terraform state mv``).
@@ -266,9 +270,12 @@ class Terraform:
             raise (self._stopped(timeout) if in_workdir else timeout) from None
 
     def _stream(self, argv: list[str], secrets: Mapping[str, str], what: str, *,
-                json_lines: bool = True, quiet: bool = False) -> Completed:
+                json_lines: bool = True, quiet: bool = False,
+                on_start: Callable[[str], None] | None = None) -> Completed:
         env = {**self.base_env, **_secret_env(secrets)}
         sink = self._json_progress if json_lines else self.progress
+        if on_start is not None:
+            sink = _watching_starts(sink, on_start)
         try:
             result = stream(argv, (lambda _line: None) if quiet else sink, env=env,
                             cwd=str(self.workdir), timeout=self.timeout, what=what,
@@ -310,6 +317,16 @@ class Terraform:
         with open_private(self.log_file) as log:
             log.write(f"$ {' '.join(argv)}  (exit {result.returncode}, {result.seconds:.1f}s)\n")
             log.write(result.stdout + "\n")
+
+
+def _watching_starts(sink: Callable[[str], None],
+                     on_start: Callable[[str], None]) -> Callable[[str], None]:
+    def watched(line: str) -> None:
+        sink(line)
+        address = started_resource(line)
+        if address:
+            on_start(address)
+    return watched
 
 
 def _var_args(variables: Mapping[str, str]) -> list[str]:

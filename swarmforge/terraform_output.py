@@ -109,6 +109,19 @@ def progress_message(line: str) -> str | None:
     return str(event.get("@message", "")) or None
 
 
+def started_resource(line: str) -> str | None:
+    """The address of the resource instance whose apply a JSON UI line says began."""
+    if not line.startswith('{"') or '"apply_start"' not in line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if event.get("type") != "apply_start":
+        return None
+    return str(event.get("hook", {}).get("resource", {}).get("addr", "")) or None
+
+
 def diagnostics(output: str) -> str:
     """Terraform's error diagnostics (and failing provisioner output) in plain text."""
     lines = []

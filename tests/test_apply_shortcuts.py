@@ -7,8 +7,10 @@
   poll of a wait) and no streak; where the config has no network to change, that
   read and the token rotation run while Terraform plans. Not healthy: the wait, as
   before. Formation rotates the tokens once the first poll is healthy, within the
-  streak. The stand-in of tests/test_network_first.py: real Terraform, a fake ssh
-  that is a swarm and logs what it was asked.
+  streak, and reads them from the first manager, whose SSH connection it opened as
+  Terraform began that manager's `docker swarm init` (phase 1). The stand-in of
+  tests/test_network_first.py: real Terraform, a fake ssh that is a swarm and logs what
+  it was asked.
 """
 
 from __future__ import annotations
@@ -118,6 +120,17 @@ def test_formation_rotates_the_tokens_once_the_first_poll_is_healthy(
     after_tokens = asked[asked.index("ssh: read the tokens") + 1:]
     # The streak's two polls, and one rotation between them, through the manager that answered.
     assert after_tokens == ["ssh: list the nodes", "ssh: rotate the tokens", "ssh: list the nodes"]
+
+
+def test_formation_connects_to_the_first_manager_as_its_step_begins_and_asks_it_for_tokens(
+        swarm_only: tuple[Watched, list[str]]) -> None:
+    cluster, formed = swarm_only
+    opened = formed.index("ssh: open a connection")
+    # Opened once Terraform began the first manager's swarm step (every host made by then),
+    # within phase 1; then the tokens read from that manager, with no "is it an active
+    # manager" first: only a manager with a leader gives them.
+    assert max(i for i, line in enumerate(formed) if line.startswith("node: ")) < opened
+    assert cluster.asked(formed)[:2] == ["ssh: open a connection", "ssh: read the tokens"]
 
 
 def test_a_no_op_reapply_reads_the_health_once_while_terraform_plans(

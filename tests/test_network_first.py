@@ -217,6 +217,8 @@ elif "docker node ls --format" in command:
     print("---")
     for role, i in nodes:
         print(f'"{{role}}{{i}}" "10.0.0.{{10 + i if role == "manager" else 100 + i}}" "{{role}}"')
+elif command == "true":
+    log("open a connection")
 elif "docker info" in command:
     log("is it an active manager")
     print(json.dumps({{"LocalNodeState": "active", "ControlAvailable": True}}))
@@ -265,6 +267,9 @@ class StandInTarget:
 
     def node_facts(self, refs: list[NodeRef]) -> dict[str, NodeFacts]:
         return {}
+
+    def ssh_host_ahead(self, role: str, slot: int) -> str | None:
+        return f"10.0.0.{10 + slot}" if role == "manager" else f"10.0.0.{100 + slot}"
 
     def describe_image(self) -> str:
         return "none (a stand-in)"

@@ -110,6 +110,11 @@ class Target(Protocol):
     def desired_image(self) -> str | None:
         """The image new nodes should boot from; None if the target has none yet."""
 
+    def ssh_host_ahead(self, role: str, slot: int) -> str | None:
+        """The SSH address the node of ``role`` and ``slot`` will have, where the target
+        knows it before the node exists; None where only its creation tells."""
+        ...
+
     def node_facts(self, refs: Sequence[NodeRef]) -> dict[str, NodeFacts]:
         """Each node (by name) as the target sees it now, read in one go: the image it booted
         from, its state and addresses, and how it drifted from the settings, where the

@@ -191,6 +191,10 @@ class AwsTarget:
                                "rebuild bakes: unset it"])
         return AmiStore(self.settings, regions)
 
+    def ssh_host_ahead(self, role: str, slot: int) -> str | None:
+        """None: an instance's addresses are EC2's to give when it is made."""
+        return None
+
     def bake(self, request: BakeRequest, progress: Progress) -> Baked:
         from swarmforge.targets.aws.bake import bake_ami  # Packer's templates: only to bake
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,6 +162,14 @@ class LocalTarget:
         identity = self.prepare().identity
         return self.layout, identity
 
+
+    def ssh_host_ahead(self, role: str, slot: int) -> str | None:
+        """Its place in the sandbox network, as terraform/local addresses it (managers from
+        .10 by slot, workers from .100 by index); None before prepare()."""
+        if self._layout is None:
+            return None
+        return str(ipaddress.ip_network(self._layout.network)[(10 if role == "manager" else 100)
+                                                                + slot])
 
     def backup_store(self) -> BackupStore:
         """A 0700 dir beside the cluster's state, one 0600 file a backup."""
