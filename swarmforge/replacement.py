@@ -437,9 +437,15 @@ class Replacement:
                              + ", ".join(c.address for c in unexpected))
         swarm, via = self.reach.swarm()
         secrets = self.cluster.secrets(swarm, via, self.reach.nodes_in_state()[0])
-        self.cluster.apply_terraform(
-            lambda: self.cluster.variables(managers=count, workers=r.workers, slots=slots),
-            secrets, replace=replace)
+        # The health wait that follows asks another manager too: connected while Terraform runs.
+        warming = swarm.connect_ahead(h for h in swarm.manager_hosts if h != via)
+        try:
+            self.cluster.apply_terraform(
+                lambda: self.cluster.variables(managers=count, workers=r.workers, slots=slots),
+                secrets, replace=replace)
+        finally:
+            for thread in warming:
+                thread.join()
         self.reach.state_changed()
 
     def _planned(self, variables: dict[str, str], replace: Sequence[str]) -> Plan:
