@@ -101,7 +101,7 @@ def heal(cluster: Cluster, *, act: bool, rotate: bool = True, drain_timeout: flo
         with cluster.tokens_rotated_if_failed(rotate):
             outcome = _act(reach, journal, found, diagnosis, drain_timeout)
         if rotate and outcome.healed:
-            cluster.rotate_tokens(reach.swarm()[0])
+            cluster.rotate_tokens(*reach.swarm())
         return HealOutcome(plan, acted=True, healed=outcome.healed, removed=outcome.removed,
                            resumed=outcome.resumed)
 

@@ -77,7 +77,7 @@ def replace_node(cluster: Cluster, query: str, *, act: bool, rotate: bool = True
         with cluster.tokens_rotated_if_failed(rotate):
             replacement.run()
         if rotate:
-            cluster.rotate_tokens(replacement.swarm())
+            cluster.rotate_tokens(*replacement.reach.swarm())
         if paused:
             journal.save(_without(paused, record.replacement))
         else:

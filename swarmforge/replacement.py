@@ -166,6 +166,7 @@ class Replacement:
         self._retired_as_planned = False  # the retire applied only the expected removals
         self._ahead: PlanAhead | None = None  # the next Terraform step's plan, under way
         self._moved: list[str] = []  # the tasks (web.3) this run's drain moved off the nodes
+        self._leaving_reached: list[threading.Thread] = []  # their connections, being opened
 
     @classmethod
     def record_for(cls, picks: Sequence[Pick], managers: Sequence[NodeRef],
@@ -224,6 +225,8 @@ class Replacement:
         finally:
             if self._ahead is not None:  # no plan outlives the replacement
                 self._ahead.wait()
+            for thread in self._leaving_reached:  # nor a connection being opened
+                thread.join()
         self.reach.set_aside(())  # the old nodes are gone: none is on its way out any more
 
     def _run_steps(self) -> None:
@@ -279,6 +282,9 @@ class Replacement:
         self._ahead = self._plan_ahead()  # made while the swarm steps from here on run
         leaving = self._members()
         swarm, via = self.reach.swarm()
+        # The nodes' own connections, for their `swarm leave`, opened while they drain (a
+        # dead node's attempt ends at SSH's connect timeout, and the leave skips it anyway).
+        self._leaving_reached = swarm.connect_ahead(n.ssh_host for n in self.record.nodes)
         self._moved = replicated_tasks_on(swarm, via, leaving)
         for node in leaving:
             swarm.drain(node, via)
