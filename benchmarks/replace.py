@@ -17,7 +17,8 @@ Each run forms two 3+2 clusters (not timed), each running the same service
 
 Host creation and removal are kept out of the floor and timed apart; for the
 pipeline they are read from Terraform's own log (its local-exec provisioners)
-and taken out of the comparable number. The ratios are printed last.
+and taken out of the comparable number. The ratios are printed last: raw (which issue
+18's targets name), the comparable one beside each.
 """
 
 from __future__ import annotations
@@ -199,20 +200,21 @@ def main() -> None:
             wall = median([r[kind][0] for r in runs])
             hosts = median([r[kind][1] for r in runs])
             comparable = median([r[kind][0] - r[kind][1] for r in runs])
-            rows.append([f"{kind}: {label}, raw", wall, wall / median(
-                [f[kind].swarm + f[kind].hosts for f in floors])])
+            raw = wall / median([f[kind].swarm + f[kind].hosts for f in floors])
+            rows.append([f"{kind}: {label}, raw", wall, raw])
             rows.append([f"{kind}: {label}, making/removing hosts", hosts, ""])
             rows.append([f"{kind}: {label}, hosts excluded", comparable, comparable / by_hand])
             if label == "replace-node":
-                ratios[kind] = comparable / by_hand
+                ratios[kind] = (raw, comparable / by_hand)
     print(table(["", "seconds", "ratio"], rows))
     for kind in KINDS:
         steps = list(floors[0][kind].steps)
         print(f"\nby hand, {kind}:  " + ",  ".join(
             f"{name} {median([f[kind].steps[name] for f in floors]):.2f}" for name in steps))
     print(f"\n{load()}")
-    print("ratio (replace-node / by hand, hosts excluded): "
-          + "; ".join(f"{kind} {ratios[kind]:.2f}" for kind in KINDS))
+    print("ratio (replace-node / by hand, raw: hosts included, as issue 18's targets): "
+          + "; ".join(f"{kind} {ratios[kind][0]:.2f} (hosts excluded {ratios[kind][1]:.2f})"
+                      for kind in KINDS))
 
 
 if __name__ == "__main__":
