@@ -630,7 +630,8 @@ class ModelTerraform:
 
     def apply(self, variables: Mapping[str, str], secrets: Mapping[str, str], *,
               targets: Sequence[str] = (), replace: Sequence[str] = (), parallelism: int = 10,
-              destroy: bool = False, refresh_only: bool = False, refresh: bool = True) -> None:
+              destroy: bool = False, refresh_only: bool = False, refresh: bool = True,
+              on_start: Callable[[str], None] | None = None) -> None:
         self.runs["apply"] += 1
         with self.world.span("terraform: start, refresh, plan"):
             if refresh:
@@ -1154,11 +1155,13 @@ def forget_replaced_pins(original: Callable[..., None]) -> Callable[..., None]:
     forgotten first (they are void: ``_unpinned``), so their new ones count as new."""
     def apply_terraform(cluster: Cluster, variables: Callable[[], dict[str, str]],
                         secrets: dict[str, str], *, replace: Sequence[str] = (),
-                        refresh: bool = True) -> None:
+                        refresh: bool = True,
+                        on_start: Callable[[str], None] | None = None) -> None:
         refs = cluster._refs or []
         void = {ref.name for address in replace if (ref := ref_for(address, refs))}
         cluster._pins = {n: k for n, k in cluster._pins.items() if n not in void}
-        original(cluster, variables, secrets, replace=replace, refresh=refresh)
+        original(cluster, variables, secrets, replace=replace, refresh=refresh,
+                 on_start=on_start)
     return apply_terraform
 
 

@@ -64,25 +64,18 @@ def take_backup(cluster: Cluster, *, allow_downtime: bool = False,
     managers, _ = cluster.existing_nodes()
     swarm = cluster.swarm(managers)
     via = cluster.answering_manager(swarm)
-    nodes = swarm.nodes(via)
-    source = backup_source(nodes, allow_downtime, avoid)
-    ref = _ref_at(managers, source.address)
-    if not _in_the_swarm(swarm, ref.ssh_host):  # dead before the raft noticed: count it so
-        nodes = [replace(n, manager_status="unreachable") if n.id == source.id else n
-                 for n in nodes]
-        source = backup_source(nodes, allow_downtime, avoid)
-        ref = _ref_at(managers, source.address)
+    nodes, source, ref, facts = _chosen_source(swarm, managers, swarm.nodes(via),
+                                               allow_downtime, avoid)
     docker = cluster.target.node_docker(ref)
-    with cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
-                               "stopped for the copy)"):
-        facts = _facts(swarm.ssh, ref.ssh_host)
-        with _drained(swarm, via, source, others=len(nodes) - 1, progress=cluster.progress):
-            started = time.monotonic()
-            taken = utc_now()
-            swarm_dir = _copy_swarm_dir(swarm.ssh, ref.ssh_host, docker)
-            _wait_back(swarm, _watcher(managers, nodes, source, ref), source,
-                       cluster.settings.health_timeout)
-            down = time.monotonic() - started
+    with (cluster.progress.step(f"backing up the swarm from {source.hostname} (its Docker is "
+                                "stopped for the copy)"),
+          _drained(swarm, via, source, others=len(nodes) - 1, progress=cluster.progress)):
+        started = time.monotonic()
+        taken = utc_now()
+        swarm_dir = _copy_swarm_dir(swarm.ssh, ref.ssh_host, docker)
+        _wait_back(swarm, _watcher(managers, nodes, source, ref), source,
+                   cluster.settings.health_timeout)
+        down = time.monotonic() - started
     manifest = Manifest(
         cluster=cluster.settings.cluster, swarm_id=facts["swarm_id"], node_id=source.id,
         hostname=source.hostname, docker_version=facts["docker_version"], taken=taken,
@@ -91,6 +84,28 @@ def take_backup(cluster: Cluster, *, allow_downtime: bool = False,
     stored = store.put(manifest, packed(manifest, swarm_dir))
     pruned = store.prune(cluster.settings.backup_keep)
     return BackupOutcome(stored, pruned, down)
+
+
+def _chosen_source(swarm: Swarm, managers: Sequence[NodeRef], nodes: Sequence[Node],
+                   allow_downtime: bool, avoid: str
+                   ) -> tuple[Sequence[Node], Node, NodeRef, dict[str, str]]:
+    """The nodes as judged, the source, its ref and the manifest's facts read from it.
+
+    The node list is the raft's view, which learns of a manager's death only seconds
+    after it: a source whose Docker does not answer as an active member, before or while
+    its facts are read, counts as unreachable, and the choice is made again (or the
+    backup refused, naming it)."""
+    while True:
+        source = backup_source(nodes, allow_downtime, avoid)
+        ref = _ref_at(managers, source.address)
+        try:
+            if _in_the_swarm(swarm, ref.ssh_host):
+                return nodes, source, ref, _facts(swarm.ssh, ref.ssh_host)
+        except CommandError:
+            if _in_the_swarm(swarm, ref.ssh_host):
+                raise
+        nodes = [replace(n, manager_status="unreachable") if n.id == source.id else n
+                 for n in nodes]
 
 
 def backup_source(nodes: Sequence[Node], allow_downtime: bool = False, avoid: str = "") -> Node:
