@@ -71,6 +71,15 @@ def journal_says(cluster: Cluster, wanted: Callable[[dict], bool]) -> bool:
         return False
 
 
+def replacing_a_worker(journal: dict) -> bool:
+    """A roll's journal: a worker's replacement has begun (the roll takes workers first).
+    A moment, not a time: replacements got fast enough that 6 s in fell on the backup
+    before the first manager, whose source (the victim) came back when the copy restarted
+    its Docker."""
+    current = journal.get("current")
+    return bool(current) and current["role"] == "worker"
+
+
 def replacing_a_manager(journal: dict) -> bool:
     """A roll's journal: a manager's replacement has begun (its twin is about to join)."""
     current = journal.get("current")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import Recovery, kill_during, replacing_a_manager
+from tests.chaos import Recovery, kill_during, replacing_a_manager, replacing_a_worker
 from tests.conftest import invoke, unique_cluster
 from tests.sandbox_swarm import Cluster
 
@@ -48,7 +48,7 @@ def assert_recovered(found: Recovery) -> None:
 
 
 def test_a_manager_killed_during_a_roll(swarm: Cluster) -> None:
-    found = kill_during(swarm, ["roll", "--all", "--yes"])
+    found = kill_during(swarm, ["roll", "--all", "--yes"], when=replacing_a_worker)
     assert found.rc != 0, "a roll of every node cannot finish with a dead manager"
     assert "carries on" in found.message
     assert found.commands[0] == f"replace-node {found.victim} --yes"
