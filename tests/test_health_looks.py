@@ -14,14 +14,13 @@ not reached (ssh's own 255).
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from swarmforge.ssh import SSH, SshProfile
 from swarmforge.swarm import Swarm
+from tests.fake_swarm import install_fake_ssh
 
 FAKE_SSH = """#!{python}
 import json, os, sys
@@ -51,18 +50,11 @@ if "docker node ls --format" in command:
         sys.exit(1)
     said("list")
     nodes = [("manager", i) for i in range(managers)] + [("worker", 0)]
-    for role, i in nodes:
-        print(json.dumps({{"ID": f"{{role}}{{i}}", "Hostname": f"s-{{role}}-{{i}}",
-                          "Status": "Ready", "Availability": "Active", "EngineVersion": "27.0",
-                          "ManagerStatus": "" if role == "worker" else
-                          ("Leader" if i == 0 else "Reachable")}}))
-    print("---")
-    for role, i in nodes:
-        print(f'"{{role}}{{i}}" "10.0.0.{{10 + i if role == "manager" else 100}}" "{{role}}"')
+    prefix = "s"
+{listing}
 elif "docker info" in command:
     said("info")
-    print(json.dumps({{"LocalNodeState": "active", "ControlAvailable": True}}))
-    print("quorum")
+{active_manager}
 else:
     said("unexpected " + command)
     sys.exit(1)
@@ -72,12 +64,7 @@ else:
 @pytest.fixture
 def fake_swarm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The fake ssh on PATH; the log it writes."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    ssh = bin_dir / "ssh"
-    ssh.write_text(FAKE_SSH.format(python=sys.executable))
-    ssh.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_fake_ssh(FAKE_SSH, tmp_path, monkeypatch)
     log = tmp_path / "asked.log"
     log.write_text("")
     monkeypatch.setenv("FAKE_LOG", str(log))

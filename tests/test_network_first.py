@@ -15,9 +15,7 @@ what it was asked.
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from swarmforge.targets.local.target import LocalTarget
 from swarmforge.terraform_output import Plan, planned_changes
 from swarmforge.tools import MIRRORED, PROVIDER_MIRROR
 from tests.conftest import unique_cluster
+from tests.fake_swarm import install_fake_ssh
 from tests.terraform_config import TERRAFORM, blocks, labelled, locals_of
 
 STAND_IN = Path(__file__).resolve().parent / "data" / "network_first"
@@ -209,20 +208,13 @@ elif "join-token -q manager" in command:
 elif "docker node ls --format" in command:
     log("list the nodes")
     nodes = [("manager", i) for i in range(managers)] + [("worker", i) for i in range(workers)]
-    for role, i in nodes:
-        print(json.dumps({{"ID": f"{{role}}{{i}}", "Hostname": f"{{cluster}}-{{role}}-{{i}}",
-                          "Status": "Ready", "Availability": "Active", "EngineVersion": "27.0",
-                          "ManagerStatus": "" if role == "worker" else
-                          ("Leader" if i == 0 else "Reachable")}}))
-    print("---")
-    for role, i in nodes:
-        print(f'"{{role}}{{i}}" "10.0.0.{{10 + i if role == "manager" else 100 + i}}" "{{role}}"')
+    prefix = cluster
+{listing}
 elif command == "true":
     log("open a connection")
 elif "docker info" in command:
     log("is it an active manager")
-    print(json.dumps({{"LocalNodeState": "active", "ControlAvailable": True}}))
-    print("quorum")
+{active_manager}
 else:
     log("unexpected: " + command)
     sys.exit(1)
@@ -286,12 +278,7 @@ class StandIn:
         self.order_log = tmp_path / "order.log"
         self.target = StandInTarget(self.name, tmp_path, self.order_log)
         self.state_dir = tmp_path / "state"
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        ssh = bin_dir / "ssh"
-        ssh.write_text(FAKE_SSH.format(python=sys.executable))
-        ssh.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        install_fake_ssh(FAKE_SSH, tmp_path, monkeypatch)
         monkeypatch.setenv("FAKE_SWARM_LOG", str(self.order_log))
         monkeypatch.setenv("FAKE_SWARM_CLUSTER", self.name)
         self.monkeypatch = monkeypatch
