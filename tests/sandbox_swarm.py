@@ -143,8 +143,9 @@ class SwarmWatcher(Poller):
         (Swarm stops a drained task and starts its successor side by side) and ends full."""
         answered = [s for s in self.samples if s.answered]
         assert all(s.desired == SERVICE_REPLICAS for s in answered), answered
-        assert min(s.running for s in answered) >= SERVICE_REPLICAS - tasks_moved
-        assert answered[-1].running == SERVICE_REPLICAS
+        running = [s.running for s in answered]
+        assert min(running) >= SERVICE_REPLICAS - tasks_moved, (tasks_moved, running)
+        assert answered[-1].running == SERVICE_REPLICAS, running
 
 
 def wait_replicas(cluster: Cluster, via: str) -> None:
