@@ -286,12 +286,10 @@ class Cluster:
         others = self.settings.managers + self.settings.workers - 1
         # The other managers' connections are opened while Terraform joins them, not in the
         # busy second after the joins, when the health wait asks one of them.
-        warming = swarm.connect_ahead(h for h in swarm.manager_hosts if h != via)
-        with self.progress.step(f"phase 2: {others} node(s) join through "
-                                f"{secrets['swarm_manager_ip']}"):
+        with (swarm.connected_ahead(h for h in swarm.manager_hosts if h != via),
+              self.progress.step(f"phase 2: {others} node(s) join through "
+                                 f"{secrets['swarm_manager_ip']}")):
             self.apply_terraform(self._settings_variables, secrets, refresh=False)
-        for thread in warming:
-            thread.join()
         return True
 
     def _phase_two(self, tf: Terraform, swarm: Swarm, managers: list[NodeRef],

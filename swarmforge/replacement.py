@@ -444,14 +444,10 @@ class Replacement:
         swarm, via = self.reach.swarm()
         secrets = self.cluster.secrets(swarm, via, self.reach.nodes_in_state()[0])
         # The health wait that follows asks another manager too: connected while Terraform runs.
-        warming = swarm.connect_ahead(h for h in swarm.manager_hosts if h != via)
-        try:
+        with swarm.connected_ahead(h for h in swarm.manager_hosts if h != via):
             self.cluster.apply_terraform(
                 lambda: self.cluster.variables(managers=count, workers=r.workers, slots=slots),
                 secrets, replace=replace)
-        finally:
-            for thread in warming:
-                thread.join()
         self.reach.state_changed()
 
     def _planned(self, variables: dict[str, str], replace: Sequence[str]) -> Plan:
@@ -478,10 +474,6 @@ class Replacement:
         if r.twin_in_place:
             return PlanAhead(tf, self._final_variables(), ())
         return None
-
-    def swarm(self) -> Swarm:
-        """The swarm as this replacement reached it (for the token rotation that follows)."""
-        return self.reach.swarm()[0]
 
     def _members(self) -> list[Node]:
         """The swarm entries of the nodes being replaced that are still there."""

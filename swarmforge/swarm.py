@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -395,13 +395,20 @@ class Swarm:
         # The other managers' shared connections are opened while the first looks: the
         # second look then costs its command, not an SSH handshake.
         first = self._answering or next(iter(self.manager_hosts), None)
-        warming = self.connect_ahead(h for h in self.manager_hosts if h != first)
-        try:
+        with self.connected_ahead(h for h in self.manager_hosts if h != first):
             return self._wait_healthy(managers, workers, timeout, on_wait, streak, interval,
                                       ignore, dead_after, on_healthy)
+
+    @contextlib.contextmanager
+    def connected_ahead(self, hosts: Iterable[str]) -> Iterator[None]:
+        """``connect_ahead`` for the block's length: its threads are joined as it ends (each
+        is bounded by CONFIRM_TIMEOUT), whether or not it failed."""
+        threads = self.connect_ahead(hosts)
+        try:
+            yield
         finally:
-            for thread in warming:
-                thread.join(CONFIRM_TIMEOUT)
+            for thread in threads:
+                thread.join()
 
     def connect_ahead(self, hosts: Iterable[str]) -> list[threading.Thread]:
         """Open the shared SSH connections (ControlMaster) to ``hosts`` in the background,
@@ -474,10 +481,10 @@ class Swarm:
         by address, where the SSH address is the swarm's); each is tried once, with a short
         deadline, and an election in flux counts as not healthy."""
         sound = {n.address for n in seen.managers if is_sound(n) and n.id not in ignore}
+        once = SSH(self.ssh.profile, attempts=1)
         for host in sorted((h for h in self.manager_hosts if h not in asked),
                            key=lambda h: h not in sound):
             asked.add(host)
-            once = SSH(self.ssh.profile, attempts=1)
             try:
                 listing = once.check(host, NODE_QUERY, "docker node ls", timeout=CONFIRM_TIMEOUT)
             except CommandError as exc:
