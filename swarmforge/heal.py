@@ -4,7 +4,8 @@ likelier story is a network partition.
 A node is unhealthy when the swarm calls it Down (a manager: unreachable), or when its
 host is gone (the target says its machine is not running: an EC2 instance terminated or
 stopped). Each is replaced through the replace-node path (``Replacement``): dead managers
-first, one at a time (each a surge, with the quorum checks of picks.py), then the dead
+first, one at a time (each removed, then its twin joins, with the quorum checks of
+picks.py), then the dead
 workers in one batch. Entries of nodes Terraform no longer has (an older host's, left
 Down at an address a fresh host now holds) are only removed.
 
@@ -198,7 +199,7 @@ def describe_plan(diagnosis: Diagnosis, found: ReplaceNodeRecord | None) -> list
         diagnosis = _without(diagnosis, {n.address for n in found.replacement.nodes})
     steps += [f"remove the stale entry of {describe_dead(n)} (Terraform has no such node)"
               for n in diagnosis.stale]
-    steps += [f"replace {s.why} (a surge: its twin joins first)"
+    steps += [f"replace {s.why} (its entry goes first, then its twin joins)"
               for s in diagnosis.sick_managers]
     workers = diagnosis.sick_workers
     if workers:
@@ -250,7 +251,7 @@ def _without(diagnosis: Diagnosis, addresses: set[str]) -> Diagnosis:
 
 
 def _groups(diagnosis: Diagnosis) -> list[list[Pick]]:
-    """Each dead manager on its own (a surge each), then the dead workers together."""
+    """Each dead manager on its own, then the dead workers together."""
     groups = [[s.pick] for s in diagnosis.sick_managers]
     if diagnosis.sick_workers:
         groups.append([s.pick for s in diagnosis.sick_workers])
@@ -273,7 +274,7 @@ def _new_record(reach: Reach, group: list[Pick], later: Sequence[Pick]) -> Repla
     return ReplaceNodeRecord(
         summary=f"heal: replace {picks[0].role}(s) " + ", ".join(p.label for p in picks),
         query=picks[0].ref.name, resume=_resume(s),
-        replacement=Replacement.record_for(picks, managers, workers))
+        replacement=Replacement.record_for(picks, managers, workers, dead=True))
 
 
 def _replace(reach: Reach, journal: Journal, record: ReplaceNodeRecord, later: Sequence[Pick],

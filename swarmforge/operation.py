@@ -249,6 +249,11 @@ class ReplacementRecord:
     # first. False in a record journalled before that was so: there the twin joined at the
     # last index and a swap step gave it the old one's index after the old one left.
     twin_in_place: bool = False
+    # A dead manager's entry is removed before its twin joins (False: a live one surges). A
+    # surge beside a dead manager would count a member that cannot vote: 3 managers with
+    # one dead would be 2 of 4 until the twin voted, no majority; this way 2 of 2, then 2
+    # of 3 while it joins.
+    leaves_first: bool = False
     done: list[str] = field(default_factory=list)
     stopped: str | None = None  # where and why an earlier run stopped (failed, Ctrl-C)
 

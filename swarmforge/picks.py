@@ -86,7 +86,7 @@ def _names(pick: Pick) -> set[str]:
 
 def replace_advice(settings: Settings, dead: Sequence[Node], then: str = "") -> str:
     """How to get rid of ``dead`` nodes: the replace-node command for each, one at a time
-    (each is a surge, the only quorum-safe way to swap a manager), then ``then``."""
+    (a manager's keeps a majority at every step), then ``then``."""
     flags = f"--cluster {settings.cluster} --target {settings.target}"
     commands = "; then ".join(f"`invoke replace-node {n.hostname} {flags} --yes`" for n in dead)
     text = f"Replace {'it' if len(dead) == 1 else 'them, one at a time'}: {commands}"
@@ -131,9 +131,10 @@ def check_replaceable(picks: Sequence[Pick], nodes: Sequence[Node], managers: in
 
 def _check_quorum(pick: Pick, nodes: Sequence[Node], others: Sequence[Node],
                   advice: str = "") -> None:
-    """Majority arithmetic of the surge: the twin joins (n + 1 managers), the old one goes.
-    The managers that stay sound must be a majority of the n there are now, so that they
-    are one of n + 1 during the surge too (3 with one dead: 2 of 3, then 3 of 4)."""
+    """Majority arithmetic of the swap. The managers that stay sound must be a majority of
+    the n there are now. A live manager surges: the twin joins (n + 1, the old one still
+    voting: 3 of 4), then the old one goes. A dead one goes first: the sound ones are then
+    a majority of n - 1 (2 of 2), and stay one of n while the twin joins (2 of 3)."""
     members = [n for n in nodes if n.role == "manager"]
     if len(members) <= 1:
         raise QuorumError(f"refusing to replace {pick.label}: it is the swarm's only manager, and "

@@ -2,8 +2,8 @@
 
 A dead node may be replaced while another operation (a roll, a replace-node) is
 unfinished, when that one stopped because of the dead node: the dead node blocks
-its health wait for good, and a surge (twin joins, then the dead one goes) is the
-quorum-safe fix. The unfinished operation is set aside in this one's record and
+its health wait for good, and its replacement (its entry goes, then its twin joins)
+is the quorum-safe fix. The unfinished operation is set aside in this one's record and
 put back in the journal when this one is done, its pending list without the node
 replaced here; its own command then carries on.
 """

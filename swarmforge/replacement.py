@@ -16,6 +16,11 @@ leaves a 3-manager swarm at 2 of 2 managers, tolerating no failure for the
 whole swap, while surge keeps 3 of 4 and still tolerates one. The safer order
 wins.
 
+A dead manager is the exception: it cannot vote, so a surge beside it would make
+3 managers with one dead 2 of 4, no majority, until the twin votes (and for good
+if the twin never does). Its entry goes first (2 of 2, a majority of those
+there are), then the twin joins in its index (2 of 3 while it joins, 3 of 3).
+
 Every step is written to the cluster's journal when done; a re-run after a
 crash or a kill carries on from the first step not done.
 
@@ -56,6 +61,7 @@ from swarmforge.swarm import (
     DeadNodeError,
     Node,
     Swarm,
+    dead_nodes,
     is_sound,
     member_at,
 )
@@ -170,14 +176,17 @@ class Replacement:
 
     @classmethod
     def record_for(cls, picks: Sequence[Pick], managers: Sequence[NodeRef],
-                   workers: Sequence[NodeRef]) -> ReplacementRecord:
-        """What a replacement must remember to resume: the nodes and the cluster's shape."""
+                   workers: Sequence[NodeRef], *, dead: bool = False) -> ReplacementRecord:
+        """What a replacement must remember to resume: the nodes and the cluster's shape.
+        ``dead``: the nodes are known to be dead (heal: a host gone may still be listed
+        Ready for a few seconds), whatever the swarm says of them yet."""
         role = picks[0].role
+        dead = dead or any(p.member is None or dead_nodes([p.member]) for p in picks)
         return ReplacementRecord(
             role=role, nodes=[p.as_entry() for p in picks], managers=len(managers),
             workers=len(workers), slots=[m.slot for m in managers],
             new_slot=twin_slot(picks[0].ref.slot) if role == "manager" else None,
-            twin_in_place=role == "manager")
+            twin_in_place=role == "manager", leaves_first=role == "manager" and dead)
 
     # -- plan ---------------------------------------------------------------
 
@@ -190,12 +199,16 @@ class Replacement:
                 ("swap", f"the new manager takes index {index_of(first.address)} in the "
                          "Terraform state; the old one the last", self._swap)]
             where = ", in its index (the old one moves to the last)" if r.twin_in_place else ""
-            return [
-                ("surge", f"terraform apply: a new manager {self._new_name()} joins beside "
-                          f"{r.names}{where}", self._surge),
+            surge = [("surge", f"terraform apply: a new manager {self._new_name()} joins "
+                               f"{'in place of' if r.leaves_first else 'beside'} "
+                               f"{r.names}{where}", self._surge)]
+            out = [
                 ("drain", f"drain {r.names}: its tasks move to other nodes", self._drain),
                 ("demote", f"demote {r.names} (leadership moves if it leads)", self._demote),
                 ("leave", f"{r.names} leaves the swarm; its entry is removed", self._leave),
+            ]
+            return [
+                *(out + surge if r.leaves_first else surge + out),
                 *swap,
                 ("retire", f"terraform apply: the old host {first.name} is destroyed",
                  self._retire),
@@ -471,7 +484,7 @@ class Replacement:
             addresses = [n.address for n in r.nodes]
             return PlanAhead(tf, self.cluster.variables(managers=r.managers, workers=r.workers,
                                                          slots=r.slots), addresses)
-        if r.twin_in_place:
+        if r.twin_in_place and not r.leaves_first:  # else the surge, after a state move, is next
             return PlanAhead(tf, self._final_variables(), ())
         return None
 

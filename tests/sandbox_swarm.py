@@ -138,6 +138,12 @@ class SwarmWatcher(Poller):
             longest = max(longest, run)
         assert longest <= 10, f"no manager answered for {longest} polls in a row"
 
+    def assert_managers_never_above(self, managers: int) -> None:
+        """No listing held more managers: a dead one's entry went before its twin joined
+        (beside it, the twin would have made a raft of 4 with 2 voting)."""
+        listed = [s.managers for s in self.samples if s.answered]
+        assert listed and max(listed) <= managers, listed
+
     def assert_replicas_held(self, tasks_moved: int) -> None:
         """Desired stays; running never drops by more than the tasks a drain moves at once
         (Swarm stops a drained task and starts its successor side by side) and ends full."""

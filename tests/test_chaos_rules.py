@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from swarmforge.cluster import Cluster
 from swarmforge.errors import QuorumError, UnhealthyError
 from swarmforge.nodes import NodeRef
 from swarmforge.operation import NodeEntry, ReplacementRecord, RollRecord, restored
 from swarmforge.picks import check_replaceable, find_node
+from swarmforge.progress import Progress
 from swarmforge.replace_node import _without
+from swarmforge.replacement import Replacement
 from swarmforge.settings import Settings
 from swarmforge.swarm import DeadNodeError, dead_nodes, parse_nodes
 
@@ -67,9 +70,34 @@ def test_the_worker_is_not_replaced_while_a_manager_is_dead_and_the_refusal_name
 
 
 def test_the_dead_manager_itself_may_be_replaced() -> None:
-    # Surge arithmetic: 2 of 3 sound now, 3 of 4 once the twin joined.
+    # 2 of 3 sound now; 2 of 2 once its entry is gone; 2 of 3 while the twin joins.
     check_replaceable([pick("dev1-manager-2")], nodes("node-query-manager-unreachable.txt"),
                       3, 1, SETTINGS)
+
+
+def step_names(record: ReplacementRecord) -> list[str]:
+    cluster = Cluster(SETTINGS, Progress())
+    return [name for name, _, _ in Replacement(cluster, record, lambda: None, drain_timeout=0,
+                                                resume="").steps()]
+
+
+def test_a_dead_manager_leaves_before_its_twin_joins_and_a_live_one_surges() -> None:
+    # A surge beside the dead manager would make 2 of 4 voters until the twin votes.
+    dead = Replacement.record_for([pick("dev1-manager-2")], MANAGERS, WORKERS)
+    assert dead.leaves_first
+    assert step_names(dead) == ["drain", "demote", "leave", "surge", "retire", "settle"]
+    live = Replacement.record_for([pick("dev1-manager-8")], MANAGERS, WORKERS)
+    assert not live.leaves_first
+    assert step_names(live) == ["surge", "drain", "demote", "leave", "retire", "settle"]
+    # heal's hosts are gone though the swarm may list them Ready a few seconds more
+    gone = Replacement.record_for([pick("dev1-manager-8")], MANAGERS, WORKERS, dead=True)
+    assert gone.leaves_first
+
+
+def test_a_journal_from_before_the_dead_first_order_resumes_as_a_surge() -> None:
+    record = asdict(Replacement.record_for([pick("dev1-manager-2")], MANAGERS, WORKERS))
+    del record["leaves_first"]
+    assert step_names(ReplacementRecord.from_dict(record))[0] == "surge"
 
 
 def roll_record() -> RollRecord:

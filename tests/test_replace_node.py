@@ -146,10 +146,13 @@ def test_a_manager_is_not_replaced_while_another_is_down_but_the_dead_one_is(
     assert "only 1 other(s) are reachable, not a majority" in refused.stderr
     assert ids(swarm) == before and not (swarm.state / swarm.name / "journal.json").exists()
 
-    result = swarm.run("replace-node", dead["hostname"], "--yes")
+    with SwarmWatcher(swarm) as watcher:
+        result = swarm.run("replace-node", dead["hostname"], "--yes")
     assert result.returncode == 0, result.stderr
     assert dead["id"] not in ids(swarm).values()
     assert_healthy(swarm)
+    watcher.assert_quorum_held()
+    watcher.assert_managers_never_above(3)
 
 
 def test_a_replacement_killed_after_the_drain_resumes(swarm: Cluster) -> None:

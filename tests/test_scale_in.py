@@ -50,11 +50,14 @@ def test_a_dead_manager_and_a_dead_worker_are_healed_the_manager_first(swarm: Cl
             os.kill(int((SANDBOX / swarm.name / host_dir / daemon).read_text()), signal.SIGKILL)
     swarm.wait_status(manager, {"unreachable"})
     swarm.wait_status(worker, {"down"})
-    result = swarm.run("heal", "--yes")
+    with SwarmWatcher(swarm) as watcher:
+        result = swarm.run("heal", "--yes")
     assert result.returncode == 0, result.stderr
+    watcher.assert_quorum_held()
+    watcher.assert_managers_never_above(3)
     plan = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
     assert plan[0].startswith(f"1. replace manager {manager} is ")  # down, or unreachable
-    assert plan[0].endswith("(a surge: its twin joins first)")
+    assert plan[0].endswith("(its entry goes first, then its twin joins)")
     assert plan[1:] == [f"2. replace worker {worker} is down: drain, remove the entries, fresh "
                         "hosts join"]
     data = assert_healthy(swarm, managers=3, workers=2)
