@@ -139,8 +139,17 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float
         assert proc.stdin is not None
         proc.stdin.write(stdin)
         proc.stdin.close()
-    returncode = proc.wait(timeout=timeout)
+    # A blocking wait: Popen.wait(timeout=...) polls, in steps of up to 50 ms, which would
+    # round every time up to the next step (a 0.3 s plan then reads 0.32 or 0.37).
+    overdue = threading.Timer(timeout, proc.kill)
+    overdue.start()
+    try:
+        returncode = proc.wait()
+    finally:
+        overdue.cancel()
     seconds = time.monotonic() - started
+    if seconds >= timeout:
+        raise subprocess.TimeoutExpired(list(argv), timeout)
     for reader in readers:
         reader.join()
     return Timed(list(argv), seconds, returncode, "".join(out), lines)

@@ -50,7 +50,7 @@ from swarmforge.scale_in import (
 from swarmforge.settings import Settings
 from swarmforge.ssh import SSH, SshProfile
 from swarmforge.state_file import state_outputs
-from swarmforge.swarm import DeadNodeError, Health, Node, Swarm, assess
+from swarmforge.swarm import DeadNodeError, Health, Node, Swarm
 from swarmforge.swarm_lock import SwarmLock
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Target
@@ -596,8 +596,10 @@ class HealthReading:
 
     def _read(self, swarm: Swarm, managers: int, workers: int, rotate: bool) -> None:
         with contextlib.suppress(SwarmforgeError):  # no answer: apply waits for health
-            via = swarm.active_manager()
-            self._answer = HealthRead(assess(swarm.nodes(via), managers, workers), via, False)
+            first = next(iter(swarm.manager_hosts), None)
+            health, via = swarm.health_via(first, managers, workers)
+            if via is not None:
+                self._answer = HealthRead(health, via, False)
         if rotate and self._answer and self._answer.health.healthy:
             with contextlib.suppress(SwarmforgeError):  # not rotated: apply rotates them
                 swarm.rotate_tokens(self._answer.via)

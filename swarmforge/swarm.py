@@ -436,7 +436,7 @@ class Swarm:
         reported: tuple[tuple[str, ...], float] = ((), float("-inf"))  # what on_wait got, when
         dead_since: dict[str, float] = {}  # node ID: when it was first seen dead, this run
         while True:
-            health, via = self._health_via(via, managers, workers, ignore)
+            health, via = self.health_via(via, managers, workers, ignore)
             polled = time.monotonic()
             good = good + 1 if health.healthy else 0
             if good >= streak:
@@ -494,13 +494,17 @@ class Swarm:
             return assess(parse_nodes(listing), managers, workers, ignore)
         return None
 
-    def _health_via(self, via: str | None, managers: int, workers: int,
-                    ignore: frozenset[str]) -> tuple[Health, str | None]:
-        """Health as the manager ``via`` sees it (its `docker node ls` works only while it has
-        quorum); when it cannot answer, as the next manager that does."""
+    def health_via(self, via: str | None, managers: int, workers: int,
+                   ignore: frozenset[str] = frozenset()) -> tuple[Health, str | None]:
+        """Health as the manager ``via`` sees it, and ``via``; when it cannot answer, as the
+        next manager that does (None: none answered). Its `docker node ls` answers only
+        while it is an active manager with a leader and a quorum: the listing is itself the
+        check ``active_manager`` makes, so a manager that answers costs one SSH round."""
         if via:
             try:
-                return assess(self.nodes(via), managers, workers, ignore), via
+                health = assess(self.nodes(via), managers, workers, ignore)
+                self._answering = via
+                return health, via
             except CommandError:
                 self._answering = None  # it went down, left or lost quorum: find one that answers
         try:
