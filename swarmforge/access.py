@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from swarmforge.cluster import Cluster
 from swarmforge.docker_context import remove_context, save_context, swarm_through
-from swarmforge.errors import CommandError, ConfigError, SwarmError, SwarmforgeError
+from swarmforge.errors import CommandError, ConfigError, SwarmError, SwarmforgeError, ToolError
 from swarmforge.nodes import NodeRef
 from swarmforge.operator_ssh import (
     alias_file,
@@ -106,9 +106,12 @@ def _check_context(name: str, timeout: float) -> None:
 
 def close_context(settings: Settings) -> ContextGone:
     """Remove the Docker context, the Include in ~/.ssh/config and the alias file: also
-    for a cluster that was destroyed meanwhile."""
+    for a cluster that was destroyed meanwhile (``invoke destroy`` calls it last)."""
     name = alias_name(settings.cluster)
-    context = remove_context(name)
+    try:
+        context = remove_context(name)
+    except ToolError:  # no docker CLI here: no context of its to remove either
+        context = False
     include = forget_alias(settings.cluster)
     profile = target_for(settings).ssh_profile()
     if profile is not None:  # written, but never included (--no-ssh-config)

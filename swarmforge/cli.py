@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
@@ -36,6 +36,9 @@ from swarmforge.swarm import node_table
 from swarmforge.targets import target_for
 from swarmforge.targets.base import Baked, BakeRequest
 from swarmforge.unlock import force_unlock, lock_status, terraform_unlock
+
+if TYPE_CHECKING:  # imported when its command runs
+    from swarmforge.access import ContextGone
 
 T = TypeVar("T")
 # Defaults of the flags that are not settings (tasks.py passes their text, or None).
@@ -217,10 +220,17 @@ def destroy(config: Mapping[str, Any], flags: Mapping[str, Any], yes: bool,
     if not yes and not _confirmed(settings, ask):
         raise Exit("swarmforge: nothing destroyed (answer with the cluster's name, or pass --yes)",
                    code=1)
-    if not Cluster(settings).destroy():
+    from swarmforge.access import close_context
+
+    if Cluster(settings).destroy():
+        print(f"cluster {settings.cluster!r} destroyed")
+    else:
         print(f"cluster {settings.cluster!r}: nothing to destroy")
-        return
-    print(f"cluster {settings.cluster!r} destroyed")
+    # What `invoke context` left on this machine reaches nothing now: a context still in
+    # use would make every docker command fail with ssh's error.
+    said = _access_gone(close_context(settings))
+    if said:
+        print(said)
 
 
 @clean_exit
@@ -577,10 +587,7 @@ def context(config: Mapping[str, Any], flags: Mapping[str, Any], *, remove: bool
     settings = load_settings(config, flags)
     if remove:
         gone = close_context(settings)
-        said = [what for done, what in ((gone.context, f"docker context {gone.name!r} removed"),
-                                        (gone.include, "its Include taken out of ~/.ssh/config"))
-                if done]
-        print("; ".join(said) if said else f"no docker context {gone.name!r}: nothing to remove")
+        print(_access_gone(gone) or f"no docker context {gone.name!r}: nothing to remove")
         return
     made = open_context(_existing(settings), edit_ssh_config=ssh_config)
     print(f"docker context {made.name!r} {made.saved}: ssh://{made.name}, the manager "
@@ -593,6 +600,13 @@ def context(config: Mapping[str, Any], flags: Mapping[str, Any], *, remove: bool
     else:
         print(f"add this line at the top of {made.ssh_config}, then docker --context "
               f"{made.name} reaches the swarm:\n{made.include}")
+
+
+def _access_gone(gone: ContextGone) -> str:
+    """What close_context removed, in one line; "" if nothing."""
+    return "; ".join(what for done, what in (
+        (gone.context, f"docker context {gone.name!r} removed"),
+        (gone.include, "its Include taken out of ~/.ssh/config")) if done)
 
 
 @clean_exit

@@ -29,6 +29,7 @@ from swarmforge.apply_guards import (
 )
 from swarmforge.apply_plan import apply_plan
 from swarmforge.autolock import StoredKeyUnlocker, key_command, turn_on
+from swarmforge.beside import Beside
 from swarmforge.errors import CommandError, SwarmError, SwarmforgeError
 from swarmforge.node_facts import NodeFacts, refreshed
 from swarmforge.nodes import (
@@ -303,11 +304,11 @@ class Cluster:
         variables = self._settings_variables()
         via = functools.cache(lambda: self.answering_manager(swarm))  # asked once, if at all
         with self.progress.step("phase 2: planning the nodes' swarm steps"):
-            beside = (HealthReading(swarm, self.settings, rotate)
+            beside = (health_beside(swarm, self.settings, rotate)
                       if swarm_only_config(self.target.config_dir) else None)
             plan = tf.plan(variables, {})
             # Before anything else reaches the swarm: the tokens it rotates are read after.
-            read = beside.answer() if beside else None
+            read = beside.result() if beside else None
             remake = nodes_to_remake(plan, swarm, via, managers, workers,
                                      self.target.resource_type, self.progress.detail)
             if remake:
@@ -317,7 +318,8 @@ class Cluster:
         if not first and not plan.swarm_changes():
             self.progress.detail("nothing to change: every node exists and has joined")
             self._unchanged = self._healthy_as_read(
-                read if beside else HealthReading(swarm, self.settings, rotate).answer())
+                read if beside else _read_health(swarm, self.settings.managers,
+                                                 self.settings.workers, rotate))
             return False
         if first:
             with self.progress.step(f"phase 2: {len(first)} network change(s), before the swarm "
@@ -583,28 +585,22 @@ class HealthRead:
     rotated: bool  # the join tokens were rotated through it, once it answered healthy
 
 
-class HealthReading:
-    """One read of the swarm's health, started at once in a thread of its own (it only
-    waits for SSH), its answer taken later: None if no manager answered. With ``rotate``,
-    a healthy answer is followed by a rotation of the join tokens through that manager."""
+def health_beside(swarm: Swarm, settings: Settings, rotate: bool) -> Beside[HealthRead | None]:
+    """One read of the swarm's health, started at once beside the caller (it only waits
+    for SSH), its answer taken later: None if no manager answered. With ``rotate``, a
+    healthy answer is followed by a rotation of the join tokens through that manager."""
+    return Beside(functools.partial(_read_health, swarm, settings.managers, settings.workers,
+                                    rotate))
 
-    def __init__(self, swarm: Swarm, settings: Settings, rotate: bool) -> None:
-        self._answer: HealthRead | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True,  # Ctrl-C goes on
-                                        args=(swarm, settings.managers, settings.workers, rotate))
-        self._thread.start()
 
-    def _read(self, swarm: Swarm, managers: int, workers: int, rotate: bool) -> None:
-        with contextlib.suppress(SwarmforgeError):  # no answer: apply waits for health
-            first = next(iter(swarm.manager_hosts), None)
-            health, via = swarm.health_via(first, managers, workers)
-            if via is not None:
-                self._answer = HealthRead(health, via, False)
-        if rotate and self._answer and self._answer.health.healthy:
-            with contextlib.suppress(SwarmforgeError):  # not rotated: apply rotates them
-                swarm.rotate_tokens(self._answer.via)
-                self._answer = dataclasses.replace(self._answer, rotated=True)
-
-    def answer(self) -> HealthRead | None:
-        self._thread.join()
-        return self._answer
+def _read_health(swarm: Swarm, managers: int, workers: int, rotate: bool) -> HealthRead | None:
+    answer = None
+    with contextlib.suppress(SwarmforgeError):  # no answer: apply waits for health
+        health, via = swarm.health_via(next(iter(swarm.manager_hosts), None), managers, workers)
+        if via is not None:
+            answer = HealthRead(health, via, False)
+    if rotate and answer and answer.health.healthy:
+        with contextlib.suppress(SwarmforgeError):  # not rotated: apply rotates them
+            swarm.rotate_tokens(answer.via)
+            answer = dataclasses.replace(answer, rotated=True)
+    return answer

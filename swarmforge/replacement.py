@@ -32,10 +32,12 @@ that last answered for as long as it answers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from swarmforge.beside import Beside
 from swarmforge.cluster import Cluster
 from swarmforge.departure import leave_swarm
 from swarmforge.errors import (
@@ -605,29 +607,17 @@ class PlanAhead:
     def __init__(self, tf: Terraform, variables: dict[str, str], replace: Sequence[str]) -> None:
         self.variables = variables
         self.replace = tuple(replace)
-        self._plan: Plan | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._make, args=(tf,), daemon=True)
-        self._thread.start()
-
-    def _make(self, tf: Terraform) -> None:
-        try:
-            self._plan = tf.plan(self.variables, {}, replace=self.replace)
-        except BaseException as exc:  # the step that needs the plan raises it
-            self._error = exc
+        self._plan = Beside(functools.partial(tf.plan, variables, {}, replace=self.replace))
 
     def made_for(self, variables: dict[str, str], replace: Sequence[str]) -> bool:
         return (variables, tuple(replace)) == (self.variables, self.replace)
 
     def wait(self) -> None:
-        self._thread.join()
+        self._plan.wait()
 
     def plan(self) -> Plan:
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._plan is not None
-        return self._plan
+        """The plan; what making it raised is raised here, by the step that needs it."""
+        return self._plan.result()
 
 
 #: Where the old manager waits during the swap: beyond any count (managers are 8 at most).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from swarmforge.beside import Beside
 from swarmforge.errors import CommandError, SwarmError, UnhealthyError
 from swarmforge.ssh import SSH
 
@@ -443,7 +445,7 @@ class Swarm:
                 return health
             beside = None
             if health.healthy and via and on_healthy:  # while another manager looks
-                beside = Beside(on_healthy, via)
+                beside = Beside(functools.partial(on_healthy, via))
                 on_healthy = None
             asked = {via}
             while health.healthy and good < streak:
@@ -512,26 +514,6 @@ class Swarm:
         except SwarmError as exc:
             return Health((), (str(exc),)), None
         return assess(self.nodes(via), managers, workers, ignore), via
-
-
-class Beside:
-    """``fn(arg)`` run in a thread; ``result()`` waits for it and raises what it raised."""
-
-    def __init__(self, fn: Callable[[str], None], arg: str) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[str], None], arg: str) -> None:
-        try:
-            fn(arg)
-        except BaseException as exc:  # handed to result(), in the waiting thread
-            self._error = exc
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def in_election(error: CommandError) -> bool:

@@ -244,6 +244,28 @@ def test_context_can_leave_ssh_config_alone(operator: Operator) -> None:
     assert operator.run("docker", "context", "inspect", operator.context).returncode != 0
 
 
+def test_destroy_takes_out_what_context_left_on_the_operators_machine(
+        operator: Operator) -> None:
+    # The last of the cluster's tests. The hosts go first, by the machine's own destroy
+    # (outside the operator's overlay, where namespaces and mounts are the machine's): it
+    # finds no context of this cluster in the machine's home, and leaves that home alone
+    # (machine_home_untouched). Then the operator's destroy, in the overlay, finds the
+    # cluster gone, and still takes out the context and the Include it left.
+    assert operator.invoke("context").returncode == 0
+    gone = invoke("destroy", "--cluster", operator.cluster.name, "--yes",
+                  state_dir=operator.cluster.state)
+    assert gone.returncode == 0, gone.stderr
+    assert "docker context" not in gone.stdout
+
+    again = operator.invoke("destroy", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        f"cluster {operator.cluster.name!r}: nothing to destroy",
+        f"docker context {operator.context!r} removed; its Include taken out of ~/.ssh/config"]
+    assert operator.run("docker", "context", "inspect", operator.context).returncode != 0
+    assert operator.ssh_config.read_text() == OWN_CONFIG
+
+
 # Many clusters' `invoke context` at once, as a script might run them: each edit of
 # ~/.ssh/config reads, changes and replaces the whole file.
 EDITORS = """

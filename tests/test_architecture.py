@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "swarmforge.node_facts": 0,
     "swarmforge.process": 0,
     "swarmforge.progress": 0,
+    "swarmforge.beside": 0,  # work that only waits, run in a thread; its result handed over
     "swarmforge.redact": 0,
     "swarmforge.private_files": 0,  # 0600 files, 0700 dirs, whatever the umask
     "swarmforge.state_dir": 0,  # the clusters the state dir holds

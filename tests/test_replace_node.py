@@ -151,7 +151,9 @@ def test_a_manager_is_not_replaced_while_another_is_down_but_the_dead_one_is(
     assert result.returncode == 0, result.stderr
     assert dead["id"] not in ids(swarm).values()
     assert_healthy(swarm)
-    watcher.assert_quorum_held()
+    # A dead manager's replacement is quick (nothing to drain, no backup), and each answer
+    # takes a second when the machine is busy: fewer answers than the live ones' watch.
+    watcher.assert_quorum_held(least=5)
     watcher.assert_managers_never_above(3)
 
 

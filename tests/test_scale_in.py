@@ -53,7 +53,7 @@ def test_a_dead_manager_and_a_dead_worker_are_healed_the_manager_first(swarm: Cl
     with SwarmWatcher(swarm) as watcher:
         result = swarm.run("heal", "--yes")
     assert result.returncode == 0, result.stderr
-    watcher.assert_quorum_held()
+    watcher.assert_quorum_held(least=5)  # dead nodes: nothing to drain, no backup, quick
     watcher.assert_managers_never_above(3)
     plan = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
     assert plan[0].startswith(f"1. replace manager {manager} is ")  # down, or unreachable
