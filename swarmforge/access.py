@@ -23,6 +23,7 @@ from swarmforge.operator_ssh import (
     forget_alias,
     include_alias,
     include_line,
+    included_alias,
     user_ssh_config,
     write_alias,
 )
@@ -117,6 +118,18 @@ def close_context(settings: Settings) -> ContextGone:
     if profile is not None:  # written, but never included (--no-ssh-config)
         alias_file(profile).unlink(missing_ok=True)
     return ContextGone(name, context, include)
+
+
+def close_own_context(settings: Settings) -> ContextGone:
+    """``close_context`` for ``invoke destroy``: only when ~/.ssh/config includes, under the
+    cluster's mark, the alias file of this state dir's cluster. A context of the same
+    cluster name made from another checkout (its own state dir) is that one's, and stays;
+    so does one made with --no-ssh-config, whose owner nothing here names."""
+    included = included_alias(settings.cluster)
+    ours = (settings.cluster_dir / "ssh").resolve()
+    if included is None or included.resolve().parent != ours:
+        return ContextGone(alias_name(settings.cluster), context=False, include=False)
+    return close_context(settings)
 
 
 def open_shell(cluster: Cluster, node: str, command: str,

@@ -596,7 +596,7 @@ def health_beside(swarm: Swarm, settings: Settings, rotate: bool) -> Beside[Heal
 def _read_health(swarm: Swarm, managers: int, workers: int, rotate: bool) -> HealthRead | None:
     answer = None
     with contextlib.suppress(SwarmforgeError):  # no answer: apply waits for health
-        health, via = swarm.health_via(next(iter(swarm.manager_hosts), None), managers, workers)
+        health, via = swarm.first_look(managers, workers)
         if via is not None:
             answer = HealthRead(health, via, False)
     if rotate and answer and answer.health.healthy:

@@ -113,6 +113,12 @@ def forget_alias(cluster: str) -> bool:
     return True
 
 
+def included_alias(cluster: str) -> Path | None:
+    """The file ~/.ssh/config includes under the cluster's mark; None if there is none."""
+    config = user_ssh_config()
+    return _without_mark(config.read_text(), cluster)[1] if config.exists() else None
+
+
 @contextlib.contextmanager
 def _editing(config: Path) -> Iterator[None]:
     """One edit of ~/.ssh/config at a time (two clusters' `invoke context` at once would

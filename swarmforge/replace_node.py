@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from swarmforge.backup import backup_first
 from swarmforge.cluster import Cluster
+from swarmforge.node_facts import NodeFacts
 from swarmforge.nodes import index_of, short_address
 from swarmforge.operation import (
     Operation,
@@ -109,11 +110,13 @@ def _new_record(reach: Reach, query: str,
     if interrupting is not None:
         _check_may_interrupt(cluster, interrupting, pick)
     check_replaceable([pick], nodes, len(managers), len(workers), cluster.settings)
+    # A machine the target sees stopped or gone is dead, whatever the swarm lists yet.
+    gone = not cluster.node_facts().get(pick.ref.private_ip, NodeFacts()).reachable
     s = cluster.settings
     return ReplaceNodeRecord(
         summary=f"replace {pick.role} {pick.label}", query=query,
         resume=f"invoke {OPERATION} {query} --cluster {s.cluster} --target {s.target} --yes",
-        replacement=Replacement.record_for([pick], managers, workers),
+        replacement=Replacement.record_for([pick], managers, workers, dead=gone),
         interrupted=asdict(interrupting) if interrupting is not None else None)
 
 

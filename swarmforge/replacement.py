@@ -235,6 +235,7 @@ class Replacement:
     # -- run ----------------------------------------------------------------
 
     def run(self) -> None:
+        self._reconsider_order()
         try:
             self._run_steps()
         finally:
@@ -243,6 +244,20 @@ class Replacement:
             for thread in self._leaving_reached:  # nor a connection being opened
                 thread.join()
         self.reach.set_aside(())  # the old nodes are gone: none is on its way out any more
+
+    def _reconsider_order(self) -> None:
+        """A manager that was live when the record was made, dead now (it died during the
+        backup, or before a resume), goes first after all: beside it the twin would make
+        a raft without a majority. Safe only while no step is done, and so until the
+        surge is: in the surge order nothing comes before it."""
+        r = self.record
+        if r.role != "manager" or r.leaves_first or r.done:
+            return
+        member = next((n for n in self.reach.members() if n.id == r.nodes[0].node_id), None)
+        if member is None or dead_nodes([member]):
+            self.progress.detail(f"{r.names} is dead now: its entry goes before its twin joins")
+            r.leaves_first = True
+            self.save()
 
     def _run_steps(self) -> None:
         steps = self.steps()

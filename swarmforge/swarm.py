@@ -14,7 +14,7 @@ from typing import Protocol
 
 from swarmforge.beside import Beside
 from swarmforge.errors import CommandError, SwarmError, UnhealthyError
-from swarmforge.ssh import SSH
+from swarmforge.ssh import SSH, SSH_UNREACHABLE
 
 # One round trip: the list as `docker node ls` shows it, then each node's address and role.
 NODE_QUERY = (
@@ -216,10 +216,11 @@ class Swarm:
         except CommandError:  # unreachable: ssh's own failure (255), or the deadline
             return False
 
-    def active_manager(self) -> str:
-        """The SSH address of a manager that is in the swarm and can answer for it."""
-        tried = []
-        for host in self.manager_hosts:
+    def active_manager(self, passed_over: str | None = None) -> str:
+        """The SSH address of a manager that is in the swarm and can answer for it (not
+        ``passed_over``: one SSH could not reach just now)."""
+        tried = [f"{passed_over}: not reached over SSH"] if passed_over else []
+        for host in (h for h in self.manager_hosts if h != passed_over):
             try:
                 state, quorum = self._manager_check(host)
                 if state.get("LocalNodeState") == "locked" and self.unlocker:
@@ -438,7 +439,7 @@ class Swarm:
         reported: tuple[tuple[str, ...], float] = ((), float("-inf"))  # what on_wait got, when
         dead_since: dict[str, float] = {}  # node ID: when it was first seen dead, this run
         while True:
-            health, via = self.health_via(via, managers, workers, ignore)
+            health, via = self._health_via(via, managers, workers, ignore)
             polled = time.monotonic()
             good = good + 1 if health.healthy else 0
             if good >= streak:
@@ -496,24 +497,44 @@ class Swarm:
             return assess(parse_nodes(listing), managers, workers, ignore)
         return None
 
-    def health_via(self, via: str | None, managers: int, workers: int,
-                   ignore: frozenset[str] = frozenset()) -> tuple[Health, str | None]:
-        """Health as the manager ``via`` sees it, and ``via``; when it cannot answer, as the
-        next manager that does (None: none answered). Its `docker node ls` answers only
-        while it is an active manager with a leader and a quorum: the listing is itself the
-        check ``active_manager`` makes, so a manager that answers costs one SSH round."""
+    def _health_via(self, via: str | None, managers: int, workers: int,
+                    ignore: frozenset[str]) -> tuple[Health, str | None]:
+        """Health as the manager ``via`` sees it (its `docker node ls` works only while it has
+        quorum); when it cannot answer, as the next manager that does."""
         if via:
             try:
-                health = assess(self.nodes(via), managers, workers, ignore)
-                self._answering = via
-                return health, via
+                return assess(self.nodes(via), managers, workers, ignore), via
             except CommandError:
                 self._answering = None  # it went down, left or lost quorum: find one that answers
+        return self._health_of_another(managers, workers, ignore)
+
+    def _health_of_another(self, managers: int, workers: int, ignore: frozenset[str],
+                           passed_over: str | None = None) -> tuple[Health, str | None]:
         try:
-            via = self.active_manager()
+            via = self.active_manager(passed_over)
         except SwarmError as exc:
             return Health((), (str(exc),)), None
         return assess(self.nodes(via), managers, workers, ignore), via
+
+    def first_look(self, managers: int, workers: int) -> tuple[Health, str | None]:
+        """Health as the first manager sees it, and that manager (None: none answered).
+        It is asked for the listing straight away, once, with a short deadline: its `docker
+        node ls` answers only while it is an active manager with a leader and a quorum, the
+        check ``active_manager`` makes, so one SSH round does for both. When it gives no
+        listing (down, locked, in an election), the managers are asked as ``active_manager``
+        asks them, but for the first when SSH could not reach it: asking again would only
+        wait out SSH's deadline and retries once more."""
+        first = next(iter(self.manager_hosts), None)
+        unreached = None
+        if first is not None:
+            once = SSH(self.ssh.profile, attempts=1)
+            try:
+                listing = once.check(first, NODE_QUERY, "docker node ls", timeout=CONFIRM_TIMEOUT)
+                self._answering = first
+                return assess(parse_nodes(listing), managers, workers), first
+            except CommandError as exc:
+                unreached = first if exc.returncode == SSH_UNREACHABLE else None
+        return self._health_of_another(managers, workers, frozenset(), passed_over=unreached)
 
 
 def in_election(error: CommandError) -> bool:

@@ -59,16 +59,18 @@ class Operator:
     def context(self) -> str:
         return f"swarmforge-{self.cluster.name}"
 
-    def run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, stdin: str | None = None,
+            state: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env.update(HOME=str(HOME), INVOKE_SWARMFORGE_STATE_DIR=str(self.cluster.state))
+        env.update(HOME=str(HOME), INVOKE_SWARMFORGE_STATE_DIR=str(state or self.cluster.state))
         return subprocess.run(["unshare", "--mount", "--", "sh", "-c", OVERLAY, "sh", str(HOME),
                                str(self.dir), *argv], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=300, check=False, input=stdin)
 
-    def invoke(self, task: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def invoke(self, task: str, *args: str,
+               state: Path | None = None) -> subprocess.CompletedProcess[str]:
         # The flag first: what follows `--` is the command `invoke ssh` runs.
-        return self.run(*INVOKE, task, "--cluster", self.cluster.name, *args)
+        return self.run(*INVOKE, task, "--cluster", self.cluster.name, *args, state=state)
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("docker", "--context", self.context, *args)
@@ -256,6 +258,14 @@ def test_destroy_takes_out_what_context_left_on_the_operators_machine(
                   state_dir=operator.cluster.state)
     assert gone.returncode == 0, gone.stderr
     assert "docker context" not in gone.stdout
+    # Another checkout (its own state dir) destroying a cluster of the same name (while
+    # the sandbox stood, the local target refused it: the sandbox was this state dir's)
+    # leaves this one's context and Include alone.
+    other = operator.invoke("destroy", "--yes", state=operator.dir / "other-checkout")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines() == [f"cluster {operator.cluster.name!r}: nothing to destroy"]
+    assert operator.run("docker", "context", "inspect", operator.context).returncode == 0
+    assert operator.ssh_config.read_text().count("Include ") == 1
 
     again = operator.invoke("destroy", "--yes")
     assert again.returncode == 0, again.stderr

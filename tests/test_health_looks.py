@@ -1,4 +1,5 @@
-"""The health streak's second look is another manager's, at once (issue 18).
+"""The health streak's second look is another manager's, at once (issue 18); apply's
+first look, beside its plan, is one listing of the first manager.
 
 A wait for health is over when the swarm looked healthy twice in a row. The second
 look is asked of another manager: its `docker node ls` answers only while it has a
@@ -9,7 +10,7 @@ The real ``Swarm`` over a fake `ssh` on PATH that is a swarm of FAKE_MANAGERS ma
 and one worker (10.0.0.10+i, the managers' SSH addresses too); it logs which host was
 asked what (not the `true` that opens a connection ahead). FAKE_FLUX: hosts whose first
 node listing answers that the managers are electing a leader; FAKE_DEAD: hosts that are
-not reached (ssh's own 255).
+not reached (ssh's own 255, logged "unreached").
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def said(what):
 
 
 if host in os.environ.get("FAKE_DEAD", "").split():
+    if command != "true":  # not a connection opened ahead: in a thread, at any moment
+        said("unreached")
     sys.stderr.write(f"ssh: connect to host {{host}} port 22: Connection refused\\n")
     sys.exit(255)
 if command == "true":  # a shared connection opened ahead
@@ -103,7 +106,7 @@ def test_a_manager_that_is_not_reached_is_passed_over_for_the_next(
     wait(swarm_of(3, tmp_path, monkeypatch), 3, [])
 
     assert fake_swarm.read_text().splitlines() == [
-        "10.0.0.10 info", "10.0.0.10 list", "10.0.0.12 list"]
+        "10.0.0.10 info", "10.0.0.10 list", "10.0.0.11 unreached", "10.0.0.12 list"]
 
 
 def test_an_election_seen_by_the_second_manager_starts_the_streak_again(
@@ -129,3 +132,36 @@ def test_with_no_other_manager_to_ask_the_same_one_looks_again(
 
     assert [line for line in fake_swarm.read_text().splitlines() if "list" in line] == [
         "10.0.0.10 list", "10.0.0.10 list"]
+
+
+# -- apply's first look, beside its plan: the listing is the check -------------------------
+
+
+def test_the_first_look_is_one_listing_of_the_first_manager(
+        fake_swarm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    health, via = swarm_of(3, tmp_path, monkeypatch).first_look(3, 1)
+
+    assert health.healthy and via == "10.0.0.10"
+    assert fake_swarm.read_text().splitlines() == ["10.0.0.10 list"]  # no "info" first
+
+
+def test_a_first_manager_not_reached_is_not_asked_again(
+        fake_swarm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DEAD", "10.0.0.10")
+
+    health, via = swarm_of(3, tmp_path, monkeypatch).first_look(3, 1)
+
+    assert health.healthy and via == "10.0.0.11"
+    assert fake_swarm.read_text().splitlines() == [
+        "10.0.0.10 unreached", "10.0.0.11 info", "10.0.0.11 list"]
+
+
+def test_a_first_manager_in_an_election_is_asked_as_active_manager_asks(
+        fake_swarm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FLUX", "10.0.0.10")
+
+    health, via = swarm_of(3, tmp_path, monkeypatch).first_look(3, 1)
+
+    assert health.healthy and via == "10.0.0.10"
+    assert fake_swarm.read_text().splitlines() == [
+        "10.0.0.10 election", "10.0.0.10 info", "10.0.0.10 list"]

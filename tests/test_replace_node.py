@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import kill_manager, pick_victim
 from tests.conftest import INVOKE, REPO, invoke, unique_cluster
 from tests.leaks import ArgvWatcher
 from tests.sandbox_swarm import (
@@ -153,6 +154,37 @@ def test_a_manager_is_not_replaced_while_another_is_down_but_the_dead_one_is(
     assert_healthy(swarm)
     # A dead manager's replacement is quick (nothing to drain, no backup), and each answer
     # takes a second when the machine is busy: fewer answers than the live ones' watch.
+    watcher.assert_quorum_held(least=5)
+    watcher.assert_managers_never_above(3)
+
+
+def test_a_manager_that_died_before_its_surge_goes_first_when_resumed(swarm: Cluster) -> None:
+    # Live when its record was made (the surge order), killed before the surge: the
+    # resume finds it dead, and its entry goes before its twin joins.
+    victim = pick_victim(swarm)
+    journal = swarm.state / swarm.name / "journal.json"
+    env = {**os.environ, "INVOKE_SWARMFORGE_STATE_DIR": str(swarm.state)}
+    first = subprocess.Popen([*INVOKE, "replace-node", victim, "--cluster", swarm.name, "--yes",
+                              "--no-backup"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not journal.exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    record = json.loads(journal.read_text())["replacement"]
+    assert (record["done"], record["leaves_first"]) == ([], False)
+    kill_manager(swarm, victim)
+    swarm.wait_status(victim, {"unreachable"})
+
+    with SwarmWatcher(swarm) as watcher:
+        resumed = swarm.run("replace-node", victim, "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{victim} is dead now: its entry goes before its twin joins" in resumed.stderr
+    assert_healthy(swarm)
     watcher.assert_quorum_held(least=5)
     watcher.assert_managers_never_above(3)
 
