@@ -10,12 +10,14 @@ a 0700 file.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -119,7 +121,8 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float
     started = time.monotonic()
     proc = subprocess.Popen(list(argv), cwd=cwd, env=child_env(env), text=True,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its Terraform and ssh go with it
     lines: list[tuple[float, str]] = []
     out: list[str] = []
 
@@ -141,14 +144,21 @@ def timed(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float
         proc.stdin.close()
     # A blocking wait: Popen.wait(timeout=...) polls, in steps of up to 50 ms, which would
     # round every time up to the next step (a 0.3 s plan then reads 0.32 or 0.37).
-    overdue = threading.Timer(timeout, proc.kill)
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        with contextlib.suppress(ProcessLookupError):  # it ended just now
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    overdue = threading.Timer(timeout, stop)
     overdue.start()
     try:
         returncode = proc.wait()
     finally:
         overdue.cancel()
     seconds = time.monotonic() - started
-    if seconds >= timeout:
+    if fired.is_set():
         raise subprocess.TimeoutExpired(list(argv), timeout)
     for reader in readers:
         reader.join()
