@@ -253,7 +253,11 @@ class Replacement:
         r = self.record
         if r.role != "manager" or r.leaves_first or r.done:
             return
-        member = next((n for n in self.reach.members() if n.id == r.nodes[0].node_id), None)
+        try:
+            members = self.reach.members()
+        except SwarmforgeError:  # no manager answers: the first step stops on it, journalled
+            return
+        member = next((n for n in members if n.id == r.nodes[0].node_id), None)
         if member is None or dead_nodes([member]):
             self.progress.detail(f"{r.names} is dead now: its entry goes before its twin joins")
             r.leaves_first = True
