@@ -105,9 +105,6 @@ resource "null_resource" "swarm_join" {
   }
 
   # `agent` said explicitly: the sandbox's key file, never a stray SSH_AUTH_SOCK.
-  # A host's step starts only once its host-up saw sshd listen, so a host that does
-  # not let Terraform in within 30 s (its sshd gone, its key not the CA's) is not
-  # coming: Terraform's retries would only wait longer for it.
   connection {
     type        = "ssh"
     host        = self.triggers.address
@@ -115,7 +112,7 @@ resource "null_resource" "swarm_join" {
     agent       = false
     private_key = file(var.ssh_private_key_path)
     host_key    = file(var.ssh_host_ca_public_key_path)
-    timeout     = "30s"
+    timeout     = "1m"
     script_path = "${self.triggers.provision}/tf-%RAND%.sh"
   }
 
