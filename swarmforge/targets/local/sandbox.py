@@ -10,12 +10,15 @@ under it and a socket path may not exceed 108 bytes)::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,8 +92,11 @@ class Sandbox:
         """Make (or find again) the bridge and the command Terraform calls; idempotent."""
         require_root()
         private_dirs(self.dir)
-        layout = self._existing_layout() or self._new_layout()
-        layout.save()
+        # One sandbox chooses its /24 at a time: two made at once (two CI workers, two
+        # operators) would each find the same one free, and each bridge would route it.
+        with _choosing(self.root):
+            layout = self._existing_layout() or self._new_layout()
+            layout.save()
         ensure_network(layout)
         self._write_command()
         self._stock_images()
@@ -160,6 +166,18 @@ class Sandbox:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SandboxError("the local sandbox needs root (network namespaces, dockerd): run as root")
+
+
+@contextlib.contextmanager
+def _choosing(root: Path) -> Iterator[None]:
+    """Held while a sandbox chooses its network and saves its layout (a lock on the
+    sandboxes' root dir itself: no lock file is left)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def taken_networks(root: Path) -> list[ipaddress.IPv4Network]:
