@@ -99,8 +99,24 @@ class SwarmWatcher(Poller):
         super().__init__(0.3)
         self.cluster = cluster
         self.samples: list[Sample] = []
-        self._hosts = cluster.manager_candidates()
+        self._hosts = self._listed_first(cluster)
         self._net = cluster.network_prefix
+
+    @staticmethod
+    def _listed_first(cluster: Cluster) -> list[str]:
+        """Every address a manager can have, those of the managers listed reachable now
+        first: after replacements the first slots may hold no host, and each such address
+        costs a poll SSH's connect timeout (on a busy machine, the first poll took a whole
+        dead manager's replacement)."""
+        candidates = cluster.manager_candidates()
+        result = invoke("status", "--cluster", cluster.name, "--json", state_dir=cluster.state,
+                        env=cluster.env)
+        try:
+            nodes = json.loads(result.stdout)["nodes"]
+        except (ValueError, KeyError):  # no manager answers: every address, in slot order
+            return candidates
+        listed = {n["address"] for n in nodes if n["manager_status"] in ("leader", "reachable")}
+        return sorted(candidates, key=lambda host: host not in listed)
 
     def poll(self) -> bool:
         self.samples.append(self._sample())
