@@ -5,9 +5,8 @@ A node is unhealthy when the swarm calls it Down (a manager: unreachable), or wh
 host is gone (the target says its machine is not running: an EC2 instance terminated or
 stopped). Each is replaced through the replace-node path (``Replacement``): dead managers
 first, one at a time (each removed, then its twin joins, with the quorum checks of
-picks.py), then the dead
-workers in one batch. Entries of nodes Terraform no longer has (an older host's, left
-Down at an address a fresh host now holds) are only removed.
+picks.py), then the dead workers in one batch. Entries of nodes Terraform no longer
+has (an older host's, left Down at an address a fresh host now holds) are only removed.
 
 The brake: more unhealthy nodes at once than ``max_unhealthy_managers`` (default 1) or
 ``max_unhealthy_workers`` (default 34 % of the workers, at least 1) is refused with the

@@ -13,7 +13,6 @@ matches the alias alone, so the operator's other hosts see nothing of it, and
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import stat
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from swarmforge.private_files import private_dirs, write_private
+from swarmforge.private_files import dir_locked, private_dirs, write_private
 from swarmforge.process import child_env
 from swarmforge.ssh import SshProfile
 
@@ -125,12 +124,8 @@ def _editing(config: Path) -> Iterator[None]:
     lose one's Include). The lock is on the ~/.ssh dir itself: the file is replaced whole,
     so a lock on it would not hold, and no lock file is left among the operator's."""
     private_dirs(config.parent)
-    descriptor = os.open(config.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    with dir_locked(config.parent):
         yield
-    finally:
-        os.close(descriptor)  # the lock goes with it
 
 
 def _without_mark(text: str, cluster: str) -> tuple[str, Path | None]:

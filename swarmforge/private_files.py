@@ -9,7 +9,9 @@ file, then a rename), so a reader sees the old text or the new one, never half.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -54,3 +56,16 @@ def open_private(path: Path, mode: str = "a") -> IO[str]:
     descriptor = os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
     os.fchmod(descriptor, PRIVATE_FILE)
     return os.fdopen(descriptor, mode)
+
+
+@contextlib.contextmanager
+def dir_locked(path: Path) -> Iterator[None]:
+    """Held by one process at a time: an exclusive lock on the directory ``path`` itself,
+    for edits whose files are replaced whole (a lock on a file would not hold) and that
+    must leave no lock file behind."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # the lock goes with it

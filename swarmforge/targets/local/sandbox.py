@@ -10,20 +10,17 @@ under it and a socket path may not exceed 108 bytes)::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarmforge.errors import SandboxError
-from swarmforge.private_files import private_dirs, write_private
+from swarmforge.private_files import dir_locked, private_dirs, write_private
 from swarmforge.process import SECRET_VARIABLES, run
 from swarmforge.targets.local.sample_image import sample_image
 from swarmforge.targets.local.system import sh, succeeds
@@ -94,7 +91,7 @@ class Sandbox:
         private_dirs(self.dir)
         # One sandbox chooses its /24 at a time: two made at once (two CI workers, two
         # operators) would each find the same one free, and each bridge would route it.
-        with _choosing(self.root):
+        with dir_locked(self.root):
             layout = self._existing_layout() or self._new_layout()
             layout.save()
         ensure_network(layout)
@@ -166,18 +163,6 @@ class Sandbox:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise SandboxError("the local sandbox needs root (network namespaces, dockerd): run as root")
-
-
-@contextlib.contextmanager
-def _choosing(root: Path) -> Iterator[None]:
-    """Held while a sandbox chooses its network and saves its layout (a lock on the
-    sandboxes' root dir itself: no lock file is left)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def taken_networks(root: Path) -> list[ipaddress.IPv4Network]:
