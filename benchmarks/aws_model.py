@@ -112,7 +112,7 @@ class Latencies:
     rtt: float = 0.05  # runner <-> node round trip (runner outside the region)
     ssh_crypto: float = 0.05  # key exchange and public-key auth, CPU on both ends
     docker_cli: float = 0.15  # one `docker ...` command on a node
-    per_node_listed: float = 0.001  # `docker node ls` + `node inspect`, per node listed
+    per_node_listed: float = 0.001  # NODE_QUERY (the API's node list), per node listed
     swarm_init: float = 2.0  # `docker swarm init`
     # The joins themselves, from the sandbox (RESULTS.md 1 and 4: worker ~0.4-0.5 s,
     # manager ~0.9 s on one machine), doubled for a network across AZs.
@@ -444,18 +444,22 @@ class SwarmState:
                      if host in (m.machine.public_ip, m.machine.private_ip)), None)
 
     def listing(self, now: float) -> str:
-        """What NODE_QUERY prints: `docker node ls` JSON lines, ---, then inspect lines."""
-        rows, details = [], []
+        """What NODE_QUERY prints: the nodes as Docker's API lists them."""
+        nodes = []
         for m in self.members.values():
             gone = m.machine.state(now) != "running"
-            status = "Down" if gone else ("Ready" if now >= m.ready_at else "Unknown")
-            manager = ("" if m.role == "worker" else "Leader" if m.id == self.leader
-                       else "Unreachable" if gone else "Reachable")
-            rows.append(json.dumps({"ID": m.id, "Hostname": m.machine.hostname, "Status": status,
-                                    "Availability": m.availability.capitalize(),
-                                    "ManagerStatus": manager, "EngineVersion": "28.2.2"}))
-            details.append(f'"{m.id}" "{m.machine.private_ip}" "{m.role}"')
-        return "\n".join(rows) + "\n---\n" + "\n".join(details) + "\n"
+            node: dict[str, object] = {
+                "ID": m.id, "Spec": {"Role": m.role, "Availability": m.availability},
+                "Description": {"Hostname": m.machine.hostname,
+                                "Engine": {"EngineVersion": "28.2.2"}},
+                "Status": {"State": "down" if gone else ("ready" if now >= m.ready_at
+                                                         else "unknown"),
+                           "Addr": m.machine.private_ip}}
+            if m.role == "manager":
+                node["ManagerStatus"] = {"Leader": m.id == self.leader,
+                                         "Reachability": "unreachable" if gone else "reachable"}
+            nodes.append(node)
+        return json.dumps(nodes)
 
 
 # --- SSH to the nodes, as our ssh commands see them ------------------------------------------

@@ -10,17 +10,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from swarmforge.beside import Beside
 from swarmforge.errors import CommandError, SwarmError, UnhealthyError
 from swarmforge.ssh import SSH, SSH_UNREACHABLE
 
-# One round trip: the list as `docker node ls` shows it, then each node's address and role.
+# Every node, with its state, role and address, in one call to the manager's Docker API
+# (curl, as swarm-node.sh joins): one read at one moment, and one small process where the
+# docker CLI took three. It fails as `docker node ls` would: exit 1, the daemon's own words
+# on stderr (in_election reads them); curl's exit code and words when Docker is not there.
 NODE_QUERY = (
-    "docker node ls --format '{{json .}}' && echo --- && "
-    "docker node inspect --format "
-    "'{{json .ID}} {{json .Status.Addr}} {{json .Spec.Role}}' $(docker node ls -q)"
+    "socket=${DOCKER_HOST:-unix:///var/run/docker.sock}; "
+    "answer=$(curl -sS -w '\\n%{http_code}' --unix-socket \"${socket#unix://}\" "
+    "http://docker/nodes) || exit; "
+    "case $answer in "
+    "*200) printf '%s' \"${answer%200}\";; "
+    "*) printf '%s\\n' \"${answer%???}\" | sed -e '/^$/d' -e 's/^{\"message\":\"\\(.*\\)\"}$/"
+    "Error response from daemon: \\1/' -e 's/\\\\\"/\"/g' >&2; exit 1;; "
+    "esac"
 )
 SWARM_STATE = "docker info --format '{{json .Swarm}}'"
 # One round trip: the node's swarm state, then whether it can list the nodes (it has quorum).
@@ -46,9 +54,6 @@ RAFT_SETTLE = 60.0  # seconds a manager command waits for an election to end
 # How long another manager is given to confirm a healthy look; one that does not answer
 # within it is passed over (the look is then the first manager's, a moment later).
 CONFIRM_TIMEOUT = 15.0
-# NODE_QUERY's inspect of a node that left after its listing; the listing is read again.
-NODE_GONE = re.compile(r"node \S+ not found")
-LISTING_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -138,30 +143,30 @@ class JoinTokens:
 
 
 def parse_nodes(output: str) -> list[Node]:
-    """Parse the output of NODE_QUERY."""
-    listing, _, inspected = output.partition("\n---\n")
-    details = {}
-    for line in inspected.splitlines():
-        if line.strip():
-            node_id, address, role = (json.loads(part) for part in line.split(" ", 2))
-            details[node_id] = (address, role)
-    nodes = []
-    for line in listing.splitlines():
-        if not line.startswith("{"):
-            continue
-        row = json.loads(line)
-        address, role = details.get(row["ID"], ("", "manager" if row["ManagerStatus"] else "worker"))
-        nodes.append(Node(
-            id=row["ID"],
-            hostname=row["Hostname"],
-            role=role,
-            status=row["Status"].lower(),
-            availability=row["Availability"].lower(),
-            manager_status=row["ManagerStatus"].lower() or None,
-            address=address,
-            engine_version=row.get("EngineVersion", ""),
-        ))
-    return nodes
+    """Parse the output of NODE_QUERY (the API's nodes), in the order `docker node ls`
+    lists them: by hostname, numbers compared as numbers."""
+    nodes = [_node_of(entry) for entry in json.loads(output)]
+    return sorted(nodes, key=lambda n: _natural(n.hostname))
+
+
+def _node_of(entry: Mapping[str, Any]) -> Node:
+    manager = entry.get("ManagerStatus") or {}
+    return Node(
+        id=entry["ID"],
+        hostname=entry["Description"]["Hostname"],
+        role=entry["Spec"]["Role"],
+        status=entry["Status"]["State"],
+        availability=entry["Spec"]["Availability"],
+        # As the CLI shows it: a manager is its leader or its raft reachability.
+        manager_status="leader" if manager.get("Leader") else manager.get("Reachability"),
+        address=entry["Status"].get("Addr", ""),
+        engine_version=entry["Description"].get("Engine", {}).get("EngineVersion", ""),
+    )
+
+
+def _natural(text: str) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", text) if part]
 
 
 def assess(nodes: Sequence[Node], managers: int, workers: int,
@@ -273,16 +278,7 @@ class Swarm:
         return unlocked
 
     def nodes(self, via: str | None = None) -> list[Node]:
-        host = via or self.active_manager()
-        for _ in range(LISTING_TRIES - 1):
-            try:
-                return parse_nodes(self.manage(host, NODE_QUERY, "docker node ls"))
-            except CommandError as exc:
-                if not NODE_GONE.search(exc.output):
-                    raise
-            # A node removed between the listing and its inspect (a departure, a reaper's
-            # node rm): the listing is already out of date, so read it again.
-        return parse_nodes(self.manage(host, NODE_QUERY, "docker node ls"))
+        return parse_nodes(self.manage(via or self.active_manager(), NODE_QUERY, "docker node ls"))
 
     def join_tokens(self, via: str) -> JoinTokens:
         # Both tokens in one call; they come back only in memory, on ssh's stdout.
@@ -491,7 +487,7 @@ class Swarm:
             try:
                 listing = once.check(host, NODE_QUERY, "docker node ls", timeout=CONFIRM_TIMEOUT)
             except CommandError as exc:
-                if in_election(exc) or NODE_GONE.search(exc.output):  # in flux: not yet
+                if in_election(exc):  # in flux: not yet
                     return Health(seen.nodes, ("the swarm changed while it was read",))
                 continue
             return assess(parse_nodes(listing), managers, workers, ignore)

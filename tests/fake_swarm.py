@@ -1,11 +1,11 @@
 """Python source for the fake `ssh` scripts that stand in for a swarm's managers.
 
 ``NODE_LISTING`` prints what swarmforge's NODE_QUERY gets from a manager: the nodes
-``nodes`` (a list of (role, index)) as `docker node ls` lists them, named
-``{prefix}-{role}-{index}``, all Ready, the first manager leading, then each node's ID,
-address (managers 10.0.0.10+i, workers 10.0.0.100+i) and role. A script sets ``nodes``
-and ``prefix`` and imports json first. ``ACTIVE_MANAGER`` answers MANAGER_CHECK: an
-active manager with quorum. ``block()`` indents either for the branch it goes in.
+``nodes`` (a list of (role, index)) as Docker's API lists them, one per line, named
+``{prefix}-{role}-{index}``, all ready, the first manager leading, managers at 10.0.0.10+i
+and workers at 10.0.0.100+i. A script sets ``nodes`` and ``prefix`` and imports json
+first. ``ACTIVE_MANAGER`` answers MANAGER_CHECK: an active manager with quorum.
+``block()`` indents either for the branch it goes in.
 """
 
 from __future__ import annotations
@@ -18,14 +18,18 @@ from pathlib import Path
 import pytest
 
 NODE_LISTING = """\
+listed = []
 for role, i in nodes:
-    print(json.dumps({"ID": f"{role}{i}", "Hostname": f"{prefix}-{role}-{i}",
-                      "Status": "Ready", "Availability": "Active", "EngineVersion": "27.0",
-                      "ManagerStatus": "" if role == "worker" else
-                      ("Leader" if i == 0 else "Reachable")}))
-print("---")
-for role, i in nodes:
-    print(f'"{role}{i}" "10.0.0.{10 + i if role == "manager" else 100 + i}" "{role}"')
+    address = f"10.0.0.{10 + i if role == 'manager' else 100 + i}"
+    node = {"ID": f"{role}{i}", "Spec": {"Role": role, "Availability": "active"},
+            "Description": {"Hostname": f"{prefix}-{role}-{i}",
+                            "Engine": {"EngineVersion": "27.0"}},
+            "Status": {"State": "ready", "Addr": address}}
+    if role == "manager":
+        node["ManagerStatus"] = {"Leader": i == 0, "Reachability": "reachable",
+                                 "Addr": address + ":2377"}
+    listed.append(json.dumps(node))
+print("[" + ",\\n".join(listed) + "]")
 """
 
 ACTIVE_MANAGER = """\

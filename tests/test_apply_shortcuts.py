@@ -58,7 +58,7 @@ def asked_before():
         return "ssh: asked " in logged.read()
 
 
-if lock and ("docker info" in command or "docker node ls --format" in command) \
+if lock and ("docker info" in command or "http://docker/nodes" in command) \
         and not asked_before():
     deadline = time.monotonic() + (20 if os.environ.get("FAKE_WAIT_FOR_PLAN") else 0)
     while not os.path.exists(lock) and time.monotonic() < deadline:
@@ -68,10 +68,10 @@ answer = subprocess.run([os.path.join(here, "ssh-swarm"), *sys.argv[1:]], captur
                         text=True)
 out = answer.stdout
 first = os.path.join(here, "listed")
-if os.environ.get("FAKE_FIRST_LIST_DOWN") and "docker node ls --format" in command \\
+if os.environ.get("FAKE_FIRST_LIST_DOWN") and "http://docker/nodes" in command \\
         and not os.path.exists(first):
     open(first, "w").close()
-    out = "\\n".join(line.replace('"Ready"', '"Down"') if "worker" in line else line
+    out = "\\n".join(line.replace('"ready"', '"down"') if "worker" in line else line
                      for line in out.split("\\n"))
 sys.stdout.write(out)
 sys.exit(answer.returncode)

@@ -203,7 +203,7 @@ def test_the_roll_plan_says_why_each_node_is_replaced() -> None:
 
 
 def test_status_shows_drift_and_stopped_machines_in_the_table() -> None:
-    nodes = parse_nodes((DATA / "node-query-3m2w.txt").read_text())
+    nodes = parse_nodes((DATA / "node-query-3m2w.json").read_text())
     drifted, stopped = nodes[3].address, nodes[4].address
     table = node_table(nodes, {drifted: "instance type t3.small, settings want t3.medium: "
                                         "`invoke roll` replaces it",

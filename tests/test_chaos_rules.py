@@ -38,23 +38,23 @@ WORKERS = [NodeRef("dev1-worker-0", "10.213.206.100", "10.213.206.100")]
 
 
 def pick(query: str):
-    return find_node(query, "null_resource", MANAGERS, WORKERS, nodes("node-query-manager-unreachable.txt"))
+    return find_node(query, "null_resource", MANAGERS, WORKERS, nodes("node-query-manager-unreachable.json"))
 
 
 def test_a_manager_raft_cannot_reach_is_dead_though_docker_says_ready() -> None:
-    dead = dead_nodes(nodes("node-query-manager-unreachable.txt"))
+    dead = dead_nodes(nodes("node-query-manager-unreachable.json"))
     assert [(n.hostname, n.status) for n in dead] == [("dev1-manager-2", "ready")]
     assert str(DeadNodeError(dead)) == ("manager dev1-manager-2 is unreachable: "
                                         "waiting cannot make the swarm healthy")
 
 
 def test_a_down_worker_is_dead_and_a_healthy_swarm_has_no_dead_node() -> None:
-    assert [n.hostname for n in dead_nodes(nodes("node-query-worker-down.txt"))] == ["dev1-worker-1"]
-    assert dead_nodes(nodes("node-query-3m2w.txt")) == []
+    assert [n.hostname for n in dead_nodes(nodes("node-query-worker-down.json"))] == ["dev1-worker-1"]
+    assert dead_nodes(nodes("node-query-3m2w.json")) == []
 
 
 def test_another_manager_is_not_replaced_and_the_refusal_names_the_fix() -> None:
-    listed = nodes("node-query-manager-unreachable.txt")
+    listed = nodes("node-query-manager-unreachable.json")
     with pytest.raises(QuorumError) as refused:
         check_replaceable([pick("dev1-manager-8")], listed, 3, 1, SETTINGS)
     assert "only 1 other(s) are reachable, not a majority" in str(refused.value)
@@ -62,7 +62,7 @@ def test_another_manager_is_not_replaced_and_the_refusal_names_the_fix() -> None
 
 
 def test_the_worker_is_not_replaced_while_a_manager_is_dead_and_the_refusal_names_it() -> None:
-    listed = nodes("node-query-manager-unreachable.txt")
+    listed = nodes("node-query-manager-unreachable.json")
     with pytest.raises(UnhealthyError) as refused:
         check_replaceable([pick("dev1-worker-0")], listed, 3, 1, SETTINGS)
     assert "manager dev1-manager-2 is unreachable" in str(refused.value)
@@ -71,7 +71,7 @@ def test_the_worker_is_not_replaced_while_a_manager_is_dead_and_the_refusal_name
 
 def test_the_dead_manager_itself_may_be_replaced() -> None:
     # 2 of 3 sound now; 2 of 2 once its entry is gone; 2 of 3 while the twin joins.
-    check_replaceable([pick("dev1-manager-2")], nodes("node-query-manager-unreachable.txt"),
+    check_replaceable([pick("dev1-manager-2")], nodes("node-query-manager-unreachable.json"),
                       3, 1, SETTINGS)
 
 

@@ -43,7 +43,7 @@ if host in os.environ.get("FAKE_DEAD", "").split():
     sys.exit(255)
 if command == "true":  # a shared connection opened ahead
     sys.exit(0)
-if "docker node ls --format" in command:
+if "http://docker/nodes" in command:
     flux = os.path.join(os.path.dirname(log), "flux-" + host)
     if host in os.environ.get("FAKE_FLUX", "").split() and not os.path.exists(flux):
         open(flux, "w").close()

@@ -205,7 +205,7 @@ elif "join-token -q manager" in command:
     log("read the tokens")
     print("SWMTKN-1-" + "m" * 50 + "-" + "a" * 25)
     print("SWMTKN-1-" + "m" * 50 + "-" + "b" * 25)
-elif "docker node ls --format" in command:
+elif "http://docker/nodes" in command:
     log("list the nodes")
     nodes = [("manager", i) for i in range(managers)] + [("worker", i) for i in range(workers)]
     prefix = cluster

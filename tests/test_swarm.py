@@ -24,7 +24,7 @@ def nodes(sample: str):
 
 
 def test_parses_every_field_of_a_healthy_three_plus_two_swarm() -> None:
-    parsed = nodes("node-query-3m2w.txt")
+    parsed = nodes("node-query-3m2w.json")
     assert [n.hostname for n in parsed] == [
         "dev1-manager-0", "dev1-manager-1", "dev1-manager-2", "dev1-worker-0", "dev1-worker-1"]
     leader = parsed[0]
@@ -37,29 +37,29 @@ def test_parses_every_field_of_a_healthy_three_plus_two_swarm() -> None:
 
 
 def test_a_healthy_swarm_is_healthy_with_the_counts_it_has() -> None:
-    health = assess(nodes("node-query-3m2w.txt"), managers=3, workers=2)
+    health = assess(nodes("node-query-3m2w.json"), managers=3, workers=2)
     assert health.healthy and health.problems == ()
 
 
 def test_counts_that_differ_from_the_wanted_ones_are_problems() -> None:
-    health = assess(nodes("node-query-3m2w.txt"), managers=5, workers=2)
+    health = assess(nodes("node-query-3m2w.json"), managers=5, workers=2)
     assert health.problems == ("3 managers (want 5)",)
 
 
 def test_a_dead_worker_makes_the_swarm_unhealthy_and_says_which() -> None:
-    parsed = nodes("node-query-worker-down.txt")
+    parsed = nodes("node-query-worker-down.json")
     health = assess(parsed, managers=3, workers=2)
     assert "dev1-worker-1 is down" in health.problems
     assert not health.healthy
 
 
 def test_no_leader_is_a_problem() -> None:
-    followers = [n for n in nodes("node-query-3m2w.txt") if n.manager_status != "leader"]
+    followers = [n for n in nodes("node-query-3m2w.json") if n.manager_status != "leader"]
     assert "0 leaders (want 1)" in assess(followers, managers=2, workers=2).problems
 
 
 def test_member_at_prefers_the_ready_entry_over_a_stale_one() -> None:
-    parsed = nodes("node-query-worker-down.txt")
+    parsed = nodes("node-query-worker-down.json")
     assert member_at(parsed, "10.213.156.101").hostname == "dev1-worker-1"  # type: ignore[union-attr]
     assert member_at(parsed, "10.9.9.9") is None
 
@@ -73,7 +73,7 @@ def test_join_tokens_never_show_themselves() -> None:
 
 
 def test_node_table_lists_managers_first_with_aligned_columns() -> None:
-    table = node_table(list(reversed(nodes("node-query-3m2w.txt")))).splitlines()
+    table = node_table(list(reversed(nodes("node-query-3m2w.json")))).splitlines()
     assert table[0].split() == ["HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER",
                                 "ADDRESS", "ENGINE"]
     assert table[1].startswith("dev1-manager-0") and table[-1].startswith("dev1-worker-1")
