@@ -7,6 +7,11 @@ One cluster is formed (not timed), then each run times, in a rotating order:
 ``terraform plan`` that apply runs, alone, with the same arguments in the same
 workspace (read from the cluster's terraform.log). The floor is that plan: a
 re-apply cannot know there is nothing to do without it. The ratio is printed last.
+
+With ``--baseline``, the other checkout forms a cluster of its own and re-applies
+that, against its own plan: two checkouts taking turns on one workspace would each
+find it rendered by the other (another mirror path in its CLI config) and init it
+again at every run, a cost no operator's re-apply pays.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import shlex
 from collections.abc import Callable
 
 from _bench import (
+    REPO,
     Cleanup,
     PipelineCluster,
     Timed,
@@ -57,6 +63,10 @@ def plan_alone(cluster: PipelineCluster, argv: list[str]) -> Timed:
     return result
 
 
+def plan_label(label: str) -> str:
+    return "terraform plan" + (" (baseline)" if label == "baseline" else "")
+
+
 def steps_of(result: Timed) -> dict[str, float]:
     steps: dict[str, float] = {}
     for title, _, seconds in result.steps():
@@ -79,47 +89,52 @@ def main() -> None:
     baseline = baseline_repo(args.baseline)
     print(machine())
     counts = ("--managers", str(args.managers), "--workers", str(args.workers))
-    times: dict[str, list[float]] = {"terraform plan": [], "apply": []}
-    steps: dict[str, list[dict[str, float]]] = {"apply": []}
-    if baseline:
-        times["baseline"], steps["baseline"] = [], []
+    labels = ["apply", *(["baseline"] if baseline else [])]
+    times: dict[str, list[float]] = {}
+    steps: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     with state_root() as root, Cleanup() as cleanup:
-        cluster = PipelineCluster("r", root)
-        cleanup.add(cluster.name, cluster.destroy)
-        say(f"forming {cluster.name} ({load()})")
-        cluster.apply(args.managers, args.workers)
-        # Formation plans nothing (phase 2 follows phase 1 without a plan): one no-op apply,
-        # untimed, logs the plan every re-apply runs.
-        cluster.apply(args.managers, args.workers)
-        argv = plan_argv(cluster)
-        others = {"apply": cluster}
-        if baseline:
-            # The same cluster, driven by the other checkout.
-            others["baseline"] = PipelineCluster("r", root, baseline, name=cluster.name)
+        clusters: dict[str, PipelineCluster] = {}
+        argvs: dict[str, list[str]] = {}
+        for label in labels:
+            cluster = PipelineCluster("r", root, baseline if label == "baseline" else REPO)
+            cleanup.add(cluster.name, cluster.destroy)
+            say(f"forming {cluster.name} ({label}, {load()})")
+            cluster.apply(args.managers, args.workers)
+            # Formation plans nothing (phase 2 follows phase 1 without a plan): one no-op
+            # apply, untimed, logs the plan every re-apply runs.
+            cluster.apply(args.managers, args.workers)
+            clusters[label], argvs[label] = cluster, plan_argv(cluster)
+            times[plan_label(label)], times[label] = [], []
 
         def reapply(label: str) -> Callable[[], None]:
             def run() -> None:
-                result = must(others[label].invoke("apply", *counts), f"no-op apply ({label})")
+                result = must(clusters[label].invoke("apply", *counts), f"no-op apply ({label})")
                 if "unchanged" not in result.stdout:
                     raise SystemExit(f"the re-apply changed something:\n{result.stdout}")
                 times[label].append(result.seconds)
                 steps[label].append(steps_of(result))
             return run
 
-        def plan() -> None:
-            times["terraform plan"].append(plan_alone(cluster, argv).seconds)
+        def plan(label: str) -> Callable[[], None]:
+            def run() -> None:
+                times[plan_label(label)].append(plan_alone(clusters[label], argvs[label]).seconds)
+            return run
 
-        jobs = [plan, *(reapply(label) for label in others)]
+        jobs = [job for label in labels for job in (plan(label), reapply(label))]
         for i in range(args.runs):
             say(f"run {i + 1}/{args.runs} ({load()})")
             shift = i % len(jobs)
             for job in jobs[shift:] + jobs[:shift]:
                 job()
     floor = median(times["terraform plan"])
-    rows: list[list[object]] = [["terraform plan alone (floor)", floor, 1.0]]
-    for label in others:
-        name = "invoke apply, no-op" + (" (baseline)" if label == "baseline" else "")
-        rows.append([name, median(times[label]), median(times[label]) / floor])
+    rows: list[list[object]] = []
+    for label in labels:
+        suffix = " (baseline)" if label == "baseline" else ""
+        own_floor = median(times[plan_label(label)])
+        rows.append([f"terraform plan alone (floor){suffix}", own_floor, 1.0])
+        rows.append([f"invoke apply, no-op{suffix}", median(times[label]),
+                     median(times[label]) / own_floor])
+    others = clusters
     print(f"no-op re-apply of a converged {args.managers}+{args.workers} cluster: "
           f"{args.runs} run(s), medians in seconds\n")
     print(table(["", "seconds", "ratio"], rows))
