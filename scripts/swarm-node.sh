@@ -34,13 +34,24 @@ die() { echo "swarm-node: $*" >&2; exit 1; }
 # Strip anything that looks like a join token from text we are about to print.
 redact() { sed -E 's/SWMTKN-[A-Za-z0-9-]+/SWMTKN-<redacted>/g'; }
 
-swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}'; }
-
 docker_socket() {
   local host="${DOCKER_HOST:-unix:///var/run/docker.sock}"
   [[ "$host" == unix://* ]] || die "DOCKER_HOST must be a unix socket, not ${host}"
   echo "${host#unix://}"
 }
+
+# One field of the node's swarm info (LocalNodeState, ControlAvailable), read from the
+# Docker API with curl: `docker info` would start the CLI, which costs several times
+# more, and a join asks twice (tens of nodes joining at once share the CPU).
+swarm_field() {
+  local field="$1" info
+  info="$(curl --silent --show-error --unix-socket "$(docker_socket)" http://docker/info)" \
+    || die "cannot reach the Docker API"
+  [[ "$info" =~ \"${field}\":\"?([A-Za-z-]+) ]] || die "Docker's info says nothing of ${field}"
+  echo "${BASH_REMATCH[1]}"
+}
+
+swarm_state() { swarm_field LocalNodeState; }
 
 init_swarm() {
   local address="$1" pool="${2:-}" mask="${3:-24}"
@@ -83,7 +94,7 @@ join_swarm() {
   if [[ "$status" != "200" ]]; then
     die "join refused (HTTP ${status}): $(printf '%s' "${response%$'\n'*}" | redact)"
   fi
-  if [[ "$(docker info --format '{{.Swarm.ControlAvailable}}')" == "true" ]]; then
+  if [[ "$(swarm_field ControlAvailable)" == "true" ]]; then
     echo "joined as manager"
   else
     echo "joined as worker"
@@ -222,7 +233,7 @@ check_spot_units() {
 enable_spot_unit() {
   local unit=swarmforge-spot-notice.service
   [[ "${SWARM_NODE_SPOT:-}" == 1 ]] || return 0
-  [[ "$(docker info --format '{{.Swarm.ControlAvailable}}')" != "true" ]] || unit=swarmforge-spot-reaper.service
+  [[ "$(swarm_field ControlAvailable)" != "true" ]] || unit=swarmforge-spot-reaper.service
   as_root systemctl enable --now "$unit" >/dev/null 2>&1 || die "cannot enable ${unit}"
   echo "enabled ${unit}"
 }
