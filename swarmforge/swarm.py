@@ -150,23 +150,31 @@ def parse_nodes(output: str) -> list[Node]:
 
 
 def _node_of(entry: Mapping[str, Any]) -> Node:
-    manager = entry.get("ManagerStatus") or {}
+    # A node still joining has no description yet (no hostname, no engine) and may have no
+    # state or address: as the CLI does, it is shown with what there is, never refused.
+    spec, described = entry.get("Spec") or {}, entry.get("Description") or {}
+    status, manager = entry.get("Status") or {}, entry.get("ManagerStatus") or {}
     return Node(
         id=entry["ID"],
-        hostname=entry["Description"]["Hostname"],
-        role=entry["Spec"]["Role"],
-        status=entry["Status"]["State"],
-        availability=entry["Spec"]["Availability"],
+        hostname=described.get("Hostname", ""),
+        role=spec.get("Role") or ("manager" if manager else "worker"),
+        status=status.get("State") or "unknown",
+        availability=spec.get("Availability", ""),
         # As the CLI shows it: a manager is its leader or its raft reachability.
         manager_status="leader" if manager.get("Leader") else manager.get("Reachability"),
-        address=entry["Status"].get("Addr", ""),
-        engine_version=entry["Description"].get("Engine", {}).get("EngineVersion", ""),
+        address=status.get("Addr", ""),
+        engine_version=(described.get("Engine") or {}).get("EngineVersion", ""),
     )
 
 
 def _natural(text: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part)
             for part in re.split(r"(\d+)", text) if part]
+
+
+def shown_name(node: Node) -> str:
+    """The node's hostname; a node still joining has none yet, and is named by its ID."""
+    return node.hostname or f"node {node.id[:12]} (no hostname yet)"
 
 
 def assess(nodes: Sequence[Node], managers: int, workers: int,
@@ -183,7 +191,7 @@ def assess(nodes: Sequence[Node], managers: int, workers: int,
     nodes = [n for n in nodes if n.id not in ignore]
     for node in nodes:
         if node.status != "ready":
-            problems.append(f"{node.hostname} is {node.status}")
+            problems.append(f"{shown_name(node)} is {node.status}")
         elif node.role == "manager" and node.manager_status not in ("leader", "reachable"):
             problems.append(f"manager {node.hostname} is {node.manager_status}")
     have_managers = sum(n.role == "manager" for n in nodes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,25 @@ def test_parses_every_field_of_a_healthy_three_plus_two_swarm() -> None:
     assert leader.engine_version == "20.10.24+dfsg1"
     assert [n.manager_status for n in parsed[3:]] == [None, None]
     assert {n.role for n in parsed[3:]} == {"worker"}
+
+
+def test_a_node_still_joining_is_listed_with_what_there_is_and_is_not_ready() -> None:
+    """Until a joining node first reports, the API lists it with an empty description
+    (no hostname: what `invoke status` beside an apply met in CI) and an unknown state."""
+    listing = json.loads((DATA / "node-query-3m2w.json").read_text())
+    listing.append({"ID": "joining0node0id0000000000", "Version": {"Index": 41},
+                    "Spec": {"Labels": {}, "Role": "worker", "Availability": "active"},
+                    "Description": {"Platform": {}, "Resources": {}, "Engine": {},
+                                    "TLSInfo": {}},
+                    "Status": {"State": "unknown", "Addr": ""}})
+
+    parsed = parse_nodes(json.dumps(listing))
+    joining = next(n for n in parsed if n.id == "joining0node0id0000000000")
+
+    assert (joining.hostname, joining.role, joining.status, joining.address) == (
+        "", "worker", "unknown", "")
+    assert assess(parsed, managers=3, workers=3).problems == (
+        "node joining0node (no hostname yet) is unknown",)
 
 
 def test_a_healthy_swarm_is_healthy_with_the_counts_it_has() -> None:
