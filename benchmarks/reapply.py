@@ -63,8 +63,13 @@ def plan_alone(cluster: PipelineCluster, argv: list[str]) -> Timed:
     return result
 
 
+def marked(label: str) -> str:
+    """How a row of ``label``'s checkout is marked: the baseline's say so."""
+    return " (baseline)" if label == "baseline" else ""
+
+
 def plan_label(label: str) -> str:
-    return "terraform plan" + (" (baseline)" if label == "baseline" else "")
+    return "terraform plan" + marked(label)
 
 
 def steps_of(result: Timed) -> dict[str, float]:
@@ -89,14 +94,15 @@ def main() -> None:
     baseline = baseline_repo(args.baseline)
     print(machine())
     counts = ("--managers", str(args.managers), "--workers", str(args.workers))
-    labels = ["apply", *(["baseline"] if baseline else [])]
+    repos = {"apply": REPO, **({"baseline": baseline} if baseline else {})}
+    labels = list(repos)
     times: dict[str, list[float]] = {}
     steps: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     with state_root() as root, Cleanup() as cleanup:
         clusters: dict[str, PipelineCluster] = {}
         argvs: dict[str, list[str]] = {}
         for label in labels:
-            cluster = PipelineCluster("r", root, baseline if label == "baseline" else REPO)
+            cluster = PipelineCluster("r", root, repos[label])
             cleanup.add(cluster.name, cluster.destroy)
             say(f"forming {cluster.name} ({label}, {load()})")
             cluster.apply(args.managers, args.workers)
@@ -129,21 +135,19 @@ def main() -> None:
     floor = median(times["terraform plan"])
     rows: list[list[object]] = []
     for label in labels:
-        suffix = " (baseline)" if label == "baseline" else ""
         own_floor = median(times[plan_label(label)])
-        rows.append([f"terraform plan alone (floor){suffix}", own_floor, 1.0])
-        rows.append([f"invoke apply, no-op{suffix}", median(times[label]),
+        rows.append([f"terraform plan alone (floor){marked(label)}", own_floor, 1.0])
+        rows.append([f"invoke apply, no-op{marked(label)}", median(times[label]),
                      median(times[label]) / own_floor])
-    others = clusters
     print(f"no-op re-apply of a converged {args.managers}+{args.workers} cluster: "
           f"{args.runs} run(s), medians in seconds\n")
     print(table(["", "seconds", "ratio"], rows))
     print("\nper run: " + ";  ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v)
                                      for k, v in times.items()))
-    names = list(dict.fromkeys(n for label in others for s in steps[label] for n in s))
+    names = list(dict.fromkeys(n for label in labels for s in steps[label] for n in s))
     print()
-    print(table(["no-op apply step", *others],
-                [[n, *(median([s.get(n, 0.0) for s in steps[label]]) for label in others)]
+    print(table(["no-op apply step", *labels],
+                [[n, *(median([s.get(n, 0.0) for s in steps[label]]) for label in labels)]
                  for n in names]))
     print(f"\n{load()}")
     print(f"ratio (no-op apply / terraform plan alone): {median(times['apply']) / floor:.2f}")
