@@ -75,7 +75,7 @@ from swarmforge.ssh import SshProfile  # noqa: E402
 from swarmforge.swarm import MANAGER_CHECK, NODE_QUERY, RECHECK, SWARM_STATE, Swarm  # noqa: E402
 from swarmforge.targets.aws.host_keys import KEYS_BEGIN, KEYS_END, POLL, HostKeyPins  # noqa: E402
 from swarmforge.targets.aws.instances import node_facts as aws_node_facts  # noqa: E402
-from swarmforge.targets.aws.target import manager_address  # noqa: E402
+from swarmforge.targets.aws.target import AwsTarget, manager_address  # noqa: E402
 from swarmforge.terraform_output import Plan, PlannedChange  # noqa: E402
 from swarmforge.unlock_keys import UnlockKeys  # noqa: E402
 
@@ -1007,6 +1007,7 @@ class ModelTarget:
     config_dir = REPO / "terraform" / "aws"
     resource_type = "aws_instance"
     mirrored_providers: tuple[str, ...] = ()
+    default_parallelism = AwsTarget.default_parallelism
     login_user = "ubuntu"
 
     def ssh_host_ahead(self, role: str, slot: int) -> str | None:
@@ -1388,8 +1389,9 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--parallelism", type=int, default=Settings.parallelism,
-                        help="swarmforge.parallelism (Terraform's -parallelism); default the pipeline's")
+    parser.add_argument("--parallelism", type=int, default=AwsTarget.default_parallelism,
+                        help="swarmforge.parallelism (Terraform's -parallelism); default the aws "
+                             "target's")
     parser.add_argument("--sweep", default="10,25,50,100,200",
                         help="-parallelism values for the 7+500 formation sweep")
     args = parser.parse_args(argv)

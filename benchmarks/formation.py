@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--managers", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--parallelism", type=int, default=None,
-                        help="passed to `invoke apply --parallelism` (default: the setting's, 10)")
+                        help="passed to `invoke apply --parallelism` (default: the local target's)")
     parser.add_argument("--baseline", metavar="DIR",
                         help="another checkout to measure in the same runs (before/after a change)")
     parser.add_argument("--repo", metavar="DIR",

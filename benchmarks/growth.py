@@ -1,6 +1,6 @@
 """How formation time grows with the cluster: `invoke apply` against the floor, by size.
 
-    .venv/bin/python benchmarks/growth.py [--workers 2,10,25] [--parallelism 10] [--runs 1]
+    .venv/bin/python benchmarks/growth.py [--workers 2,10,25] [--parallelism 10,30] [--runs 1]
 
 For each worker count (3 managers each) and each Terraform parallelism, the
 same measurement as formation.py: the floor (init + parallel joins over SSH on
@@ -19,6 +19,8 @@ import argparse
 from _bench import baseline_repo, load, machine, require_root, say, table
 from formation import measure, summary
 
+from swarmforge.targets.local.target import LocalTarget
+
 
 def numbers(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
@@ -30,9 +32,10 @@ def main() -> None:
     parser.add_argument("--managers", type=int, default=3)
     parser.add_argument("--workers", type=numbers, default=[2, 10, 25],
                         help="worker counts, comma-separated (default 2,10,25)")
-    parser.add_argument("--parallelism", type=numbers, default=[10],
-                        help="Terraform parallelism values to try, comma-separated (default 10, "
-                             "the setting's default)")
+    default = LocalTarget.default_parallelism
+    parser.add_argument("--parallelism", type=numbers, default=[default],
+                        help=f"Terraform parallelism values to try, comma-separated (default "
+                             f"{default}, the local target's)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--baseline", metavar="DIR", help="another checkout, timed in the same runs")
     args = parser.parse_args()

@@ -89,6 +89,11 @@ class Cluster:
         self._unchanged: HealthRead | None = None  # a re-apply that changed nothing: its read
         self._unlocker: StoredKeyUnlocker | None = None  # autolock's keys, read when needed
 
+    @property
+    def parallelism(self) -> int:
+        """How many nodes Terraform makes at once: the setting, else the target's own."""
+        return self.settings.parallelism or self.target.default_parallelism
+
     # -- apply --------------------------------------------------------------
 
     def apply(self, rotate: bool = True,
@@ -324,7 +329,7 @@ class Cluster:
         if first:
             with self.progress.step(f"phase 2: {len(first)} network change(s), before the swarm "
                                     "is reached"):
-                tf.apply(variables, {}, targets=first, parallelism=self.settings.parallelism)
+                tf.apply(variables, {}, targets=first, parallelism=self.parallelism)
         if not plan.swarm_changes():
             return True
         secrets = self.secrets(swarm, via(), managers)
@@ -401,7 +406,7 @@ class Cluster:
             # count must pass its validation even when phase 1 failed before any output.
             tf.apply(self._variables(swarm_init=False, managers=len(managers) or 1,
                                      workers=len(workers)),
-                     {}, destroy=True, parallelism=self.settings.parallelism)
+                     {}, destroy=True, parallelism=self.parallelism)
         with self.progress.step(f"removing what the {self.target.name} target made"):
             self.target.teardown()
             self.target.operation_store().journal().finish()  # nothing is left to resume
@@ -488,7 +493,7 @@ class Cluster:
         # A node made anew keeps its name: once its new key is pinned, it counts as new.
         before = set(self._pins) - self._unpinned
         try:
-            tf.apply(variables(), secrets, replace=replace, parallelism=self.settings.parallelism,
+            tf.apply(variables(), secrets, replace=replace, parallelism=self.parallelism,
                      refresh=refresh, on_start=on_start)
         finally:
             self._unpinned = set()
@@ -498,7 +503,7 @@ class Cluster:
             if waited:
                 with self.progress.step(f"host keys pinned for {', '.join(waited)}: running their "
                                         "swarm steps"):
-                    tf.apply(variables(), secrets, parallelism=self.settings.parallelism,
+                    tf.apply(variables(), secrets, parallelism=self.parallelism,
                              refresh=False)
                 self._nodes_in_state(tf)
 

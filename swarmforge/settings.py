@@ -100,7 +100,7 @@ class Settings:
     root_volume_kms_key_id: str | None = None  # None: the account's default EBS key
     unlock_key_kms_key_id: str | None = None  # aws, autolock: None: SSM's default key
     tags: tuple[tuple[str, str], ...] = ()  # on everything terraform/aws makes: "team=infra,env=prod"
-    parallelism: int = 10
+    parallelism: int | None = None  # None: the target's own (its default_parallelism)
     terraform_bin: str | None = None  # None: `terraform` on PATH if new enough, else ours
     state_dir: str = str(REPO_ROOT / ".swarmforge")
     health_timeout: float = 180.0
@@ -188,7 +188,7 @@ def validate(s: Settings) -> list[str]:
     problems += _account_problems(s)
     problems += _state_problems(s)
     problems += _ssh_problems(s)
-    if not 1 <= s.parallelism <= MAX_PARALLELISM:
+    if s.parallelism is not None and not 1 <= s.parallelism <= MAX_PARALLELISM:
         problems.append(f"parallelism: {s.parallelism} must be from 1 to {MAX_PARALLELISM}")
     problems += _log_rotation_problems(s)
     for name in ("max_unhealthy_managers", "max_unhealthy_workers"):

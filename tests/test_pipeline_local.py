@@ -114,6 +114,7 @@ class TestOneClusterLife:
             in result.stderr
         applies = [argv for argv in calls.read_text().splitlines() if argv.startswith("apply")]
         assert len(applies) == 2, applies
+        assert all(" -parallelism=30 " in argv for argv in applies), applies  # the target's own
         assert not [argv for argv in calls.read_text().splitlines() if "-target" in argv]
         assert f"cluster '{cluster}' created: 3 managers, 2 workers, healthy" in result.stdout
         data = status(cluster, state_root)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from invoke import Config
 
+from swarmforge.cluster import Cluster
 from swarmforge.errors import ConfigError
 from swarmforge.runtime import runtime_dir
 from swarmforge.settings import PublicPort, Settings, config_defaults, load_settings
@@ -222,6 +223,14 @@ def test_true_false_settings_read_false_from_env_vars(monkeypatch: pytest.Monkey
 
 def test_even_managers_need_the_explicit_flag() -> None:
     assert load_settings({}, {"managers": 4, "allow_even_managers": True}).managers == 4
+
+
+@pytest.mark.parametrize(("target", "default"), [("aws", 10), ("local", 30)])
+def test_parallelism_unset_is_the_targets_own_and_a_setting_beats_it(target: str,
+                                                                     default: int) -> None:
+    assert Cluster(load_settings({}, {"target": target})).parallelism == default
+    chosen = load_settings({"parallelism": 4}, {"target": target})
+    assert Cluster(chosen).parallelism == 4
 
 
 def test_flags_beat_config_beat_defaults() -> None:

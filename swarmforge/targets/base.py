@@ -67,6 +67,7 @@ class Target(Protocol):
     config_dir: Path  # the Terraform configuration, terraform/<name>
     resource_type: str  # of swarm_manager / swarm_worker in that configuration
     mirrored_providers: tuple[str, ...]  # taken from this machine's offline mirror, not the registry
+    default_parallelism: int  # Terraform's -parallelism unless the parallelism setting says
 
     @property
     def login_user(self) -> str:

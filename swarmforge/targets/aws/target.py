@@ -86,6 +86,9 @@ class AwsTarget:
     config_dir = REPO_ROOT / "terraform" / "aws"
     resource_type = "aws_instance"
     mirrored_providers: tuple[str, ...] = ()  # the operator's Terraform takes them from the registry
+    # Terraform's own: private workers are reached through one manager's sshd, whose
+    # MaxStartups (10:30:100) starts dropping connections past 10 that start at once.
+    default_parallelism = 10
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
