@@ -47,8 +47,8 @@ class LocalTarget:
     # The sandbox runs where no registry may be reachable: setup-host.sh mirrors it.
     mirrored_providers: tuple[str, ...] = ("registry.terraform.io/hashicorp/null",)
     # Every node has its own sshd and no cloud API paces its making, so nothing argues
-    # for Terraform's 10; past 30 the hosts starting at once only share this machine's
-    # cores thinner (benchmarks/RESULTS.md, "The fifth pass").
+    # for Terraform's 10: at 30, 3+25 forms in 19-21 s against 24-25 s at 10, every
+    # host in one wave (benchmarks/RESULTS.md, "The fifth pass").
     default_parallelism = 30
 
     def __init__(self, settings: Settings, sandbox_root: Path = SANDBOX_ROOT) -> None:
