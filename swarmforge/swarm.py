@@ -112,13 +112,14 @@ class DeadNodeError(UnhealthyError):
 def describe_dead(node: Node) -> str:
     """``manager x-manager-1 is unreachable``: what a dead node looks like to the swarm."""
     state = node.manager_status if node.status == "ready" else node.status
-    return f"{node.role} {node.hostname} is {state}"
+    return f"{node.role} {shown_name(node)} is {state}"
 
 
 def dead_nodes(nodes: Sequence[Node]) -> list[Node]:
     """Nodes that are not coming back by themselves: Down, or a manager raft cannot reach.
 
-    A node that is joining shows up Ready (or is not listed yet), so it is never here.
+    A node that is joining is not listed yet, or is listed in state unknown with no
+    hostname until it first reports, so it is never here.
     """
     return [n for n in nodes if n.status == "down"
             or (n.role == "manager" and n.manager_status == "unreachable")]

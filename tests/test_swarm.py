@@ -10,7 +10,9 @@ import pytest
 from swarmforge.errors import CommandError, SwarmError
 from swarmforge.swarm import (
     JoinTokens,
+    Node,
     assess,
+    describe_dead,
     in_election,
     member_at,
     node_table,
@@ -54,6 +56,12 @@ def test_a_node_still_joining_is_listed_with_what_there_is_and_is_not_ready() ->
         "", "worker", "unknown", "")
     assert assess(parsed, managers=3, workers=3).problems == (
         "node joining0node (no hostname yet) is unknown",)
+
+
+def test_a_node_that_died_before_it_first_reported_is_named_by_its_id() -> None:
+    nameless = Node(id="joining0node0id0000000000", hostname="", role="worker", status="down",
+                    availability="active", manager_status=None, address="", engine_version="")
+    assert describe_dead(nameless) == "worker node joining0node (no hostname yet) is down"
 
 
 def test_a_healthy_swarm_is_healthy_with_the_counts_it_has() -> None:
